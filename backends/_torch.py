@@ -1,0 +1,54 @@
+"""What the eager and Inductor backends share: device sync, the PyTorch profiler, peaks."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from harness.backend import Prepared
+from harness.workload import Workload, run_torch
+
+
+def synchronize(device: torch.device) -> Callable[[Any], None]:
+    if device.type == "cuda":
+        return lambda out: torch.cuda.synchronize(device)
+    return lambda out: None
+
+
+def profile(device: torch.device) -> Callable[[Callable[[], Any], int, Path], Path]:
+    def run(fn: Callable[[], Any], iters: int, out_dir: Path) -> Path:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        sync = synchronize(device)
+        sync(fn())  # nothing lazy left for the profiled window
+        with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
+            for i in range(iters):
+                # One marker per iteration: the kernel collector divides by their count.
+                with torch.profiler.record_function(f"harness_iter_{i}"):
+                    out = fn()
+                sync(out)
+        path = Path(out_dir) / "trace.json.gz"
+        prof.export_chrome_trace(str(path))
+        return path
+    return run
+
+
+def prepare_torch(workload: Workload, device: torch.device, forward: Callable[..., Any],
+                  compile_info: dict | None = None) -> Prepared:
+    def step(*inputs: torch.Tensor):
+        return run_torch(workload, forward, inputs)
+
+    cuda = device.type == "cuda"
+    return Prepared(
+        step=step,
+        inputs=workload.inputs,
+        convert=lambda inputs: tuple(inputs),
+        synchronize=synchronize(device),
+        to_torch=lambda out: tuple(out),
+        profile=profile(device),
+        reset_peak_memory=(lambda: torch.cuda.reset_peak_memory_stats(device)) if cuda else (lambda: None),
+        peak_memory_bytes=(lambda: int(torch.cuda.max_memory_allocated(device))) if cuda else (lambda: None),
+        compile_info=compile_info or {},
+    )

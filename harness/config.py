@@ -1,0 +1,120 @@
+"""Structured configs: Hydra validates key names and types against these dataclasses.
+
+Each workload has its own dataclass (its parameters differ); they are registered in the
+ConfigStore as `workload/<name>_schema` and each `conf/workload/<name>.yaml` extends its
+schema, so `workload.M=abc` or `workload.typo=1` is rejected by OmegaConf itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class BenchConfig:
+    warmup: int = 3                 # calls after the first (compiling) one, before timing
+    repeats: int = 15               # timed samples
+    min_repeat_ms: float = 50.0     # iterations per sample are calibrated to reach this
+    max_iters_per_repeat: int = 10_000
+    timeout_s: float = 900.0        # wall limit of the whole worker process
+    profile: bool = True            # run a separate profiling pass after timing
+    profile_iters: int = 5
+    check_numerics: bool = True
+
+
+@dataclass
+class BackendConfig:
+    name: str = MISSING
+    # inductor
+    mode: str = "default"           # default | max-autotune | max-autotune-no-cudagraphs | reduce-overhead
+    fullgraph: bool = True
+    dynamic: bool = False
+    # xla (torchax -> jax.jit -> XLA)
+    platform: str = "auto"          # auto | gpu | cpu
+    xla_flags: str = ""
+    autotune_level: Optional[int] = None
+    dump_hlo: bool = True
+
+
+@dataclass
+class WorkloadConfig:
+    name: str = MISSING
+    preset: str = "auto"            # auto: the realistic preset on cuda, the small one on cpu
+    mode: str = "fwd"               # fwd | fwd_bwd (where a workload supports it)
+    dtype: str = "bfloat16"
+    min_sqnr_db: Optional[float] = None   # None: the workload's default for this recipe/mode
+
+
+@dataclass
+class Fp8LinearConfig(WorkloadConfig):
+    name: str = "fp8_linear"
+    recipe: str = "tensorwise"      # tensorwise | bf16
+    M: Optional[int] = None
+    K: Optional[int] = None
+    N: Optional[int] = None
+
+
+@dataclass
+class ConvConfig(WorkloadConfig):
+    name: str = "conv"
+    batch: Optional[int] = None
+    in_channels: Optional[int] = None
+    out_channels: Optional[int] = None
+    height: Optional[int] = None
+    width: Optional[int] = None
+    kernel_size: Optional[int] = None
+    stride: Optional[int] = None
+    padding: Optional[int] = None
+    bias: Optional[bool] = None
+    channels_last: Optional[bool] = None
+
+
+@dataclass
+class QwenDecoderConfig(WorkloadConfig):
+    name: str = "qwen_decoder"
+    phase: str = "decode"           # prefill | decode
+    cache: str = "static"           # static | paged
+    batch: Optional[int] = None
+    prompt_len: Optional[int] = None
+    max_len: Optional[int] = None
+    num_layers: Optional[int] = None
+    block_size: Optional[int] = None
+    tie_embeddings: Optional[bool] = None
+
+
+@dataclass
+class FaultyConfig(WorkloadConfig):
+    """Test-only workload that misbehaves on request."""
+    name: str = "faulty"
+    fault: str = "none"             # none | crash | hang | wrong | raise | segfault
+    size: int = 64
+
+
+@dataclass
+class RunConfig:
+    workload: Any = MISSING
+    backend: BackendConfig = MISSING
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    device: str = "auto"            # auto | cuda | cpu
+    seed: int = 0
+    force: bool = False             # re-run even where the run dir already holds an `ok` record
+
+
+WORKLOAD_SCHEMAS: dict[str, type] = {
+    "fp8_linear": Fp8LinearConfig,
+    "conv": ConvConfig,
+    "qwen_decoder": QwenDecoderConfig,
+    "faulty": FaultyConfig,
+}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="backend", name="backend_schema", node=BackendConfig)
+    cs.store(group="bench", name="bench_schema", node=BenchConfig)
+    for name, schema in WORKLOAD_SCHEMAS.items():
+        cs.store(group="workload", name=f"{name}_schema", node=schema)

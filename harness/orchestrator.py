@@ -1,0 +1,157 @@
+"""Runs one resolved config in a fresh worker process and always leaves exactly one RunRecord.
+
+Why a process per run (DESIGN.md): torchax breaks torch.compile in the same process, the JAX
+profiler records no GPU kernels once the PyTorch profiler has subscribed to CUPTI, and a
+compiler segfault must cost one row of a sweep, not the sweep.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.record import RECORD_NAME, RunRecord, read_record, write_json_atomic, write_record
+from harness.worker import CONFIG_ERROR_PREFIX, CONFIG_NAME, RESULT_NAME
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STDERR_TAIL_LINES = 40
+
+
+def run_id(cfg: dict[str, Any]) -> str:
+    """Stable id of what is measured: the same resolved config gives the same id."""
+    key = {k: cfg.get(k) for k in ("workload", "backend", "bench", "device", "seed")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def worker_env(cfg: dict[str, Any], run_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    # JAX would otherwise take 75% of the GPU up front and every memory figure would be that.
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # A cold compile cache per run: compile times do not depend on what ran before, and the
+    # run's Inductor output code can be found and kept.
+    cache = run_dir / "compile_cache"
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(cache / "inductor")
+    env["TRITON_CACHE_DIR"] = str(cache / "triton")
+    return env
+
+
+def _stream(pipe, tail: collections.deque, echo: bool) -> None:
+    for raw in iter(pipe.readline, b""):
+        line = raw.decode(errors="replace").rstrip("\n")
+        tail.append(line)
+        if echo and line.startswith("[worker]"):
+            print(f"  {line}", file=sys.stderr, flush=True)
+    pipe.close()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _failure_reason(returncode: int, tail: list[str]) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else str(-returncode)
+        return f"worker killed by signal {name}"
+    last = next((l for l in reversed(tail) if l.strip()), "")
+    return f"worker exited with code {returncode}: {last}"[:2000]
+
+
+def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rid = run_id(cfg)
+    write_json_atomic(run_dir / CONFIG_NAME, cfg, overwrite=True)
+    result_path = run_dir / RESULT_NAME
+    if result_path.exists():
+        result_path.unlink()   # a stale result from a killed attempt must not be taken for this one
+
+    timeout_s = float(cfg["bench"]["timeout_s"])
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=worker_env(cfg, run_dir), cwd=REPO_ROOT, start_new_session=True)
+    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
+    reader = threading.Thread(target=_stream, args=(proc.stdout, tail, echo), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+    except KeyboardInterrupt:
+        _kill_group(proc)
+        raise
+    reader.join(timeout=5)
+    wall_s = time.perf_counter() - start
+    lines = list(tail)
+
+    record = RunRecord(run_id=rid, status="failed", config=cfg, workload=cfg["workload"]["name"],
+                       backend=cfg["backend"]["name"], stderr_tail="\n".join(lines), wall_s=wall_s)
+    if timed_out:
+        record.reason = f"timeout: worker still running after {timeout_s:g} s (bench.timeout_s), killed"
+    elif proc.returncode == 2 and any(l.startswith(CONFIG_ERROR_PREFIX) for l in lines):
+        record.reason = next(l for l in reversed(lines) if l.startswith(CONFIG_ERROR_PREFIX))
+    elif proc.returncode != 0:
+        record.reason = _failure_reason(proc.returncode, lines)
+    elif not result_path.exists():
+        record.reason = "worker exited 0 without writing a result"
+    else:
+        result = json.loads(result_path.read_text())
+        for key, value in result.items():
+            if hasattr(record, key):
+                setattr(record, key, value)
+        if record.status == "ok":
+            record.stderr_tail = ""
+    write_record(run_dir, record)
+    return record
+
+
+def summary_line(record: RunRecord | dict) -> str:
+    r = record if isinstance(record, dict) else record.to_dict()
+    params = r.get("params") or {}
+    tags = ",".join(str(params[k]) for k in ("mode", "recipe", "phase", "cache", "preset") if k in params)
+    name = f"{r['workload']}[{tags}]" if tags else r["workload"]
+    backend = r["backend"]
+    mode = (r.get("config", {}).get("backend") or {}).get("mode")
+    if backend == "inductor" and mode and mode != "default":
+        backend = f"{backend}:{mode}"
+    parts = [f"{name:<40}", f"{backend:<12}", f"{r['status']:<7}"]
+    if r.get("timing"):
+        t = r["timing"]
+        parts.append(f"median {t['median_ms']:.4g} ms (cv {100 * t['cv']:.1f}%)")
+    thr = r.get("throughput") or {}
+    if thr.get("tflops"):
+        parts.append(f"{thr['tflops']:.3g} TFLOP/s")
+    if thr.get("tokens_per_s"):
+        parts.append(f"{thr['tokens_per_s']:.4g} tok/s")
+    num = r.get("numerics")
+    if num:
+        parts.append(f"sqnr {num['min_sqnr_db']:.1f} dB {'ok' if num['passed'] else 'FAIL'}")
+    if r["status"] != "ok":
+        parts.append(f"-- {r['reason']}")
+    return "  ".join(parts)
+
+
+def existing_record(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / RECORD_NAME
+    return read_record(path) if path.exists() else None

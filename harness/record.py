@@ -1,0 +1,86 @@
+"""RunRecord: one JSON per run, written atomically, never overwritten."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "record.json"
+
+
+@dataclass
+class Timing:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float                   # std / mean
+    min_ms: float
+    iters_per_sample: int
+    samples_ms: list[float]     # per-iteration time of each sample
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    status: str                 # ok | failed | skipped
+    reason: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    workload: str = ""
+    backend: str = ""
+    params: dict[str, Any] = field(default_factory=dict)   # the workload's resolved parameters
+    environment: dict[str, Any] = field(default_factory=dict)
+    compile_s: float | None = None        # first call (compile + one execution)
+    compile: dict[str, Any] = field(default_factory=dict)  # phases, where a backend reports them
+    timing: dict[str, Any] | None = None
+    throughput: dict[str, Any] = field(default_factory=dict)
+    numerics: dict[str, Any] | None = None
+    memory: dict[str, Any] = field(default_factory=dict)   # runtime peaks
+    kernels: dict[str, Any] = field(default_factory=dict)  # kernel-table summary of the profile pass
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> path relative to the run dir
+    stderr_tail: str = ""
+    wall_s: float | None = None
+    harness_overhead_s: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any], overwrite: bool = False) -> None:
+    """Temp file in the same directory + rename: a reader sees the old file or the whole new one."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; refusing to overwrite a result")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)   # fails if path appeared meanwhile: no silent overwrite
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_record(run_dir: Path, record: RunRecord) -> Path:
+    path = Path(run_dir) / RECORD_NAME
+    write_json_atomic(path, record.to_dict())
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)

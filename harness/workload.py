@@ -1,0 +1,108 @@
+"""What a workload module hands the worker: a module, its inputs and what to expect of them.
+
+A workload knows nothing about backends. Backends get `forward(module, *inputs)` and
+decide how to run it (eagerly, through torch.compile, or traced into JAX).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from harness.errors import ConfigError
+
+Outputs = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class Workload:
+    name: str
+    params: dict[str, Any]                  # resolved: preset merged with explicit overrides
+    module: torch.nn.Module
+    inputs: tuple[torch.Tensor, ...]        # positional inputs of forward
+    forward: Callable[..., Any]             # forward(module, *inputs) -> Tensor | tuple of Tensors
+    flops: float                            # per iteration, in the configured mode
+    min_bytes: float                        # fewest bytes one iteration must move
+    reference: Callable[[], list[Outputs]]  # float32 ground truth, one Outputs per check step
+    min_sqnr_db: float                      # numerics pass threshold, per output tensor
+    mode: str = "fwd"                       # fwd | fwd_bwd
+    grad_outputs: tuple[torch.Tensor, ...] | None = None  # cotangents of forward's outputs (fwd_bwd)
+    tokens_per_iter: int | None = None
+    # Inputs that forward updates in place (a KV cache). Backends own them after prepare():
+    # torch backends mutate them as eager does; XLA passes them in, returns and donates them.
+    mutated_inputs: tuple[int, ...] = ()
+    # The numerics check runs these input tuples in order (decode: several steps, so a cache
+    # that is not carried over shows up). Defaults to one call on `inputs`.
+    check_inputs: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+    output_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.check_inputs:
+            self.check_inputs = [self.inputs]
+
+    def grad_targets(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """What fwd_bwd differentiates: inputs that require grad, then parameters, in order."""
+        return [t for t in inputs if t.requires_grad] + [
+            p for p in self.module.parameters() if p.requires_grad]
+
+
+def as_outputs(out: Any) -> Outputs:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def run_torch(workload: Workload, forward: Callable[..., Any], inputs: Sequence[torch.Tensor]) -> Outputs:
+    """One iteration in torch: forward, plus gradients in fwd_bwd mode (autograd.grad does not
+    accumulate into .grad, so repeated calls do no extra work)."""
+    if workload.mode == "fwd":
+        with torch.no_grad():
+            return as_outputs(forward(workload.module, *inputs))
+    outs = as_outputs(forward(workload.module, *inputs))
+    grads = torch.autograd.grad(outs, workload.grad_targets(inputs), grad_outputs=workload.grad_outputs)
+    return tuple(o.detach() for o in outs) + tuple(grads)
+
+
+def resolve_params(cfg: Mapping[str, Any], presets: Mapping[str, Mapping[str, Any]],
+                   device: str, defaults: Mapping[str, str]) -> dict[str, Any]:
+    """Preset values overlaid with explicitly set (non-None) config keys.
+
+    `defaults` maps a device type to the preset `auto` means there.
+    """
+    preset = cfg.get("preset", "auto")
+    if preset == "auto":
+        preset = defaults.get(device, defaults.get("cpu"))
+    if preset not in presets:
+        raise ConfigError("workload.preset", f"unknown preset {preset!r}; expected one of: "
+                          f"auto, {', '.join(presets)}")
+    params = dict(presets[preset])
+    params.update({k: v for k, v in cfg.items() if k != "preset" and (v is not None or k not in params)})
+    params["preset"] = preset
+    return params
+
+
+def require_positive(params: Mapping[str, Any], *keys: str) -> None:
+    for key in keys:
+        value = params.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"workload.{key}", f"expected a positive integer, got {value!r}")
+
+
+def require_choice(params: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:
+    if params.get(key) not in choices:
+        raise ConfigError(f"workload.{key}", f"expected one of {', '.join(choices)}, got {params.get(key)!r}")
+
+
+def torch_dtype(name: str, key: str = "workload.dtype") -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ConfigError(key, f"expected a torch dtype name such as bfloat16, got {name!r}")
+    return dtype
+
+
+def fp8_supported(device: torch.device) -> bool:
+    """`torch._scaled_mm` runs on the CPU and on CUDA devices of compute capability >= 8.9."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 9)
+    return False

@@ -1,0 +1,1 @@
+"""Workloads: each module builds a torch module and inputs from config (see harness/workload.py)."""

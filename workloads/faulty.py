@@ -1,0 +1,49 @@
+"""Test-only workload: a small matmul that misbehaves on request, to prove a sweep survives it."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import torch
+
+from harness.workload import Workload, require_choice, require_positive
+
+FAULTS = ("none", "crash", "segfault", "hang", "wrong", "raise")
+
+
+class Faulty(torch.nn.Module):
+    def __init__(self, weight: torch.Tensor, fault: str):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight, requires_grad=False)
+        self.fault = fault
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fault == "crash":
+            os.abort()
+        if self.fault == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if self.fault == "hang":
+            time.sleep(3600)
+        if self.fault == "raise":
+            raise RuntimeError("faulty workload raised on request")
+        y = x @ self.weight
+        return y + 1.0 if self.fault == "wrong" else y
+
+
+def forward(module: Faulty, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
+
+
+def build(cfg: dict[str, Any], device: torch.device) -> Workload:
+    p = dict(cfg)
+    require_choice(p, "fault", FAULTS)
+    require_positive(p, "size")
+    n = p["size"]
+    x = torch.randn(n, n, device=device)
+    w = torch.randn(n, n, device=device)
+    return Workload(name="faulty", params=p, module=Faulty(w, p["fault"]).to(device), inputs=(x,),
+                    forward=forward, flops=2.0 * n ** 3, min_bytes=3.0 * n * n * 4,
+                    reference=lambda: [(x.cpu().double() @ w.cpu().double(),)],
+                    min_sqnr_db=60.0 if p["min_sqnr_db"] is None else p["min_sqnr_db"])
