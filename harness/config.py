@@ -60,6 +60,7 @@ class Fp8LinearConfig(WorkloadConfig):
 @dataclass
 class ConvConfig(WorkloadConfig):
     name: str = "conv"
+    dtype: Optional[str] = None     # None: the preset's (seed002 is float32, ResNet stages bfloat16)
     batch: Optional[int] = None
     in_channels: Optional[int] = None
     out_channels: Optional[int] = None
@@ -70,18 +71,27 @@ class ConvConfig(WorkloadConfig):
     padding: Optional[int] = None
     bias: Optional[bool] = None
     channels_last: Optional[bool] = None
+    unbatched: Optional[bool] = None  # input [C,H,W], unsqueezed to a batch of 1 by Conv2d (seed 002)
 
 
 @dataclass
 class QwenDecoderConfig(WorkloadConfig):
     name: str = "qwen_decoder"
+    dtype: Optional[str] = None     # None: the preset's (bfloat16 on the GPU presets)
     phase: str = "decode"           # prefill | decode
-    cache: str = "static"           # static | paged
+    cache: Optional[str] = None     # static | paged; None: the preset's
     batch: Optional[int] = None
     prompt_len: Optional[int] = None
     max_len: Optional[int] = None
+    block_size: Optional[int] = None      # paged cache
+    num_blocks: Optional[int] = None      # paged cache; None: batch * max_len / block_size
     num_layers: Optional[int] = None
-    block_size: Optional[int] = None
+    hidden_size: Optional[int] = None
+    num_heads: Optional[int] = None
+    num_kv_heads: Optional[int] = None
+    head_dim: Optional[int] = None
+    intermediate_size: Optional[int] = None
+    vocab_size: Optional[int] = None
     tie_embeddings: Optional[bool] = None
 
 

@@ -44,8 +44,9 @@ class RunRecord:
     kernels: dict[str, Any] = field(default_factory=dict)  # kernel-table summary of the profile pass
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path relative to the run dir
     stderr_tail: str = ""
-    wall_s: float | None = None
-    harness_overhead_s: float | None = None
+    wall_s: float | None = None             # worker process, start to exit
+    work_s: float | None = None             # compile + numerics + timing + profiling inside it
+    profile_iters: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,36 +37,43 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def setup(cfg: dict[str, Any], run_dir: Path):
+    """Device, workload and prepared backend for one resolved config; None if the backend is
+    unavailable here (then `reason` says why). Shared with scripts/fidelity.py."""
     import numpy as np
     import torch
 
-    from harness import environment, numerics, timing
     from harness.registry import backend_module, workload_module
 
-    result: dict[str, Any] = {"status": "ok", "reason": "", "artifacts": {}}
-    device_type = resolve_device(cfg.get("device", "auto"))
-    device = torch.device(device_type)
-    result["environment"] = environment.capture(device_type)
+    device = torch.device(resolve_device(cfg.get("device", "auto")))
     random.seed(cfg["seed"]); np.random.seed(cfg["seed"]); torch.manual_seed(cfg["seed"])
-
     backend = backend_module(cfg["backend"]["name"])
     why_not = backend.unavailable()
     if why_not:
-        result.update(status="skipped", reason=why_not)
-        return result
-
-    progress(f"building workload {cfg['workload']['name']} on {device_type}")
+        return device, None, None, why_not
+    progress(f"building workload {cfg['workload']['name']} on {device.type}")
     workload = workload_module(cfg["workload"]["name"]).build(cfg["workload"], device)
-    result["params"] = workload.params
     progress(f"preparing backend {cfg['backend']['name']}")
     prepared = backend.prepare(workload, cfg["backend"], device, run_dir)
+    return device, workload, prepared, None
+
+
+def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from harness import environment, numerics, timing
+
+    result: dict[str, Any] = {"status": "ok", "reason": "", "artifacts": {}}
+    device, workload, prepared, why_not = setup(cfg, run_dir)
+    result["environment"] = environment.capture(device.type)
+    if why_not:
+        result.update(status="skipped", reason=why_not)
+        return result
+    result["params"] = workload.params
     bench = cfg["bench"]
 
     # First call = numerics step 0: its time is compile + one execution.
     check_inputs = [prepared.convert(inputs) for inputs in workload.check_inputs]
     progress("first call (compile)")
-    t0 = time.perf_counter()
+    t0 = work_start = time.perf_counter()
     first = prepared.step(*check_inputs[0])
     prepared.synchronize(first)
     result["compile_s"] = time.perf_counter() - t0
@@ -106,6 +113,8 @@ def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         trace = prepared.profile(fn, bench["profile_iters"], run_dir)
         result["artifacts"]["trace"] = Path(trace).name
         result["profile_iters"] = bench["profile_iters"]
+    # Compile + numerics + timing + profiling: what a run is for. The rest is harness overhead.
+    result["work_s"] = time.perf_counter() - work_start
     return result
 
 

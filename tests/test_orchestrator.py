@@ -1,0 +1,95 @@
+"""The foundation's promises: one record per run, failures cost one row, user mistakes one line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import records, run_harness
+from harness.orchestrator import run_id
+from harness.record import write_json_atomic
+
+pytestmark = pytest.mark.slow
+
+
+def test_sweep_eager_and_inductor_gives_two_ok_records(sweep_dir):
+    proc = run_harness("-m", "workload=fp8_linear", "backend=eager,inductor", "bench=quick",
+                       f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr
+    recs = {r["backend"]: r for r in records(sweep_dir)}
+    assert set(recs) == {"eager", "inductor"}
+    for r in recs.values():
+        assert r["status"] == "ok", r["reason"]
+        assert r["numerics"]["passed"] is True
+        assert len(r["timing"]["samples_ms"]) == 5
+        assert r["timing"]["p10_ms"] <= r["timing"]["median_ms"] <= r["timing"]["p90_ms"]
+        assert r["schema_version"] == 1 and r["environment"]["versions"]["torch"]
+        assert r["params"]["preset"] == "cpu_small"   # no GPU here: the small preset is picked
+    assert "fp8_linear[fwd,tensorwise,cpu_small]" in proc.stdout
+
+
+def test_faults_cost_one_row_each(sweep_dir):
+    proc = run_harness("-m", "workload=faulty", "workload.fault=none,crash,segfault,hang,wrong,raise",
+                       "backend=eager", "bench=quick", "bench.timeout_s=20", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr
+    by_fault = {r["config"]["workload"]["fault"]: r for r in records(sweep_dir)}
+    assert len(by_fault) == 6
+    assert by_fault["none"]["status"] == "ok"
+    assert by_fault["crash"]["reason"] == "worker killed by signal SIGABRT"
+    assert by_fault["segfault"]["reason"] == "worker killed by signal SIGSEGV"
+    assert by_fault["hang"]["reason"].startswith("timeout: worker still running after 20 s")
+    assert by_fault["wrong"]["reason"].startswith("numerics: SQNR")
+    assert by_fault["wrong"]["numerics"]["passed"] is False
+    assert by_fault["raise"]["reason"] == "RuntimeError: faulty workload raised on request"
+    assert "faulty workload raised on request" in by_fault["raise"]["stderr_tail"]
+    for fault in ("crash", "segfault", "hang", "wrong", "raise"):
+        assert by_fault[fault]["status"] == "failed"
+
+
+def test_unknown_workload_is_one_line_naming_the_options():
+    proc = run_harness("workload=nope")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["error: unknown workload 'nope'; available: conv, faulty, fp8_linear, qwen_decoder"] \
+        or (len(lines) == 1 and lines[0].startswith("error: unknown workload 'nope'; available: "))
+    assert "Traceback" not in proc.stderr
+
+
+def test_domain_error_is_one_line_with_the_key_and_exit_2(tmp_path):
+    proc = run_harness("workload=fp8_linear", "workload.M=-3", "bench=quick", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: workload.M: expected a positive integer, got -3"
+    assert "Traceback" not in proc.stderr
+    (rec,) = records(tmp_path)
+    assert rec["status"] == "failed" and rec["reason"].startswith("config error: workload.M")
+
+
+def test_typo_in_key_is_rejected_by_hydra(tmp_path):
+    proc = run_harness("workload=fp8_linear", "workload.MM=3", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "MM" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "record.json").exists()
+
+
+def test_rerun_into_same_dir_skips_ok_and_keeps_failed_attempts(tmp_path):
+    first = run_harness("workload=faulty", "workload.fault=raise", "bench=quick", f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 1
+    second = run_harness("workload=faulty", "workload.fault=raise", "bench=quick", f"hydra.run.dir={tmp_path}")
+    assert second.returncode == 1
+    kept = sorted(p.name for p in tmp_path.glob("record.*.failed.json"))
+    assert len(kept) == 1   # the first attempt, moved aside, not overwritten
+
+
+def test_record_is_never_overwritten(tmp_path):
+    path = tmp_path / "record.json"
+    write_json_atomic(path, {"a": 1})
+    with pytest.raises(FileExistsError):
+        write_json_atomic(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]   # no temp file left behind
+
+
+def test_run_id_is_stable_and_ignores_output_location():
+    cfg = {"workload": {"name": "x", "M": 1}, "backend": {"name": "eager"}, "bench": {}, "device": "cpu", "seed": 0}
+    assert run_id(cfg) == run_id(dict(cfg, hydra={"anything": 1}))
+    assert run_id(cfg) != run_id(dict(cfg, seed=1))
