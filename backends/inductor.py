@@ -22,14 +22,15 @@ def unavailable() -> str | None:
 
 def _output_code_files(cache_dir: Path) -> list[Path]:
     # Inductor writes each compiled graph's wrapper as a module defining `def call(args)`
-    # (seed 001 shows one); kernels compiled in subprocesses land beside them as other .py files.
+    # (seed 001, older Inductor) or `def call(self, args)` (torch >= 2.10, inside a Runner
+    # class); kernels compiled in subprocesses land beside them as other .py files.
     found = []
-    for path in sorted(cache_dir.rglob("*.py")):
+    for path in sorted(cache_dir.rglob("*.py"), key=lambda p: p.stat().st_mtime):
         try:
             text = path.read_text(errors="replace")
         except OSError:
             continue
-        if "def call(args)" in text:
+        if "def call(args)" in text or "def call(self, args)" in text:
             found.append(path)
     return found
 

@@ -6,16 +6,18 @@ schema, so `workload.M=abc` or `workload.typo=1` is rejected by OmegaConf itself
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
 class BenchConfig:
-    warmup: int = 3                 # calls after the first (compiling) one, before timing
+    warmup: int = 3                 # calls after the first (compiling) one, before timing ...
+    warmup_ms: float = 250.0        # ... and at least this long: an idle GPU needs time to clock up
     repeats: int = 15               # timed samples
     min_repeat_ms: float = 50.0     # iterations per sample are calibrated to reach this
     max_iters_per_repeat: int = 10_000
@@ -121,7 +123,14 @@ WORKLOAD_SCHEMAS: dict[str, type] = {
 }
 
 
+def short_key(text: str) -> str:
+    """8 hex chars naming a set of overrides (sweep subdirs); stable across runs and hosts."""
+    return hashlib.sha256(str(text).encode()).hexdigest()[:8]
+
+
 def register_configs() -> None:
+    if not OmegaConf.has_resolver("harness_key"):
+        OmegaConf.register_new_resolver("harness_key", short_key)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     cs.store(group="backend", name="backend_schema", node=BackendConfig)

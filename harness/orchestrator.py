@@ -75,6 +75,14 @@ def _failure_reason(returncode: int, tail: list[str]) -> str:
     return f"worker exited with code {returncode}: {last}"[:2000]
 
 
+class Interrupted(BaseException):
+    """The orchestrator itself was told to stop (Slurm time limit, preemption, Ctrl-C)."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,22 +100,32 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
     tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
     reader = threading.Thread(target=_stream, args=(proc.stdout, tail, echo), daemon=True)
     reader.start()
-    timed_out = False
+    timed_out, interrupted = False, ""
+    # Slurm sends SIGTERM at the time limit and on preemption (SIGUSR2 first where
+    # signal_delay_s is set): kill the worker's whole group and leave a `failed` record.
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGUSR2)}
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc)
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt) as e:
+        interrupted = str(e) or "SIGINT"
         _kill_group(proc)
-        raise
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     reader.join(timeout=5)
     wall_s = time.perf_counter() - start
     lines = list(tail)
 
     record = RunRecord(run_id=rid, status="failed", config=cfg, workload=cfg["workload"]["name"],
                        backend=cfg["backend"]["name"], stderr_tail="\n".join(lines), wall_s=wall_s)
-    if timed_out:
+    if interrupted:
+        record.reason = f"interrupted: the orchestrator received {interrupted} (time limit or preemption); worker killed"
+    elif timed_out:
         record.reason = f"timeout: worker still running after {timeout_s:g} s (bench.timeout_s), killed"
     elif proc.returncode == 2 and any(l.startswith(CONFIG_ERROR_PREFIX) for l in lines):
         record.reason = next(l for l in reversed(lines) if l.startswith(CONFIG_ERROR_PREFIX))
@@ -123,6 +141,8 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
         if record.status == "ok":
             record.stderr_tail = ""
     write_record(run_dir, record)
+    if interrupted:
+        raise SystemExit(f"interrupted by {interrupted}; failed record written to {run_dir}")
     return record
 
 

@@ -96,7 +96,8 @@ def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     fn = lambda: prepared.step(*prepared.inputs)  # noqa: E731
     prepared.reset_peak_memory()
     t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
-                       min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"])
+                       min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
+                       warmup_ms=bench["warmup_ms"])
     result["timing"] = t.__dict__
     result["memory"] = {"runtime_peak_bytes": prepared.peak_memory_bytes()}
     seconds = t.median_ms / 1e3

@@ -65,7 +65,8 @@ def main(overrides: list[str]) -> None:
         rows = []
         for _ in range(3):   # alternate, so drift (clocks, temperature) hits both alike
             t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
-                               min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"])
+                               min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
+                       warmup_ms=bench["warmup_ms"])
             ref = reference_median_ms(fn, prepared.synchronize, device.type, jax_backend)
             rows.append((t.median_ms, t.cv, ref))
     harness_ms = statistics.median(r[0] for r in rows)

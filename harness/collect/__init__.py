@@ -1,0 +1,1 @@
+"""Pure parsers: profiler traces, XLA buffer assignments and Inductor output code -> tables."""

@@ -1,0 +1,585 @@
+"""XLA buffer-assignment dumps (`--xla_dump_to`) -> allocations, totals and the peak.
+
+Two layouts exist and both are read here:
+
+- older, one file (seed 004, `...after_optimizations-buffer-assignment.txt`): the
+  allocations, `Total bytes used:`, `Used values:`, then `HloLiveRange` with
+  `Live ranges at N (peak):`;
+- newer (jax 0.10), the same sections split over sibling files:
+  `-buffer-assignment.txt` (allocations only), `-buffer-assignment-values.txt` (total and
+  used values), `-live-range.txt` (live ranges, peak list with cumulative bytes and a stack
+  trace breakdown) and `-memory-usage-report.txt` (per memory space, per allocation the
+  offset groups with rounded sizes).
+
+`parse_dump` reads any of the first three (whatever sections the text holds, in XLA's
+order), `parse_memory_report` the fourth, `combine` checks the parts against each other.
+Every line inside a section must have a known shape; anything else is an InputError naming
+file and line, so a garbled or cut file never parses into wrong numbers. Unknown
+*attributes* on an allocation header (a future `, page 3`) are kept verbatim, not fatal.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+from harness.errors import InputError
+
+# allocation 48: size 32, output shape is |(bf16[32,8,128], ...)|, maybe-live-out:
+_ALLOC = re.compile(r"allocation (\d+): size (\d+)(.*):$")
+# One attribute after the size. Shapes sit between pipes and hold commas, so attributes
+# are matched in order from the left rather than split on commas.
+_ATTR = re.compile(
+    r", (?:parameter (?P<param>\d+)(?:, shape \|(?P<pshape>[^|]*)\|)?(?: at ShapeIndex \{(?P<pindex>[^}]*)\})?"
+    r"|output shape is \|(?P<oshape>[^|]*)\|"
+    r"|color (?P<color>\d+)"
+    r"|(?P<flag>constant|thread-local|maybe-live-out|preallocated-temp)"
+    r"|(?P<other>[a-z][\w-]*(?: [\w.-]+)?))(?=,|$)")
+# " value: <581 custom-call.19.0{1} @0> (size=4194304,offset=0): s8[4194304]{0}"
+_VALUE = re.compile(r" value: <(\d+) (\S+) @(\d+)> \(size=(\d+),offset=(\d+)\): (.*)$")
+# "Total bytes used: 1093622736 (1.02GiB)"
+_TOTAL = re.compile(r"Total bytes used: (\d+) \(.*\)$")
+# "<579 custom-call.19.0{} @0>" starts one used value
+_USED = re.compile(r"<(\d+) (\S+) @(\d+)>$")
+_LIVE_HEADER = re.compile(r"HloLiveRange \(max (\d+)\):$")
+# "    wrapped_concatenate{}:91-92"
+_LIVE_RANGE = re.compile(r"    (\S.*):(\d+)-(\d+)$")
+# "    92:gemm_fusion_dot.35.0"
+_SEQUENCE = re.compile(r"    (\d+):(\S.*)$")
+_PEAK_HEADER = re.compile(r"  Live ranges at (\d+) \(peak\):$")
+# "    p5.32.0: 311164928 bytes" (older) or "    w.1{}: 65536 bytes (cumulative: 65536 bytes)"
+_PEAK_ROW = re.compile(r"    (\S.*?): (\d+) bytes(?: \(cumulative: (\d+) bytes\))?$")
+# "  Stack trace breakdown for peak usage: 132 096 bytes" (digits grouped with spaces)
+_STACK_HEADER = re.compile(r"  Stack trace breakdown for peak usage: ([\d\s,.'\u00a0\u202f]+) bytes$")
+
+# Workspace scratch of cuBLAS/cuDNN custom-calls: a 1-D s8/u8 array as a tuple element
+# after the result, e.g. `custom-call.19.0{1}` s8[4194304] next to `{0}` bf16[32,6144].
+_WORKSPACE_NAME = re.compile(r"\{([1-9]\d*)\}$")
+_WORKSPACE_SHAPE = re.compile(r"[su]8\[\d+\]")
+
+
+@dataclass(slots=True)
+class Value:
+    """One logical buffer placed in an allocation."""
+    id: int
+    name: str        # e.g. "custom-call.19.0{1}"
+    size: int
+    offset: int
+    shape: str       # with layout, e.g. "s8[4194304]{0}"
+
+    @property
+    def is_workspace(self) -> bool:
+        return (self.name[-1] == "}" and self.shape[0] in "su" and _WORKSPACE_SHAPE.match(self.shape) is not None
+                and _WORKSPACE_NAME.search(self.name) is not None)
+
+
+@dataclass(slots=True)
+class Allocation:
+    index: int
+    size: int
+    line: int                   # of its header (only kept for the first; 0 = not computed)
+    parameter: int | None = None
+    parameter_shape: str | None = None
+    output_shape: str | None = None
+    maybe_live_out: bool = False
+    constant: bool = False
+    thread_local: bool = False
+    preallocated_temp: bool = False
+    color: int = 0
+    other: tuple[str, ...] = ()   # attributes we do not know, verbatim (jax 0.11 GPU: 'page 0')
+    values: list[Value] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """One kind per allocation, so that the kinds partition `Total bytes used`.
+
+        A donated parameter that is also live-out stays `parameter` (XLA's alias); the
+        32-byte output tuple table is `output`; thread-local scalars of nested computations
+        (reducers, sort comparators) count as `temp`.
+        """
+        if self.parameter is not None:
+            return "parameter"
+        if self.constant:
+            return "constant"
+        if self.maybe_live_out:
+            return "output"
+        return "temp"
+
+
+@dataclass(frozen=True)
+class PeakBuffer:
+    name: str
+    bytes: int
+
+
+@dataclass
+class LiveRange:
+    max_time: int
+    peak_time: int
+    peak: list[PeakBuffer]
+    stack_trace_peak_bytes: int | None = None   # newer format only
+    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)   # name -> [start, end]
+
+    @property
+    def peak_bytes(self) -> int:
+        return sum(b.bytes for b in self.peak)
+
+
+@dataclass
+class DumpParts:
+    """What one file held; `combine` merges the parts of a split dump."""
+    path: str
+    allocations: list[Allocation] | None = None
+    total_bytes: int | None = None
+    total_line: int | None = None
+    used_values: int | None = None
+    used_values_line: int | None = None
+    live_range: LiveRange | None = None
+
+    @property
+    def is_single_file(self) -> bool:
+        return self.allocations is not None and self.used_values is not None
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    size_bytes: int          # rounded: the report prints 512.0KiB, 32.12MiB
+    offset: int
+    values: int
+    shapes: str
+
+
+@dataclass
+class MemoryReport:
+    path: str
+    spaces: list[tuple[str, int, int]]     # (name, color, total bytes)
+    blocks: list[list[ReportRow]]          # one block per allocation
+    truncated_by_xla: bool = False         # "The rest N ... are not shown"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(total for _, _, total in self.spaces)
+
+
+@dataclass
+class BufferAssignment:
+    """A whole dump: allocations checked against the total, plus the peak when present."""
+    path: str
+    allocations: list[Allocation]
+    total_bytes: int
+    live_range: LiveRange | None = None
+    report: MemoryReport | None = None
+
+    @property
+    def allocated_bytes(self) -> int:
+        return sum(a.size for a in self.allocations)
+
+    def bytes_by_kind(self) -> dict[str, int]:
+        out = {"parameter": 0, "output": 0, "temp": 0, "constant": 0}
+        for a in self.allocations:
+            out[a.kind] += a.size
+        return out
+
+
+def _err(path: str, line: int, message: str) -> InputError:
+    return InputError(f"{path}:{line}: {message}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _attrs_cached(rest: str) -> tuple:
+    """Allocation header attributes -> the Allocation fields after index, size and line.
+    Cached: most headers repeat (', maybe-live-out', ', page 0, thread-local')."""
+    parameter = pshape = oshape = None
+    flags = {"constant": False, "thread-local": False, "maybe-live-out": False, "preallocated-temp": False}
+    color, other = 0, []
+    pos = 0
+    while pos < len(rest):
+        m = _ATTR.match(rest, pos)
+        if m is None:
+            raise ValueError(f"expected an allocation attribute, got {rest[pos:][:80]!r}")
+        if m["param"] is not None:
+            parameter, pshape = int(m["param"]), m["pshape"]
+        elif m["oshape"] is not None:
+            oshape = m["oshape"]
+        elif m["color"] is not None:
+            color = int(m["color"])
+        elif m["flag"] is not None:
+            flags[m["flag"]] = True
+        else:
+            other.append(m["other"])
+        pos = m.end()
+    return (parameter, pshape, oshape, flags["maybe-live-out"], flags["constant"], flags["thread-local"],
+            flags["preallocated-temp"], color, tuple(other))
+
+
+def parse_dump(text: str, path: str = "<text>") -> DumpParts:
+    """Parse any of: the single-file dump, `-buffer-assignment.txt`,
+    `-buffer-assignment-values.txt`, `-live-range.txt`.
+
+    The two big sections (allocations, used values) are matched by compiled regexes run
+    over the whole section, each match required to start where the previous one ended, so
+    the work stays in C (100 MB in a few seconds) and a line of unknown shape is still
+    caught, with its line number, the moment the chain breaks."""
+    parts = DumpParts(path)
+    n = len(text)
+    pos = _skip_blank(text, 0)
+    if pos == n:
+        raise _err(path, 1, "empty file: expected an XLA buffer assignment")
+    # Sections come in this order; each file holds a contiguous run of them.
+    if text.startswith("BufferAssignment:\n", pos):
+        pos = _parse_allocations(text, pos + len("BufferAssignment:\n"), parts)
+        pos = _skip_blank(text, pos)
+    if text.startswith("Total bytes used:", pos):
+        eol = _eol(text, pos)
+        m = _TOTAL.match(text, pos, eol)
+        if m is None:
+            raise _err(path, _line(text, pos), "expected 'Total bytes used: N (human size)'")
+        parts.total_bytes, parts.total_line = int(m[1]), _line(text, pos)
+        pos = _skip_blank(text, eol)
+        if not text.startswith("Used values:\n", pos):
+            raise _err(path, _line(text, min(pos, n - 1)), "expected 'Used values:' after the total")
+        parts.used_values_line = _line(text, pos)
+        pos = _parse_used_values(text, pos + len("Used values:\n"), parts)
+        pos = _skip_blank(text, pos)
+    if text.startswith("HloLiveRange", pos):
+        end = text.find("\n\n", pos)
+        end = n if end < 0 else end
+        _parse_live_range(text[pos:end].split("\n"), 0, parts, _line(text, pos) - 1)
+        pos = _skip_blank(text, end)
+    if pos < n:
+        raise _err(path, _line(text, pos), "expected BufferAssignment:, Total bytes used:, Used values: or "
+                                           f"HloLiveRange sections, got {text[pos:_eol(text, pos)][:80]!r}")
+    if parts.allocations is None and parts.total_bytes is None and parts.live_range is None:
+        raise _err(path, 1, "no buffer-assignment section found")
+    if parts.allocations is not None and parts.used_values is not None and parts.live_range is None:
+        # The single-file format always ends with the live ranges (seed 004); without them
+        # the file was cut.
+        raise _err(path, _line(text, n), "truncated: expected the HloLiveRange section after Used values")
+    if parts.allocations is not None and parts.total_bytes is not None:
+        check_total(parts.allocations, parts.total_bytes, path, parts.total_line)
+    if parts.allocations is not None and parts.used_values is not None:
+        check_used_values(parts.allocations, parts.used_values, path, parts.used_values_line)
+    return parts
+
+
+def _line(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def _eol(text: str, pos: int) -> int:
+    end = text.find("\n", pos)
+    return len(text) if end < 0 else end
+
+
+def _skip_blank(text: str, pos: int) -> int:
+    n = len(text)
+    while pos < n:
+        eol = _eol(text, pos)
+        if text[pos:eol].strip():
+            return pos
+        pos = eol + 1
+    return n
+
+
+def _section(text: str, pos: int) -> tuple[str, int]:
+    """The lines from pos up to the first blank line, newline-terminated, and the end."""
+    end = text.find("\n\n", pos)
+    end = len(text) if end < 0 else end + 1
+    section = text[pos:end]
+    return (section if section.endswith("\n") else section + "\n"), end
+
+
+# One line of the allocation list: a header or one of its values.
+_ALLOC_LINE = re.compile(r"allocation (\d+): size (\d+)([^\n]*):\n"
+                         r"| value: <(\d+) (\S+) @\d+> \(size=(\d+),offset=(\d+)\): ([^\n]*)\n")
+
+
+def _parse_allocations(text: str, pos: int, parts: DumpParts) -> int:
+    path = parts.path
+    section, end = _section(text, pos)
+    allocs: list[Allocation] = []
+    current: Allocation | None = None
+    expect = 0
+    attrs = _attrs_cached
+    for m in _ALLOC_LINE.finditer(section):
+        if m.start() != expect:
+            break
+        expect = m.end()
+        index, size, rest, vid, name, vsize, offset, shape = m.groups()
+        if index is None:
+            if current is None:
+                raise _err(path, _line(text, pos + m.start()), "value line before any allocation")
+            vsize, offset = int(vsize), int(offset)
+            if offset + vsize > current.size:
+                raise _err(path, _line(text, pos + m.start()), f"value {name} at offset {offset} size {vsize} "
+                                                               f"overruns allocation {current.index} of size {current.size}")
+            current.values.append(Value(int(vid), name, vsize, offset, shape))
+        else:
+            if current is not None and not current.values:
+                raise _err(path, _line(text, pos + m.start()) - 1, f"allocation {current.index} has no values")
+            if int(index) != len(allocs):
+                raise _err(path, _line(text, pos + m.start()), f"expected allocation {len(allocs)}, got allocation {index}")
+            try:
+                fields = attrs(rest)
+            except ValueError as e:
+                raise _err(path, _line(text, pos + m.start()), str(e)) from None
+            current = Allocation(len(allocs), int(size), _line(text, pos + m.start()) if not allocs else 0, *fields)
+            allocs.append(current)
+    if expect != len(section):
+        bad = section[expect:section.find("\n", expect)]
+        raise _err(path, _line(text, pos + expect), "expected 'allocation N: size S[, attributes]:' or "
+                                                    f"' value: <id name @pos> (size=N,offset=N): shape', got {bad[:80]!r}")
+    if current is None:
+        raise _err(path, _line(text, pos), "expected at least one 'allocation N: ...' line")
+    if not current.values:
+        raise _err(path, _line(text, pos + len(section)) - 1, f"truncated: allocation {current.index} has no values")
+    parts.allocations = allocs
+    return end
+
+
+# A used value: "<id name @pos>", " positions:" + items, " uses:" + items, " from instruction: ..."
+_USED_BLOCK = re.compile(r"<\d+ \S+ @\d+>\n positions:\n(?:  [^\n]*\n)* uses:\n(?:  [^\n]*\n)*"
+                         r" from instruction: [^\n]*\n")
+
+
+def _parse_used_values(text: str, pos: int, parts: DumpParts) -> int:
+    """Only the number of used values and their completeness matter to us."""
+    section, end = _section(text, pos)
+    count = expect = 0
+    for m in _USED_BLOCK.finditer(section):
+        if m.start() != expect:
+            break
+        expect = m.end()
+        count += 1
+    if expect != len(section):
+        bad = section[expect:section.find("\n", expect)]
+        raise _err(parts.path, _line(text, pos + expect),
+                   f"expected a complete used value ('<id name @pos>', positions, uses, from instruction), "
+                   f"got {bad[:80]!r}" + (" (truncated?)" if end >= len(text) - 1 else ""))
+    if count == 0:
+        raise _err(parts.path, _line(text, pos), "expected at least one used value after 'Used values:'")
+    parts.used_values = count
+    return end
+
+
+def _parse_live_range(lines: list[str], i: int, parts: DumpParts, offset: int = 0) -> int:
+    """The live-range section (small: one line per HLO value), line by line; `offset` is
+    the number of file lines before `lines[0]`, for error messages."""
+    path = parts.path
+    _err_at = _err
+
+    def _err(p: str, line: int, message: str) -> InputError:  # noqa: F811 - shift line numbers
+        return _err_at(p, line + offset, message)
+
+    m = _LIVE_HEADER.match(lines[i])
+    if m is None:
+        raise _err(path, i + 1, "expected 'HloLiveRange (max N):'")
+    max_time = int(m[1])
+    i += 1
+    sequence = 0
+    ranges: dict[str, tuple[int, int]] = {}
+    peak_time: int | None = None
+    peak: list[PeakBuffer] = []
+    stack_bytes: int | None = None
+    section = None
+    cumulative = 0
+    n = len(lines)
+    while i < n:
+        line = lines[i]
+        if not line.strip():
+            break
+        if line == "  InstructionSequence:":
+            section = "sequence"
+        elif line == "  BufferLiveRange:":
+            section = "ranges"
+        elif line.startswith("  Live ranges at "):
+            pm = _PEAK_HEADER.match(line)
+            if pm is None:
+                raise _err(path, i + 1, "expected '  Live ranges at N (peak):'")
+            peak_time, section = int(pm[1]), "peak"
+        elif line.startswith("  Stack trace breakdown"):
+            sm = _STACK_HEADER.match(line)
+            if sm is None:
+                raise _err(path, i + 1, "expected '  Stack trace breakdown for peak usage: N bytes'")
+            stack_bytes, section = int(re.sub(r"\D", "", sm[1])), "stack"
+        elif section == "sequence" and (sm := _SEQUENCE.match(line)):
+            if int(sm[1]) != sequence:
+                raise _err(path, i + 1, f"expected instruction {sequence} of the sequence")
+            sequence += 1
+        elif section == "ranges" and (rm := _LIVE_RANGE.match(line)):
+            ranges[_strip_index(rm[1])] = (int(rm[2]), int(rm[3]))
+        elif section == "peak" and (pm := _PEAK_ROW.match(line)):
+            size = int(pm[2])
+            cumulative += size
+            if pm[3] is not None and int(pm[3]) != cumulative:
+                raise _err(path, i + 1, f"cumulative {pm[3]} bytes, but the rows above add up to {cumulative}")
+            peak.append(PeakBuffer(_strip_index(pm[1]), size))
+        elif section == "stack" and line.startswith("    "):
+            pass  # the per-stack-frame tree: informative, not needed for the table
+        else:
+            raise _err(path, i + 1, f"unexpected line in HloLiveRange: {line[:80]!r}")
+        i += 1
+    if sequence != max_time:
+        raise _err(path, i, f"truncated: HloLiveRange (max {max_time}) lists {sequence} instructions")
+    if peak_time is None:
+        raise _err(path, i, "truncated: expected '  Live ranges at N (peak):' in HloLiveRange")
+    # XLA lists every buffer whose range [start, end] (both inclusive) holds the peak time;
+    # one that is missing means the list was cut.
+    listed = {b.name for b in peak}
+    missing = [name for name, (s, e) in ranges.items() if s <= peak_time <= e and name not in listed]
+    if missing:
+        raise _err(path, i, f"truncated: {len(missing)} buffers live at {peak_time} are missing from "
+                            f"the peak list (e.g. {missing[0]})")
+    if stack_bytes is not None and stack_bytes != cumulative:
+        raise _err(path, i, f"peak list adds up to {cumulative} bytes, stack trace breakdown says {stack_bytes}")
+    parts.live_range = LiveRange(max_time, peak_time, peak, stack_bytes, ranges)
+    return i
+
+
+def _strip_index(name: str) -> str:
+    # The older peak list prints "tuple", the range list "tuple{}": the same buffer.
+    return name[:-2] if name.endswith("{}") else name
+
+
+def check_total(allocations: list[Allocation], total: int, path: str, line: int | None) -> None:
+    """A dump whose allocations do not add up to its own total is cut or garbled: error."""
+    got = sum(a.size for a in allocations)
+    if got != total:
+        raise _err(path, line or 1, f"allocation sizes add up to {got} bytes, but the dump says "
+                                    f"Total bytes used: {total}")
+
+
+def check_used_values(allocations: list[Allocation], used: int, path: str, line: int | None) -> None:
+    assigned = sum(len(a.values) for a in allocations)
+    if used != assigned:
+        raise _err(path, line or 1, f"{used} used values listed, but the allocations hold {assigned} values")
+
+
+# --- memory-usage report -------------------------------------------------------------
+
+_SPACE = re.compile(r"Memory Space: (.*) \(color=(\d+)\)$")
+_REPORT_TOTAL = re.compile(r"Total bytes(?: used)?: (\d+) \(.*\)$")
+_BLOCK_HEADER = re.compile(r"\s*cumulative_size;\s+size;\s+offset;\s+used_by_n_values;\s+shapes_list$")
+# "   512.0KiB( 40%);   512.0KiB;       524288;                2; 2×f32[256,512]"
+_BLOCK_ROW = re.compile(r"\s*(\S+)\(\s*\d+%\);\s+(\S+);\s+(\d+);\s+(\d+); (.*)$")
+# Older report: "  1.02GiB(100%);   0B; allocation 0: size 296.75MiB, parameter 5, ...:"
+_SORTED_ROW = re.compile(r"\s*\S+\(\s*\d+%\);\s+\S+; allocation \d+: size \S+.*:$")
+_HUMAN = re.compile(r"([\d.]+)(B|KiB|MiB|GiB|TiB|PiB)$")
+_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50}
+
+
+def parse_human_bytes(text: str) -> int | None:
+    m = _HUMAN.match(text)
+    return round(float(m[1]) * _UNITS[m[2]]) if m else None
+
+
+def parse_memory_report(text: str, path: str = "<text>") -> MemoryReport:
+    """`-memory-usage-report.txt`: per memory space its total, then per allocation (largest
+    first) its offset groups: cumulative size, size, offset, number of values, shapes."""
+    spaces: list[tuple[str, int, int]] = []
+    blocks: list[list[ReportRow]] = []
+    rest = False
+    space = ("default", 0)
+    lines = text.split("\n")
+    for i, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s or set(s) == {"-"}:
+            continue
+        if m := _SPACE.match(line):
+            space = (m[1], int(m[2]))
+        elif m := _REPORT_TOTAL.match(line):
+            spaces.append((space[0], space[1], int(m[1])))
+        elif _BLOCK_HEADER.match(line):
+            if blocks and not blocks[-1]:
+                raise _err(path, i, "expected rows under the previous table header")
+            blocks.append([])
+        elif m := _BLOCK_ROW.match(line):
+            if not blocks:
+                raise _err(path, i, "table row before any 'cumulative_size; size; ...' header")
+            size = parse_human_bytes(m[2])
+            if size is None:
+                raise _err(path, i, f"expected a size like 512.0KiB, got {m[2]!r}")
+            blocks[-1].append(ReportRow(size, int(m[3]), int(m[4]), m[5]))
+        elif s.startswith("The rest ") and "not shown" in s:
+            rest = True
+        elif s in ("Allocations sorted by size:", "Allocations sorted by size with their values:",
+                   "cumulative_size; total_size - cumulative_size; allocation") \
+                or _SORTED_ROW.match(line) or (s.startswith("allocation ") and s.endswith(":")):
+            pass  # the older report's allocation list: the buffer assignment says it exactly
+        else:
+            raise _err(path, i, f"unexpected line in memory-usage report: {line[:80]!r}")
+    if not spaces:
+        raise _err(path, 1, "expected 'Total bytes: N' in the memory-usage report")
+    if blocks and not blocks[-1]:
+        raise _err(path, len(lines), "truncated: table header without rows")
+    return MemoryReport(path, spaces, blocks, rest)
+
+
+# --- putting the parts of one dump together -------------------------------------------
+
+def combine(parts: list[DumpParts], report: MemoryReport | None = None) -> BufferAssignment:
+    """Merge the parts of one dump (one single file, or the split files) and check them
+    against each other: total, number of used values, the report's totals."""
+    allocs = next((p for p in parts if p.allocations is not None), None)
+    if allocs is None:
+        raise _err(parts[0].path, 1, "no allocations: expected the '-buffer-assignment.txt' file")
+    totals = [p for p in parts if p.total_bytes is not None]
+    if not totals:
+        # A split allocation file without its values file: the report's total is the check.
+        if report is None:
+            raise _err(allocs.path, 1, "cannot check the allocations against 'Total bytes used': "
+                                       "pass the '-buffer-assignment-values.txt' file too")
+        total = report.total_bytes
+        check_total(allocs.allocations, total, report.path, 2)
+    else:
+        t = totals[0]
+        total = t.total_bytes
+        check_total(allocs.allocations, total, t.path, t.total_line)
+        if t.used_values is not None:
+            check_used_values(allocs.allocations, t.used_values, t.path, t.used_values_line)
+    if report is not None:
+        if report.total_bytes != total:
+            raise _err(report.path, 2, f"memory-usage report says {report.total_bytes} bytes, "
+                                       f"the buffer assignment {total}")
+        if not report.truncated_by_xla and len(report.blocks) != len(allocs.allocations):
+            raise _err(report.path, len(report.blocks), f"memory-usage report has {len(report.blocks)} "
+                       f"allocation tables, the buffer assignment {len(allocs.allocations)} allocations")
+    live = next((p.live_range for p in parts if p.live_range is not None), None)
+    return BufferAssignment(allocs.path, allocs.allocations, total, live, report)
+
+
+def parse_buffer_assignment(text: str, path: str = "<text>") -> BufferAssignment:
+    """The single-file dump (seed 004) in one call."""
+    return combine([parse_dump(text, path)])
+
+
+# --- numbers for tables ---------------------------------------------------------------
+
+def workspace_footprint(allocation: Allocation) -> tuple[int, int]:
+    """(bytes, values) of cuBLAS/cuDNN workspace in one allocation.
+
+    Workspaces of successive custom-calls reuse the same offsets (in seed 004 nineteen
+    s8[4194304] at offset 0 of allocation 3), so bytes is the union of their
+    [offset, offset+size) ranges, not their sum.
+    """
+    spans = sorted((v.offset, v.offset + v.size) for v in allocation.values if v.is_workspace)
+    covered, end = 0, -1
+    for lo, hi in spans:
+        if hi > end:
+            covered += hi - max(lo, end)
+            end = hi
+    return covered, len(spans)
+
+
+def memory_analysis(ba: BufferAssignment) -> dict[str, int]:
+    """The figures `compiled.memory_analysis()` gives, derived the way XLA derives them
+    (checked on jax 0.10 CPU dumps): arguments = parameter allocations, outputs =
+    maybe-live-out allocations (aliased parameters included), alias = both, temp = the
+    rest less constants and thread-local scalars."""
+    arg = sum(a.size for a in ba.allocations if a.parameter is not None)
+    out = sum(a.size for a in ba.allocations if a.maybe_live_out)
+    alias = sum(a.size for a in ba.allocations if a.parameter is not None and a.maybe_live_out)
+    temp = sum(a.size for a in ba.allocations if a.parameter is None and not a.maybe_live_out
+               and not a.constant and not a.thread_local)
+    return {"argument_size_in_bytes": arg, "output_size_in_bytes": out,
+            "alias_size_in_bytes": alias, "temp_size_in_bytes": temp}

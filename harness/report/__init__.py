@@ -1,0 +1,178 @@
+"""Reports over sweeps: `python -m harness.report SWEEP_DIR [...]`.
+
+load (records + per-run tables) -> tables (summary, kernel categories, top kernels, memory;
+CSV + Parquet) -> plots (PNG) -> report.md, all written into the sweep directory.
+`compare` (two sweeps, noise-aware verdicts), `history` (a Parquet store over nights) and
+`explain` (findings) build on the same loaded tables.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report import tables as T
+from harness.report.load import Sweep, load
+
+PLOTS_DIR = "plots"
+REPORT_NAME = "report.md"
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    markdown: Path
+    tables: dict[str, pd.DataFrame]
+    plots: dict[str, Path] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+
+
+def build_tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
+    return {
+        "summary": sweep.summary,
+        "kernels_by_category": T.category_long(sweep),
+        "kernels_top": T.top_kernels(sweep),
+        "memory": T.memory_long(sweep),
+        "memory_buffers": _buffers(sweep),
+        "speedup": T.speedup_table(sweep.summary),
+    }
+
+
+def _buffers(sweep: Sweep, n: int = 10) -> pd.DataFrame:
+    b = sweep.buffers
+    if len(b):
+        b = b.assign(_b=pd.to_numeric(b["bytes"], errors="coerce"))
+        b = b.sort_values(["run_id", "_b"], ascending=[True, False], kind="stable")
+        b = b.groupby("run_id", sort=False).head(n).drop(columns="_b").reset_index(drop=True)
+    return T._with_missing(b, sweep, "memory_buffers")
+
+
+def generate(roots: list[str | Path], out_dir: str | Path | None = None,
+             findings: bool = True) -> Report:
+    """Load the sweeps, write tables, plots and report.md into out_dir (default: the first
+    sweep directory)."""
+    from harness.report import plots as P
+
+    sweep = load(roots)
+    out = Path(out_dir) if out_dir is not None else Path(roots[0])
+    if out.is_file():
+        out = out.parent
+    plot_dir = out / PLOTS_DIR
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    tables = build_tables(sweep)
+    written = T.write_tables(tables, out)
+
+    plots: dict[str, Path] = {}
+    workloads = list(dict.fromkeys(sweep.summary["workload"]))
+    for w in workloads:
+        p = P.category_stacked(tables["kernels_by_category"], w, plot_dir)
+        if p:
+            plots[f"categories:{w}"] = p
+        p = P.memory_by_kind(tables["memory"], w, plot_dir)
+        if p:
+            plots[f"memory:{w}"] = p
+    p = P.roofline(tables["kernels_top"], sweep.summary, plot_dir)
+    if p:
+        plots["roofline"] = p
+    p = P.speedup(tables["speedup"], plot_dir)
+    if p:
+        plots["speedup"] = p
+
+    found = None
+    if findings:
+        from harness.report.findings import findings as find
+        found = find(sweep, tables)
+        tables["findings"] = found
+        written += T.write_tables({"findings": found}, out)
+
+    md = render(sweep, tables, plots, out, found)
+    path = out / REPORT_NAME
+    path.write_text(md)
+    written += [path, *plots.values()]
+    return Report(out_dir=out, markdown=path, tables=tables, plots=plots, written=written)
+
+
+def _img(plots: dict[str, Path], key: str, out: Path, alt: str) -> str:
+    p = plots.get(key)
+    return f"![{alt}]({p.relative_to(out).as_posix()})\n" if p else ""
+
+
+def _missing_note(long: pd.DataFrame, workload: str, variant: str, what: str) -> str:
+    sub = long[(long["workload"] == workload) & (long["variant"] == variant)]
+    col = "category" if "category" in long.columns else "kind"
+    gone = sub[sub[col].isna()]
+    return "".join(f"- no {what} for **{r.backend}**: {T.md_escape(r.reason)}\n"
+                   for r in gone.itertuples(index=False))
+
+
+def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path], out: Path,
+           found: pd.DataFrame | None = None) -> str:
+    s = sweep.summary
+    counts = s["status"].value_counts().to_dict()
+    devices = ", ".join(sorted(set(d for d in s["device"] if d))) or "unknown"
+    lines = [f"# Benchmark report\n",
+             f"Sweeps: {', '.join(f'`{r}`' for r in sweep.roots)}  ",
+             f"Runs: {len(s)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
+             f"device: {devices}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
+             "Times are per iteration. Blank cells are unknown (not zero); % of peak only where "
+             "the device is in the peak table.\n"]
+    if found is not None:
+        from harness.report.findings import render_markdown
+        lines += ["## Findings\n", render_markdown(found)]
+    lines += ["## Summary\n", T.summary_markdown(s)]
+    bad = s[s["status"] != "ok"]
+    if len(bad):
+        lines.append("### Failed and skipped runs\n")
+        for r in bad.itertuples(index=False):
+            lines.append(f"- **{r.workload} [{r.variant}] {r.backend}** {r.status}: "
+                         f"{T.md_escape(r.reason) or '(no reason recorded)'} (`{r.run_dir}`)")
+        lines.append("")
+    if "speedup" in plots:
+        lines += ["## Speedup over eager\n", _img(plots, "speedup", out, "speedup over eager")]
+
+    lines.append("## Time by kernel category (ms per iteration)\n")
+    cat = tables["kernels_by_category"]
+    top = tables["kernels_top"]
+    for workload in dict.fromkeys(s["workload"]):
+        lines.append(f"### {workload}\n")
+        lines.append(_img(plots, f"categories:{workload}", out, f"{workload} time by category"))
+        for w, v in T.variants(s[s["workload"] == workload]):
+            wide = T.category_wide(cat, w, v)
+            lines.append(f"**{w} [{v}]**\n")
+            if not wide.empty:
+                lines.append(T.md_table(wide, index=True))
+            lines.append(_missing_note(cat, w, v, "kernel table"))
+            sub = top[(top["workload"] == w) & (top["variant"] == v) & top["kernel"].notna()]
+            if len(sub):
+                view = sub[["backend", "rank", "kernel", "category", "time_us_per_iter", "share",
+                            "achieved_tflops", "achieved_gbps", "pct_peak_flops", "pct_peak_bw",
+                            "suspect"]].copy()
+                view = view[view["rank"] <= 5]
+                view["kernel"] = view["kernel"].map(lambda k: k if len(k) <= 60 else k[:57] + "...")
+                view["share"] = view["share"] * 100.0
+                view.columns = ["backend", "#", "kernel", "category", "us/iter", "share %",
+                                "TFLOP/s", "GB/s", "% peak FLOP/s", "% peak BW", "suspect"]
+                lines.append("<details><summary>top kernels</summary>\n")
+                lines.append(T.md_table(view))
+                lines.append("</details>\n")
+    lines += ["## Roofline (top kernels)\n",
+              _img(plots, "roofline", out, "roofline") or
+              "_No kernel with both FLOPs and bytes known (CPU runs, or not profiled)._\n"]
+
+    lines.append("## Memory by kind (MiB)\n")
+    mem = tables["memory"]
+    for workload in dict.fromkeys(s["workload"]):
+        lines.append(f"### {workload}\n")
+        lines.append(_img(plots, f"memory:{workload}", out, f"{workload} memory by kind"))
+        for w, v in T.variants(s[s["workload"] == workload]):
+            wide = T.memory_wide(mem, w, v)
+            lines.append(f"**{w} [{v}]**\n")
+            if not wide.empty:
+                lines.append(T.md_table(wide, index=True))
+            lines.append(_missing_note(mem, w, v, "memory table"))
+    lines.append("Tables: `summary`, `kernels_by_category`, `kernels_top`, `memory`, "
+                 "`memory_buffers`, `speedup` (and `findings`), each as `.csv` and `.parquet` "
+                 "beside this file.\n")
+    return "\n".join(lines)

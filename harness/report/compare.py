@@ -1,0 +1,224 @@
+"""`python -m harness.report compare BASE NEW`: did anything get slower, beyond the noise?
+
+Runs are matched by `run_id` (the hash of workload, backend, bench, device and seed config),
+and where that fails (a bench setting changed between the nights) by the human key: workload,
+backend, backend mode and the workload's resolved parameters. A change counts only beyond
+`max(threshold, k * combined CV)`, combined CV = sqrt(cv_base^2 + cv_new^2): a run whose
+samples spread by 4% cannot show a 5% regression with any confidence. A run that was ok and
+now fails is a regression too; runs on one side only are listed, not dropped.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.collect.kernels import category_diff, kernel_diff
+from harness.report import tables as T
+from harness.report.load import Sweep, match_key
+
+REGRESSION, IMPROVEMENT, NOISE = "regression", "improvement", "within noise"
+NEWLY_FAILING, FIXED, NOT_OK = "now failing", "fixed", "not ok on both sides"
+
+# Environment fields that explain a difference between two nights (DESIGN: driver, clocks,
+# library versions, which GPU).
+ENV_KEYS = ("gpu_name", "gpu_index", "cuda_visible_devices", "driver", "cuda", "sm_clock_mhz",
+            "max_sm_clock_mhz", "mem_clock_mhz", "power_limit_w", "temperature_c", "host",
+            "git_sha", "device", "python", "platform")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    threshold: float = 0.05     # smallest relative change ever called a change
+    k: float = 3.0              # how many combined CVs a change must exceed
+    top_kernels: int = 8        # kernel rows shown per regressed run
+
+
+@dataclass
+class Comparison:
+    table: pd.DataFrame                 # one row per matched pair
+    base_only: pd.DataFrame             # summary rows present only in BASE
+    new_only: pd.DataFrame
+    environment: pd.DataFrame           # key, base, new for keys that differ
+    kernel_diffs: dict[str, tuple[pd.DataFrame, pd.DataFrame]]  # name -> (categories, kernels)
+    config: CompareConfig
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.table["verdict"].isin([REGRESSION, NEWLY_FAILING]).any())
+
+
+def verdict(base: dict[str, Any], new: dict[str, Any], cfg: CompareConfig) -> dict[str, Any]:
+    """Ratio NEW/BASE of the medians and what it means given both runs' spread."""
+    b_ok, n_ok = base["status"] == "ok", new["status"] == "ok"
+    out = {"ratio": math.nan, "change_pct": math.nan, "band_pct": math.nan}
+    if b_ok and not n_ok:
+        return {**out, "verdict": NEWLY_FAILING}
+    if n_ok and not b_ok:
+        return {**out, "verdict": FIXED}
+    if not (b_ok and n_ok):
+        return {**out, "verdict": NOT_OK}
+    bm, nm = float(base["median_ms"]), float(new["median_ms"])
+    if not (bm > 0 and nm > 0):
+        return {**out, "verdict": NOT_OK}
+    cv_b = float(base["cv"]) if base["cv"] == base["cv"] else 0.0
+    cv_n = float(new["cv"]) if new["cv"] == new["cv"] else 0.0
+    band = max(cfg.threshold, cfg.k * math.hypot(cv_b, cv_n))
+    ratio = nm / bm
+    if ratio > 1.0 + band:
+        v = REGRESSION
+    elif ratio < 1.0 - band:
+        v = IMPROVEMENT
+    else:
+        v = NOISE
+    return {"ratio": ratio, "change_pct": 100.0 * (ratio - 1.0), "band_pct": 100.0 * band,
+            "verdict": v}
+
+
+def _pairs(base: pd.DataFrame, new: pd.DataFrame) -> tuple[list[tuple[int, int, str]], set, set]:
+    """(base index, new index, how matched) and the unmatched indices of each side."""
+    pairs: list[tuple[int, int, str]] = []
+    b_left, n_left = set(base.index), set(new.index)
+    by_id: dict[str, list[int]] = {}
+    for i in new.index:
+        if new.at[i, "run_id"]:
+            by_id.setdefault(new.at[i, "run_id"], []).append(i)
+    for i in base.index:
+        cand = [j for j in by_id.get(base.at[i, "run_id"], []) if j in n_left]
+        if cand:
+            pairs.append((i, cand[0], "run_id"))
+            b_left.discard(i)
+            n_left.discard(cand[0])
+    by_key: dict[tuple, list[int]] = {}
+    for j in sorted(n_left):
+        by_key.setdefault(match_key(new.loc[j]), []).append(j)
+    for i in sorted(b_left):
+        cand = [j for j in by_key.get(match_key(base.loc[i]), []) if j in n_left]
+        if cand:
+            pairs.append((i, cand[0], "key"))
+            b_left.discard(i)
+            n_left.discard(cand[0])
+    return pairs, b_left, n_left
+
+
+def _kernels_of(sweep: Sweep, run_id: str) -> pd.DataFrame:
+    k = sweep.kernels
+    return k[k["run_id"] == run_id] if len(k) else k
+
+
+def environment_diff(base: Sweep, new: Sweep) -> pd.DataFrame:
+    """Environment values that differ between the sweeps (each side: its distinct values;
+    numbers as a range)."""
+    def values(sweep: Sweep) -> dict[str, set]:
+        out: dict[str, set] = {}
+        for r in sweep.records:
+            env = r.get("environment") or {}
+            flat = {k: env.get(k) for k in ENV_KEYS}
+            flat.update({f"version:{p}": v for p, v in (env.get("versions") or {}).items()})
+            for k, v in flat.items():
+                if v is not None:
+                    out.setdefault(k, set()).add(v if not isinstance(v, (list, dict)) else str(v))
+        return out
+
+    def show(vals: set | None) -> str:
+        if not vals:
+            return "(none)"
+        if all(isinstance(v, (int, float)) for v in vals):
+            lo, hi = min(vals), max(vals)
+            return f"{lo:g}" if lo == hi else f"{lo:g}–{hi:g}"
+        return ", ".join(sorted(map(str, vals)))
+
+    vb, vn = values(base), values(new)
+    rows = []
+    for key in sorted(set(vb) | set(vn), key=lambda k: (k.startswith("version:"), k)):
+        if key in ("sm_clock_mhz", "temperature_c"):
+            # these wander run to run; only a shift in range is a difference worth showing
+            if show(vb.get(key)) == show(vn.get(key)):
+                continue
+        elif vb.get(key) == vn.get(key):
+            continue
+        rows.append({"key": key, "base": show(vb.get(key)), "new": show(vn.get(key))})
+    return pd.DataFrame(rows, columns=["key", "base", "new"])
+
+
+def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Comparison:
+    bs, ns = base.summary, new.summary
+    pairs, b_left, n_left = _pairs(bs, ns)
+    rows = []
+    kernel_diffs: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    for i, j, how in pairs:
+        b, n = bs.loc[i], ns.loc[j]
+        v = verdict(b, n, cfg)
+        name = f"{n['workload']} [{n['variant']}] {n['backend']}"
+        rows.append({"workload": n["workload"], "variant": n["variant"], "backend": n["backend"],
+                     "base_status": b["status"], "new_status": n["status"],
+                     "base_median_ms": b["median_ms"], "new_median_ms": n["median_ms"],
+                     "base_cv": b["cv"], "new_cv": n["cv"], **v, "matched_by": how,
+                     "base_run_id": b["run_id"], "new_run_id": n["run_id"],
+                     "reason": n["reason"] if n["status"] != "ok" else ""})
+        if v["verdict"] == REGRESSION:
+            kb, kn = _kernels_of(base, b["run_id"]), _kernels_of(new, n["run_id"])
+            if len(kb) and len(kn):
+                cats = category_diff(kb, kn, ("base", "new"))
+                kern = kernel_diff(kb, kn, ("base", "new"))
+                kern = kern[kern["delta_us"] > 0].head(cfg.top_kernels)
+                kernel_diffs[name] = (cats, kern)
+    cols = ["workload", "variant", "backend", "base_status", "new_status", "base_median_ms",
+            "new_median_ms", "base_cv", "new_cv", "ratio", "change_pct", "band_pct", "verdict",
+            "matched_by", "base_run_id", "new_run_id", "reason"]
+    table = pd.DataFrame(rows, columns=cols)
+    order = {NEWLY_FAILING: 0, REGRESSION: 1, IMPROVEMENT: 2, FIXED: 3, NOISE: 4, NOT_OK: 5}
+    table = table.assign(_o=table["verdict"].map(order)).sort_values(
+        ["_o", "workload", "variant", "backend"], kind="stable").drop(columns="_o")
+    keep = ["workload", "variant", "backend", "status", "reason", "median_ms", "run_id", "run_dir"]
+    return Comparison(table=table.reset_index(drop=True),
+                      base_only=bs.loc[sorted(b_left), keep].reset_index(drop=True),
+                      new_only=ns.loc[sorted(n_left), keep].reset_index(drop=True),
+                      environment=environment_diff(base, new), kernel_diffs=kernel_diffs,
+                      config=cfg)
+
+
+def render_markdown(c: Comparison, base_label: str, new_label: str) -> str:
+    t = c.table
+    counts = t["verdict"].value_counts().to_dict()
+    lines = [f"# Compare\n", f"BASE `{base_label}` vs NEW `{new_label}`: {len(t)} matched run(s) "
+             f"({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'}); "
+             f"{len(c.base_only)} only in BASE, {len(c.new_only)} only in NEW.  ",
+             f"A change counts beyond max({100 * c.config.threshold:g}%, "
+             f"{c.config.k:g} x sqrt(cv_base² + cv_new²)).\n",
+             "**REGRESSED**\n" if c.regressed else "No regression.\n"]
+    view = pd.DataFrame({
+        "workload": t["workload"], "variant": t["variant"], "backend": t["backend"],
+        "base ms": t["base_median_ms"], "new ms": t["new_median_ms"],
+        "NEW/BASE": t["ratio"].map(lambda r: f"{r:.3f}" if r == r else ""),
+        "change %": t["change_pct"].map(lambda r: f"{r:+.1f}" if r == r else ""),
+        "noise band ±%": t["band_pct"].map(lambda r: f"{r:.1f}" if r == r else ""),
+        "CV base/new %": [f"{100 * a:.1f} / {100 * b:.1f}" if a == a and b == b else ""
+                          for a, b in zip(t["base_cv"], t["new_cv"])],
+        "verdict": [f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v for v in t["verdict"]],
+        "status": [s if s == ns else f"{s} → {ns}" for s, ns in zip(t["base_status"],
+                                                                     t["new_status"])],
+        "reason": t["reason"].map(lambda r: r[:120]),
+    })
+    lines += ["## Runs\n", T.md_table(view)]
+    for name, (cats, kern) in c.kernel_diffs.items():
+        lines += [f"## Why slower: {name}\n", "Time by category (ms per iteration):\n",
+                  T.md_table(cats, index=True), "Kernels that grew (us per iteration):\n",
+                  T.md_table(kern)]
+    regressed_without = [f"{r.workload} [{r.variant}] {r.backend}" for r in t.itertuples()
+                         if r.verdict == REGRESSION and
+                         f"{r.workload} [{r.variant}] {r.backend}" not in c.kernel_diffs]
+    if regressed_without:
+        lines.append("No kernel tables on both sides for: " + "; ".join(regressed_without) + "\n")
+    lines.append("## Environment differences\n")
+    lines.append(T.md_table(c.environment) if len(c.environment)
+                 else "_Same driver, GPU, clocks range and library versions._\n")
+    for label, side in (("Only in BASE", c.base_only), ("Only in NEW", c.new_only)):
+        if len(side):
+            lines += [f"## {label}\n", T.md_table(side[["workload", "variant", "backend",
+                                                        "status", "median_ms", "reason",
+                                                        "run_dir"]])]
+    return "\n".join(lines)

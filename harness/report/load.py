@@ -1,0 +1,260 @@
+"""Sweep directories -> pandas: one summary row per run, plus the long kernel and memory tables.
+
+A sweep is any folder tree with `record.json` files in it (earlier attempts kept beside a
+re-run, `record.<stamp>.<status>.json`, are history, not results, and are not read). Each run
+dir may also hold the normalised tables its record's `artifacts` names:
+`kernels.parquet` (harness.collect.kernels.COLUMNS), `memory.parquet` (kind, bytes, buffers,
+source) and `memory_buffers.parquet` (name, bytes, shape, kind, ...). Any of them may be
+missing: a run that was not profiled, or failed, still gets its summary row, and every table
+says why it has no rows for it (`status`, `reason`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.collect.devices import Peaks, lookup_device, peak_dtype
+from harness.errors import InputError
+from harness.record import RECORD_NAME
+
+# Workload parameters that name a variant (as harness.orchestrator.summary_line prints them).
+TAG_KEYS = ("mode", "recipe", "phase", "cache", "preset")
+# Columns that identify a run in every table.
+KEY_COLUMNS = ["workload", "variant", "backend", "run_id"]
+# What the artifacts are called in a record, and the file name used when a record names none.
+ARTIFACT_FILES = {"kernels": "kernels.parquet", "memory": "memory.parquet",
+                  "memory_buffers": "memory_buffers.parquet"}
+# fp8 recipes run their GEMMs in fp8 whatever the workload's (activation) dtype says.
+FP8_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp", "fp8")
+MEMORY_KINDS = ("parameter", "output", "temp", "workspace", "constant", "total", "runtime_peak")
+
+
+@dataclass
+class Sweep:
+    """Everything a report is made of. Every frame has KEY_COLUMNS first."""
+    roots: list[Path]
+    records: list[dict[str, Any]]          # raw records, with "_run_dir" added
+    summary: pd.DataFrame                  # one row per run
+    kernels: pd.DataFrame                  # one row per (run, kernel); runs without: no rows
+    memory: pd.DataFrame                   # one row per (run, kind)
+    buffers: pd.DataFrame                  # one row per (run, buffer)
+    missing: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> run_id -> why
+
+
+def record_paths(roots: list[Path]) -> list[Path]:
+    """Every record.json under each root; a root that is not a folder or holds no record is a
+    user mistake, reported naming it."""
+    found: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise InputError(f"{root}: no such directory")
+        if root.is_file():
+            if root.name == RECORD_NAME:
+                found.append(root)
+                continue
+            raise InputError(f"{root}: expected a sweep or run directory, got a file")
+        paths = sorted(root.rglob(RECORD_NAME))
+        if not paths:
+            raise InputError(f"{root}: no {RECORD_NAME} found (not a sweep or run directory?)")
+        found.extend(paths)
+    return found
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A record, checked enough that the tables can trust it; one line naming the file if not."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: corrupt record, not JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{path}: corrupt record, expected a JSON object")
+    missing = [k for k in ("status", "workload", "backend") if k not in record]
+    if missing:
+        raise InputError(f"{path}: corrupt record, missing {', '.join(missing)}")
+    if record["status"] not in ("ok", "failed", "skipped"):
+        raise InputError(f"{path}: corrupt record, status {record['status']!r} is not "
+                         "ok, failed or skipped")
+    for key in ("timing", "numerics"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise InputError(f"{path}: corrupt record, {key} is not an object")
+    return record
+
+
+def backend_label(record: dict[str, Any]) -> str:
+    """`inductor`, or `inductor:max-autotune` when a non-default mode ran: the column name."""
+    backend = record.get("backend") or "?"
+    mode = ((record.get("config") or {}).get("backend") or {}).get("mode")
+    if mode and mode != "default":
+        return f"{backend}:{mode}"
+    return backend
+
+
+def variant(params: dict[str, Any]) -> str:
+    """The human name of a workload's parameters: `fwd,tensorwise,cpu_small`, plus the explicit
+    shapes when they differ from what a preset would say (they are in params_json anyway)."""
+    return ",".join(str(params[k]) for k in TAG_KEYS if params.get(k) is not None)
+
+
+def params_json(params: dict[str, Any]) -> str:
+    return json.dumps(params or {}, sort_keys=True, default=str)
+
+
+def gemm_dtype(params: dict[str, Any]) -> str | None:
+    """Which peak a whole-run TFLOP/s is compared with: fp8 for fp8 recipes, else the
+    workload's dtype; None (no % of peak) when neither says."""
+    if str(params.get("recipe", "")).lower() in FP8_RECIPES:
+        return "fp8"
+    return peak_dtype(str(params["dtype"])) if params.get("dtype") else None
+
+
+def _f(value: Any) -> float:
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def summary_row(record: dict[str, Any]) -> dict[str, Any]:
+    params = record.get("params") or ((record.get("config") or {}).get("workload") or {})
+    timing = record.get("timing") or {}
+    thr = record.get("throughput") or {}
+    num = record.get("numerics") or {}
+    env = record.get("environment") or {}
+    mem = record.get("memory") or {}
+    tflops = _f(thr.get("tflops"))
+    gbps = _f(thr.get("gbps_min_bytes"))
+    pct_flops = pct_bw = math.nan
+    spec = lookup_device(env.get("gpu_name"))
+    if spec is not None:
+        peaks = Peaks(spec, _f(env.get("sm_clock_mhz")) if env.get("sm_clock_mhz") else None)
+        dtype = gemm_dtype(params)
+        if dtype and not math.isnan(tflops):
+            pct_flops = 100.0 * tflops / peaks.tflops(dtype)
+        if not math.isnan(gbps):
+            pct_bw = 100.0 * gbps / peaks.hbm_gbps
+    return {
+        "workload": record.get("workload", ""),
+        "variant": variant(params),
+        "backend": backend_label(record),
+        "run_id": record.get("run_id", ""),
+        "status": record["status"],
+        "reason": record.get("reason") or "",
+        "median_ms": _f(timing.get("median_ms")),
+        "p10_ms": _f(timing.get("p10_ms")),
+        "p90_ms": _f(timing.get("p90_ms")),
+        "cv": _f(timing.get("cv")),
+        "tflops": tflops,
+        "tokens_per_s": _f(thr.get("tokens_per_s")),
+        "gbps_min_bytes": gbps,
+        "pct_peak_flops": pct_flops,
+        "pct_peak_bw": pct_bw,
+        "compile_s": _f(record.get("compile_s")),
+        "memory_total_bytes": math.nan,          # filled from memory.parquet (kind total)
+        "runtime_peak_bytes": _f(mem.get("runtime_peak_bytes")),
+        "numerics_passed": num.get("passed") if num else None,
+        "min_sqnr_db": _f(num.get("min_sqnr_db")),
+        "max_abs_err": _f(num.get("max_abs_err")),
+        "kernel_ms_per_iter": math.nan,           # filled from kernels.parquet
+        "backend_name": record.get("backend", ""),
+        "backend_mode": ((record.get("config") or {}).get("backend") or {}).get("mode") or "",
+        "device": env.get("gpu_name") or env.get("device") or "",
+        "params_json": params_json(params),
+        "run_dir": record.get("_run_dir", ""),
+    }
+
+
+SUMMARY_COLUMNS = list(summary_row({"status": "ok", "workload": "", "backend": ""}))
+
+
+def _artifact(record: dict[str, Any], name: str) -> Path | None:
+    run_dir = Path(record["_run_dir"])
+    rel = (record.get("artifacts") or {}).get(name) or ARTIFACT_FILES[name]
+    path = run_dir / rel
+    return path if path.is_file() else None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises many types for a truncated or foreign file
+        raise InputError(f"{path}: corrupt table ({type(e).__name__}: {e})") from None
+
+
+def _why_missing(record: dict[str, Any], what: str) -> str:
+    if record["status"] != "ok":
+        return f"{record['status']}: {record.get('reason') or 'no reason recorded'}"
+    return f"no {ARTIFACT_FILES[what]} (not collected for this run)"
+
+
+def load(roots: list[str | Path]) -> Sweep:
+    roots = [Path(r) for r in roots]
+    records = []
+    for path in record_paths(roots):
+        record = read_record(path)
+        record["_run_dir"] = str(path.parent)
+        records.append(record)
+
+    rows = [summary_row(r) for r in records]
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary["numerics_passed"] = summary["numerics_passed"].astype("boolean")
+
+    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ARTIFACT_FILES}
+    missing: dict[str, dict[str, str]] = {k: {} for k in ARTIFACT_FILES}
+    for i, record in enumerate(records):
+        keys = {k: rows[i][k] for k in KEY_COLUMNS}
+        label = keys["run_id"] or rows[i]["run_dir"]
+        got: dict[str, pd.DataFrame] = {}
+        for name in ARTIFACT_FILES:
+            path = _artifact(record, name)
+            table = _read_table(path) if path is not None else None
+            if table is None or table.empty:
+                missing[name][label] = (_why_missing(record, name) if table is None
+                                        else f"{path.name} is empty")
+                continue
+            table = table.assign(**keys)
+            got[name] = table[KEY_COLUMNS + [c for c in table.columns if c not in KEY_COLUMNS]]
+            tables[name].append(got[name])
+        if "kernels" in got:
+            summary.loc[i, "kernel_ms_per_iter"] = got["kernels"]["time_us_per_iter"].sum() / 1e3
+        if "memory" in got:
+            mem = got["memory"]
+            total = mem.loc[mem["kind"] == "total", "bytes"]
+            if len(total):
+                summary.loc[i, "memory_total_bytes"] = float(total.iloc[0])
+            peak = mem.loc[mem["kind"] == "runtime_peak", "bytes"]
+            if len(peak) and math.isnan(summary.loc[i, "runtime_peak_bytes"]):
+                summary.loc[i, "runtime_peak_bytes"] = float(peak.iloc[0])
+
+    def concat(name: str, columns: list[str]) -> pd.DataFrame:
+        if tables[name]:
+            return pd.concat(tables[name], ignore_index=True)
+        return pd.DataFrame(columns=KEY_COLUMNS + columns)
+
+    from harness.collect.kernels import COLUMNS as KERNEL_COLUMNS
+    kernels = concat("kernels", KERNEL_COLUMNS)
+    memory = concat("memory", ["kind", "bytes", "buffers", "source"])
+    buffers = concat("memory_buffers", ["name", "bytes", "shape", "kind"])
+    summary = summary.sort_values(["workload", "variant", "backend"], kind="stable")
+    return Sweep(roots=roots, records=records, summary=summary.reset_index(drop=True),
+                 kernels=kernels, memory=memory, buffers=buffers, missing=missing)
+
+
+def match_key(row: pd.Series | dict[str, Any]) -> tuple:
+    """The human identity of a run across sweeps (run_id also hashes bench and seed)."""
+    return (row["workload"], row["backend_name"], row["backend_mode"], row["params_json"])
+
+
+def finite(value: Any) -> bool:
+    try:
+        return value is not None and not np.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
