@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import register_configs
-from harness.errors import die
+from harness.errors import ConfigError, die
 from harness.orchestrator import execute, existing_record, summary_line
 from harness.record import RECORD_NAME
 from harness.registry import config_options
@@ -55,7 +55,10 @@ def app(cfg: DictConfig) -> None:
         (run_dir / RECORD_NAME).rename(run_dir / f"record.{stamp}.{previous.get('status')}.json")
 
     container = OmegaConf.to_container(cfg, resolve=True)
-    record = execute(container, run_dir)
+    try:
+        record = execute(container, run_dir)
+    except ConfigError as e:
+        die(str(e))
     print(summary_line(record), flush=True)
     if not multirun and record.status == "failed":
         code = 2 if record.reason.startswith("config error: ") else 1

@@ -113,6 +113,7 @@ class RunConfig:
     device: str = "auto"            # auto | cuda | cpu
     seed: int = 0
     force: bool = False             # re-run even where the run dir already holds an `ok` record
+    gpu_pool: Any = "auto"          # auto | none | [0,1,...]: jobs running at once each take one GPU (gpus.py)
 
 
 WORKLOAD_SCHEMAS: dict[str, type] = {

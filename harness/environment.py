@@ -70,7 +70,11 @@ def capture(device: str) -> dict[str, Any]:
                    sm_count=props.multi_processor_count,
                    compute_capability=f"{props.major}.{props.minor}",
                    gpu_memory_bytes=props.total_memory)
-        env.update({k: v for k, v in _nvidia_smi(index).items() if v is not None})
+        # nvidia-smi numbers GPUs physically; torch's index is within CUDA_VISIBLE_DEVICES.
+        visible = [g.strip() for g in (os.environ.get("CUDA_VISIBLE_DEVICES") or "").split(",") if g.strip()]
+        physical = int(visible[index]) if index < len(visible) and visible[index].isdigit() else index
+        env["gpu_physical_index"] = physical
+        env.update({k: v for k, v in _nvidia_smi(physical).items() if v is not None})
     else:
         env["cpu_count"] = os.cpu_count()
         env["cpu"] = platform.processor() or platform.machine()

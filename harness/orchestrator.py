@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import gpus
 from harness.record import RECORD_NAME, RunRecord, read_record, write_json_atomic, write_record
 from harness.worker import CONFIG_ERROR_PREFIX, CONFIG_NAME, RESULT_NAME
 
@@ -31,8 +32,10 @@ def run_id(cfg: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def worker_env(cfg: dict[str, Any], run_dir: Path) -> dict[str, str]:
+def worker_env(cfg: dict[str, Any], run_dir: Path, gpu: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     # JAX would otherwise take 75% of the GPU up front and every memory figure would be that.
@@ -92,11 +95,23 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
     if result_path.exists():
         result_path.unlink()   # a stale result from a killed attempt must not be taken for this one
 
+    with gpus.acquire(gpus.pool(cfg.get("gpu_pool", "none"))) as gpu:
+        if gpu is not None and echo:
+            print(f"  [orchestrator] on GPU {gpu}", file=sys.stderr, flush=True)
+        record = _execute(cfg, run_dir, rid, result_path, gpu, echo)
+    write_record(run_dir, record)
+    if record.reason.startswith("interrupted:"):
+        raise SystemExit(f"{record.reason}; failed record written to {run_dir}")
+    return record
+
+
+def _execute(cfg: dict[str, Any], run_dir: Path, rid: str, result_path: Path, gpu: str | None,
+             echo: bool) -> RunRecord:
     timeout_s = float(cfg["bench"]["timeout_s"])
-    start = time.perf_counter()
+    started_at, start = time.time(), time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(run_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=worker_env(cfg, run_dir), cwd=REPO_ROOT, start_new_session=True)
+                            env=worker_env(cfg, run_dir, gpu), cwd=REPO_ROOT, start_new_session=True)
     tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
     reader = threading.Thread(target=_stream, args=(proc.stdout, tail, echo), daemon=True)
     reader.start()
@@ -122,7 +137,8 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
     lines = list(tail)
 
     record = RunRecord(run_id=rid, status="failed", config=cfg, workload=cfg["workload"]["name"],
-                       backend=cfg["backend"]["name"], stderr_tail="\n".join(lines), wall_s=wall_s)
+                       backend=cfg["backend"]["name"], stderr_tail="\n".join(lines), wall_s=wall_s,
+                       started_at=started_at, finished_at=time.time())
     if interrupted:
         record.reason = f"interrupted: the orchestrator received {interrupted} (time limit or preemption); worker killed"
     elif timed_out:
@@ -140,9 +156,7 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
                 setattr(record, key, value)
         if record.status == "ok":
             record.stderr_tail = ""
-    write_record(run_dir, record)
-    if interrupted:
-        raise SystemExit(f"interrupted by {interrupted}; failed record written to {run_dir}")
+    record.environment["gpu_slot"] = gpu
     return record
 
 

@@ -44,6 +44,8 @@ class RunRecord:
     kernels: dict[str, Any] = field(default_factory=dict)  # kernel-table summary of the profile pass
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path relative to the run dir
     stderr_tail: str = ""
+    started_at: float | None = None         # epoch seconds, worker start
+    finished_at: float | None = None
     wall_s: float | None = None             # worker process, start to exit
     work_s: float | None = None             # compile + numerics + timing + profiling inside it
     profile_iters: int | None = None
