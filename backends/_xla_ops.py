@@ -35,9 +35,15 @@ def scaled_mm(a: jax.Array, b: jax.Array, scale_a: jax.Array, scale_b: jax.Array
               bias: jax.Array | None = None, scale_result: jax.Array | None = None,
               out_dtype: Any = None, use_fast_accum: bool = False) -> jax.Array:
     """`torch._scaled_mm`: a [M, K] fp8 @ b [K, N] fp8, accumulated in float32, times
-    scale_a * scale_b (+ bias), cast to out_dtype (default: a's dtype). `use_fast_accum` has no
-    XLA counterpart and is ignored."""
-    out = jax.lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    scale_a * scale_b (+ bias), cast to out_dtype (default: a's dtype).
+
+    `use_fast_accum` maps to the dot's precision: XLA:GPU turns cuBLASLt's fp8 fast accumulation
+    on exactly when the precision is DEFAULT (stream_executor/cuda/cuda_blas_lt.cc,
+    `IsFastAccumEnabled`: f8 operands and compute_precision == 0), so HIGHEST keeps torch's
+    `use_fast_accum=False` (fp8_linear's two backward GEMMs) precise. Ignored on the CPU."""
+    precision = jax.lax.Precision.DEFAULT if use_fast_accum else jax.lax.Precision.HIGHEST
+    out = jax.lax.dot_general(a, b, (((1,), (0,)), ((), ())), precision=precision,
+                              preferred_element_type=jnp.float32)
     out = out * _scale(scale_a, rows=True) * _scale(scale_b, rows=False)
     if bias is not None:
         out = out + bias.astype(jnp.float32)

@@ -27,3 +27,8 @@ class Prepared:
     # Called once after the first call: write dumps/code into the run dir, return name -> path.
     collect_artifacts: Callable[[Path], dict[str, str]] = lambda run_dir: {}
     compile_info: dict[str, Any] = field(default_factory=dict)
+    # first_call_s -> {phase_s: seconds, ..., "notes": [...]} from the compiler's own counters
+    compile_phases: Callable[[float], dict[str, Any]] = lambda first_call_s: {}
+    # Graphs compiled so far (None: not countable): a change across the timed window means
+    # a recompile happened while timing, and the timing mixes compile and run.
+    graphs_compiled: Callable[[], int | None] = lambda: None

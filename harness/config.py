@@ -25,6 +25,11 @@ class BenchConfig:
     profile: bool = True            # run a separate profiling pass after timing
     profile_iters: int = 5
     check_numerics: bool = True
+    # cold: an empty Inductor/Triton/JAX compile cache per run; warm: a shared cache dir that
+    # a priming worker fills first (same config, first call only), so the run compiles warm.
+    compile_cache: str = "cold"
+    compile_cache_dir: str = "results/compile_cache"
+    prime_only: bool = False        # internal: the priming worker of a warm run stops after the first call
 
 
 @dataclass

@@ -43,6 +43,7 @@ class RunRecord:
     memory: dict[str, Any] = field(default_factory=dict)   # runtime peaks
     kernels: dict[str, Any] = field(default_factory=dict)  # kernel-table summary of the profile pass
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path relative to the run dir
+    flags: list[str] = field(default_factory=list)         # suspect measurements, with why
     stderr_tail: str = ""
     started_at: float | None = None         # epoch seconds, worker start
     finished_at: float | None = None

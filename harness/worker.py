@@ -78,6 +78,10 @@ def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     prepared.synchronize(first)
     result["compile_s"] = time.perf_counter() - t0
     result["compile"] = dict(prepared.compile_info)
+    result["compile"]["phases"] = prepared.compile_phases(result["compile_s"])
+    result["compile"]["cache"] = bench["compile_cache"]
+    if bench.get("prime_only"):
+        return result
     result["artifacts"].update(prepared.collect_artifacts(run_dir))
 
     if bench["check_numerics"]:
@@ -94,11 +98,18 @@ def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
     progress("timing")
     fn = lambda: prepared.step(*prepared.inputs)  # noqa: E731
+    graphs_before = prepared.graphs_compiled()
     prepared.reset_peak_memory()
     t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
                        min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
                        warmup_ms=bench["warmup_ms"])
     result["timing"] = t.__dict__
+    graphs_after = prepared.graphs_compiled()
+    if graphs_before is not None:
+        result["compile"]["recompiles_during_timing"] = graphs_after - graphs_before
+        if graphs_after != graphs_before:
+            result.setdefault("flags", []).append(
+                f"recompiled during timing ({graphs_after - graphs_before} graph(s)): the timing mixes compile and run")
     result["memory"] = {"runtime_peak_bytes": prepared.peak_memory_bytes()}
     seconds = t.median_ms / 1e3
     result["throughput"] = {
@@ -116,7 +127,37 @@ def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         result["profile_iters"] = bench["profile_iters"]
     # Compile + numerics + timing + profiling: what a run is for. The rest is harness overhead.
     result["work_s"] = time.perf_counter() - work_start
+    collect_tables(run_dir, result)
     return result
+
+
+def collect_tables(run_dir: Path, result: dict[str, Any]) -> None:
+    """The run's normalised memory and kernel tables, as Parquet beside the record. A parser
+    that fails on our own artifacts flags the run instead of failing it: the timing holds."""
+    from harness.collect import memory
+    artifacts = result["artifacts"]
+    dumps = [run_dir / p for p in artifacts.values()
+             if "buffer-assignment.txt" in p and "values" not in p or p.startswith("inductor_output_code")]
+    try:
+        summary, buffers = memory.memory_table_from_files(dumps) if dumps else (None, None)
+        peak = (result.get("memory") or {}).get("runtime_peak_bytes")
+        if peak is not None:
+            source = "jax memory_stats peak_bytes_in_use" if result["environment"].get("device") and \
+                result.get("compile", {}).get("platform") else "torch.cuda.max_memory_allocated"
+            row = memory.runtime_peak_row(peak, source)
+            summary = row if summary is None else memory.pd.concat([summary, row], ignore_index=True)
+        if summary is not None:
+            summary.to_parquet(run_dir / "memory.parquet")
+            artifacts["memory_table"] = "memory.parquet"
+            result["memory"]["by_kind"] = {
+                f"{g}:{k}" if g else k: (None if memory.pd.isna(b) else int(b))
+                for g, k, b in summary[["graph", "kind", "bytes"]].itertuples(index=False)}
+        if buffers is not None and len(buffers):
+            buffers.to_parquet(run_dir / "memory_buffers.parquet")
+            artifacts["memory_buffers"] = "memory_buffers.parquet"
+    except Exception as e:  # noqa: BLE001 - reported, not hidden
+        result.setdefault("flags", []).append(f"memory collector: {type(e).__name__}: {e}")
+
 
 
 def main(argv: list[str]) -> int:

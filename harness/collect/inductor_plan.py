@@ -56,6 +56,9 @@ _REINTERPRET = re.compile(r"(\w+) = reinterpret_tensor\((\w+), \(([^()]*)\), \((
 _FROM_POOL = re.compile(r"(\w+) = alloc_from_pool\((\w+), [^,]+, torch\.(\w+), \(([^()]*)\), \(([^()]*)\)\)$")
 _ALIAS = re.compile(r"(\w+) = (\w+)$")
 _ASSIGN_BUF = re.compile(r"((?:buf|pool)\d+) = (.+)$")
+# What an allocation, a reuse or a pool view starts with; one that does not then match its
+# full pattern above is garbled or cut, never skipped.
+_MEMORY_CALL = re.compile(r"\w+ = (?:torch\.)?(?:empty_strided\w*|reinterpret_tensor|alloc_from_pool)\(")
 _DEL = re.compile(r"del ([\w, ]+)$")
 _RETURN = re.compile(r"return \((.*)\)$|return (\w+)$")
 
@@ -210,6 +213,7 @@ def _replay(lines: list[str], def_line: int, begin: int, end: int, name: str,
     events: list[tuple[int, int]] = []  # (storage id, +1 alloc / -1 free) in program order
     unsized: list[str] = []
     returned: list[str] | None = None
+    latest: dict[int, Buffer] = {}      # storage id -> the last buffer bound to it
 
     def new_storage(nbytes: int | None, origin: str, first: str, line: int) -> int:
         storages.append(Storage(len(storages), nbytes, origin, first, line, {first}))
@@ -217,6 +221,13 @@ def _replay(lines: list[str], def_line: int, begin: int, end: int, name: str,
         if origin != "input":
             events.append((storages[-1].id, 1))
         return storages[-1].id
+
+    def add(buffer: Buffer) -> None:
+        buffers.append(buffer)
+        latest[buffer.storage] = buffer
+        if buffer.reuses is not None:
+            bound[buffer.name] = buffer.storage
+            storages[buffer.storage].names.add(buffer.name)
 
     def lookup(n: str, line: int) -> int:
         if n not in bound:
@@ -232,32 +243,26 @@ def _replay(lines: list[str], def_line: int, begin: int, end: int, name: str,
                 shape, stride = _ints(m[2], path, lineno), _ints(m[3], path, lineno)
                 nbytes = storage_bytes(shape, stride, m[4], path, lineno)
                 sid = new_storage(nbytes, "alloc", m[1], lineno)
-                buffers.append(Buffer(m[1], m[4], shape, stride, nbytes, sid, None, lineno))
+                add(Buffer(m[1], m[4], shape, stride, nbytes, sid, None, lineno))
             elif m := _REINTERPRET.match(st):
                 sid = lookup(m[2], lineno)
                 shape, stride = _ints(m[3], path, lineno), _ints(m[4], path, lineno)
-                src = next((b for b in reversed(buffers) if b.storage == sid), None)
+                src = latest.get(sid)
                 dtype = m[5] or (src.dtype if src else dtypes.get(m[2], "uint8"))
-                nbytes = storage_bytes(shape, stride, dtype, path, lineno)
-                bound[m[1]] = sid
-                storages[sid].names.add(m[1])
-                buffers.append(Buffer(m[1], dtype, shape, stride, nbytes, sid, m[2], lineno))
+                add(Buffer(m[1], dtype, shape, stride, storage_bytes(shape, stride, dtype, path, lineno),
+                           sid, m[2], lineno))
             elif m := _FROM_POOL.match(st):
                 sid = lookup(m[2], lineno)
                 shape, stride = _ints(m[4], path, lineno), _ints(m[5], path, lineno)
-                nbytes = storage_bytes(shape, stride, m[3], path, lineno)
-                bound[m[1]] = sid
-                storages[sid].names.add(m[1])
-                buffers.append(Buffer(m[1], m[3], shape, stride, nbytes, sid, m[2], lineno))
+                add(Buffer(m[1], m[3], shape, stride, storage_bytes(shape, stride, m[3], path, lineno),
+                           sid, m[2], lineno))
             elif (m := _ALIAS.match(st)) and m[2] in bound:
                 sid = bound[m[2]]
-                bound[m[1]] = sid
-                storages[sid].names.add(m[1])
-                src = next((b for b in reversed(buffers) if b.storage == sid), None)
+                src = latest.get(sid)
                 if src is not None:
-                    buffers.append(Buffer(m[1], src.dtype, src.shape, src.stride, src.bytes, sid, m[2], lineno))
+                    add(Buffer(m[1], src.dtype, src.shape, src.stride, src.bytes, sid, m[2], lineno))
                 else:  # an input's storage taken over: `buf0 = addmm_1; del addmm_1  # reuse`
-                    buffers.append(Buffer(m[1], dtypes.get(m[2], "?"), (), (), inputs.get(m[2]), sid, m[2], lineno))
+                    add(Buffer(m[1], dtypes.get(m[2], "?"), (), (), inputs.get(m[2]), sid, m[2], lineno))
             elif m := _DEL.match(st):
                 for n in (t.strip() for t in m[1].split(",")):
                     if not n:
@@ -282,22 +287,21 @@ def _replay(lines: list[str], def_line: int, begin: int, end: int, name: str,
                     input_shapes[target] = f"{dtypes.get(target, '?')}[{','.join(map(str, shape))}]"
                     if target in dtypes:
                         nbytes = storage_bytes(shape, stride, dtypes[target], path, lineno)
-                        inputs[target] = nbytes
-                        storages[bound[target]].bytes = nbytes
+                        inputs[target] = storages[_input_storage(storages, target)].bytes = nbytes
             elif m := _RETURN.match(st):
                 returned = _returned_names(m[1] if m[1] is not None else m[2], set(bound), path, lineno)
-            elif "empty_strided" in st or "reinterpret_tensor(" in st.split("=", 1)[-1][:22]:
+            elif _MEMORY_CALL.match(st):
                 raise _err(path, lineno, "expected 'bufN = empty_strided_*((shape), (stride), torch.dtype)' "
                                          f"or 'bufN = reinterpret_tensor(buf, (shape), (stride), offset)', got {st[:80]!r}")
             elif m := _ASSIGN_BUF.match(st):
                 # A fallback kernel's result (`buf7 = torch.ops.aten._foo.default(...)`) or a
                 # tuple item of one (`buf8 = buf7[0]`): a storage whose size the code omits.
-                new_storage(None, "unsized", m[1], lineno)
                 unsized.append(m[1])
-                buffers.append(Buffer(m[1], "?", (), (), None, bound[m[1]], None, lineno))
+                add(Buffer(m[1], "?", (), (), None, new_storage(None, "unsized", m[1], lineno), None, lineno))
             # Anything else (kernel launches, streams, guards, `args.clear()`) moves no memory.
     if returned is None:
-        raise _err(path, end, f"truncated: 'call' at line {def_line + 1} has no return statement")
+        last = max((i for i in range(begin, end) if lines[i].strip()), default=def_line) + 1
+        raise _err(path, last, f"truncated: 'call' at line {def_line + 1} has no return statement")
     for n in inputs:   # an input never asserted: its rand_strided line gives shape and stride
         if inputs[n] is None and n in rand:
             shape, stride = _ints(rand[n][0], path, end), _ints(rand[n][1], path, end)

@@ -83,18 +83,22 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
     except FileNotFoundError:
-        raise InputError(f"{path}:0: no such file") from None
+        raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise InputError(f"{path}:0: is a directory, expected a dump file") from None
+        raise InputError(f"{path}: is a directory, expected a dump file") from None
     except OSError as e:
-        raise InputError(f"{path}:0: cannot read: {e.strerror}") from None
+        raise InputError(f"{path}: cannot read: {e.strerror}") from None
 
 
 def memory_table_from_files(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Parse each file (kind detected from content), pair the split XLA files of one module
     (siblings on disk are picked up when only `-buffer-assignment.txt` is given), and return
     (summary, buffers). Raises InputError naming file and line on anything malformed."""
-    paths = [Path(p) for p in paths]
+    with xba.gc_paused():
+        return _memory_table_from_files([Path(p) for p in paths])
+
+
+def _memory_table_from_files(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     texts = {p: _read(p) for p in paths}
     kinds = {}
     for p, text in texts.items():
@@ -159,20 +163,21 @@ def _xla_group(folder: Path, prefix: str, members: list[Path], texts: dict[Path,
     alloc_path = by_kind.get("xla_buffer_assignment")
     if alloc_path is not None:
         first = xba.parse_dump(texts[alloc_path], str(alloc_path))
-        if not first.is_single_file:
+        name = alloc_path.name
+        if not first.is_single_file and name.endswith("buffer-assignment.txt"):
             # The newer split dump: pick up the siblings the user did not name.
+            stem = name[: -len("buffer-assignment.txt")]
             for kind, suffix in (("xla_values", "buffer-assignment-values.txt"),
                                  ("xla_live_range", "live-range.txt"),
                                  ("xla_memory_report", "memory-usage-report.txt")):
-                if kind not in by_kind:
-                    stem = alloc_path.name[: -len("buffer-assignment.txt")]
-                    sibling = folder / (stem + suffix)
-                    if alloc_path.name.endswith("buffer-assignment.txt") and sibling.is_file():
-                        texts[sibling] = _read(sibling)
-                        if xba_kind := detect(texts[sibling]):
-                            if xba_kind != kind:
-                                raise InputError(f"{sibling}:1: expected {kind}, found {xba_kind}")
-                        by_kind[kind] = sibling
+                sibling = folder / (stem + suffix)
+                if kind in by_kind or not sibling.is_file():
+                    continue
+                texts[sibling] = _read(sibling)
+                found = detect(texts[sibling])
+                if found != kind:
+                    raise InputError(f"{sibling}:1: expected the {kind} part of {name}, found {found or 'unknown format'}")
+                by_kind[kind] = sibling
         parts = [first] + [xba.parse_dump(texts[p], str(p)) for k, p in by_kind.items()
                            if k in ("xla_values", "xla_live_range")]
         report = by_kind.get("xla_memory_report")
@@ -236,27 +241,44 @@ def xla_summary(ba: xba.BufferAssignment, graph: str) -> pd.DataFrame:
 
 
 def xla_buffers(ba: xba.BufferAssignment, graph: str) -> pd.DataFrame:
+    """One row per value; built column by column (a 100 MB dump holds ~10^5 values)."""
     lr = ba.live_range
-    at_peak = {b.name for b in lr.peak} if lr else set()
-    rows = []
+    # Peak and range names drop a trailing "{}"; accept both spellings of a value's name.
+    at_peak = {b.name for b in lr.peak} | {b.name + "{}" for b in lr.peak} if lr else set()
+    cols: dict[str, list] = {c: [] for c in BUFFER_COLUMNS}
     for a in ba.allocations:
-        for v in a.values:
-            kind = "workspace" if v.is_workspace else a.kind
-            note = ""
-            span = lr.ranges.get(xba._strip_index(v.name)) if lr else None
-            if a.parameter is not None:
-                note = f"parameter {a.parameter}"
-            elif a.output_shape is not None:
-                note = "output tuple table"
-            elif a.kind == "output" and span is not None and span[1] < lr.max_time and not v.is_workspace:
-                # XLA lets an intermediate borrow a live-out buffer before the output is
-                # written (seed 004: wrapped_concatenate, live 91-92, in allocation 3).
-                note = f"intermediate (live {span[0]}-{span[1]}) sharing an output allocation"
-            rows.append({"graph": graph, "kind": kind, "name": v.name, "bytes": v.size, "shape": v.shape,
-                         "storage": f"allocation {a.index}", "offset": v.offset,
-                         "peak": (xba._strip_index(v.name) in at_peak) if lr else pd.NA,
-                         "note": note, "source": "xla_buffer_assignment"})
-    return pd.DataFrame(rows, columns=BUFFER_COLUMNS)
+        values = a.values
+        n = len(values)
+        names = [v.name for v in values]
+        workspace = [v.name[-1] == "}" and v.is_workspace for v in values]
+        cols["kind"] += ["workspace" if w else a.kind for w in workspace]
+        cols["name"] += names
+        cols["bytes"] += [v.size for v in values]
+        cols["shape"] += [v.shape for v in values]
+        cols["offset"] += [v.offset for v in values]
+        cols["storage"] += [f"allocation {a.index}"] * n
+        cols["peak"] += [name in at_peak for name in names] if lr else [pd.NA] * n
+        if a.parameter is not None:
+            cols["note"] += [f"parameter {a.parameter}"] * n
+        elif a.output_shape is not None:
+            cols["note"] += ["output tuple table"] * n
+        elif a.kind == "output" and lr:
+            cols["note"] += [_borrowed(lr, name) if not w else "" for name, w in zip(names, workspace)]
+        else:
+            cols["note"] += [""] * n
+    total = len(cols["name"])
+    cols["graph"] = [graph] * total
+    cols["source"] = ["xla_buffer_assignment"] * total
+    return pd.DataFrame(cols, columns=BUFFER_COLUMNS)
+
+
+def _borrowed(lr: xba.LiveRange, name: str) -> str:
+    # XLA lets an intermediate borrow a live-out buffer before the output is written
+    # (seed 004: wrapped_concatenate, live 91-92, in allocation 3).
+    span = lr.ranges.get(name[:-2] if name.endswith("{}") else name)
+    if span is not None and span[1] < lr.max_time:
+        return f"intermediate (live {span[0]}-{span[1]}) sharing an output allocation"
+    return ""
 
 
 # --- Inductor --------------------------------------------------------------------------

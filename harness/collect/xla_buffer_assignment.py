@@ -19,14 +19,26 @@ file and line, so a garbled or cut file never parses into wrong numbers. Unknown
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import re
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from harness.errors import InputError
 
-# allocation 48: size 32, output shape is |(bf16[32,8,128], ...)|, maybe-live-out:
-_ALLOC = re.compile(r"allocation (\d+): size (\d+)(.*):$")
+# One line of the allocation list, a header or one of its values:
+#   allocation 48: size 32, output shape is |(bf16[32,8,128], ...)|, maybe-live-out:
+#    value: <581 custom-call.19.0{1} @0> (size=4194304,offset=0): s8[4194304]{0}
+_ALLOC_HEADER = re.compile(r"^allocation (\d+): size (\d+)([^\n]*):\n", re.M)
+# Anchored at line starts and ending at the newline: as many matches as lines means
+# every line of the block is a value line.
+_VALUE_FIELDS = re.compile(r"^ value: <(\d+) (\S+) @\d+> \(size=(\d+),offset=(\d+)\): ([^\n]*)\n", re.M)
+_VALUE_BLOCK = re.compile(r"(?: value: <\d+ \S+ @\d+> \(size=\d+,offset=\d+\): [^\n]*\n)+")
+# A used value: "<id name @pos>", " positions:" + items, " uses:" + items, " from instruction: ..."
+_USED_BLOCK = re.compile(r"<\d+ \S+ @\d+>\n positions:\n(?:  [^\n]*\n)* uses:\n(?:  [^\n]*\n)*"
+                         r" from instruction: [^\n]*\n")
 # One attribute after the size. Shapes sit between pipes and hold commas, so attributes
 # are matched in order from the left rather than split on commas.
 _ATTR = re.compile(
@@ -34,13 +46,9 @@ _ATTR = re.compile(
     r"|output shape is \|(?P<oshape>[^|]*)\|"
     r"|color (?P<color>\d+)"
     r"|(?P<flag>constant|thread-local|maybe-live-out|preallocated-temp)"
-    r"|(?P<other>[a-z][\w-]*(?: [\w.-]+)?))(?=,|$)")
-# " value: <581 custom-call.19.0{1} @0> (size=4194304,offset=0): s8[4194304]{0}"
-_VALUE = re.compile(r" value: <(\d+) (\S+) @(\d+)> \(size=(\d+),offset=(\d+)\): (.*)$")
+    r"|(?P<other>[a-z][^,|]*))(?=,|$)")
 # "Total bytes used: 1093622736 (1.02GiB)"
 _TOTAL = re.compile(r"Total bytes used: (\d+) \(.*\)$")
-# "<579 custom-call.19.0{} @0>" starts one used value
-_USED = re.compile(r"<(\d+) (\S+) @(\d+)>$")
 _LIVE_HEADER = re.compile(r"HloLiveRange \(max (\d+)\):$")
 # "    wrapped_concatenate{}:91-92"
 _LIVE_RANGE = re.compile(r"    (\S.*):(\d+)-(\d+)$")
@@ -77,7 +85,7 @@ class Value:
 class Allocation:
     index: int
     size: int
-    line: int                   # of its header (only kept for the first; 0 = not computed)
+    line: int                   # of its header in the file
     parameter: int | None = None
     parameter_shape: str | None = None
     output_shape: str | None = None
@@ -212,14 +220,33 @@ def _attrs_cached(rest: str) -> tuple:
             flags["preallocated-temp"], color, tuple(other))
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Parsing a 100 MB dump creates ~10^5 small objects at once; the cyclic collector would
+    rescan them all several times (a third of the parse time, measured). Nothing we build
+    has cycles, so pause it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse_dump(text: str, path: str = "<text>") -> DumpParts:
+    with gc_paused():
+        return _parse_dump(text, path)
+
+
+def _parse_dump(text: str, path: str) -> DumpParts:
     """Parse any of: the single-file dump, `-buffer-assignment.txt`,
     `-buffer-assignment-values.txt`, `-live-range.txt`.
 
     The two big sections (allocations, used values) are matched by compiled regexes run
-    over the whole section, each match required to start where the previous one ended, so
-    the work stays in C (100 MB in a few seconds) and a line of unknown shape is still
-    caught, with its line number, the moment the chain breaks."""
+    over whole blocks of text, so the work stays in C (100 MB in about 1.5 s of CPU), and
+    a line of unknown shape is still caught, with its line number: used values must match
+    back to back, and an allocation's body must hold as many value matches as lines."""
     parts = DumpParts(path)
     n = len(text)
     pos = _skip_blank(text, 0)
@@ -289,57 +316,53 @@ def _section(text: str, pos: int) -> tuple[str, int]:
     return (section if section.endswith("\n") else section + "\n"), end
 
 
-# One line of the allocation list: a header or one of its values.
-_ALLOC_LINE = re.compile(r"allocation (\d+): size (\d+)([^\n]*):\n"
-                         r"| value: <(\d+) (\S+) @\d+> \(size=(\d+),offset=(\d+)\): ([^\n]*)\n")
-
-
 def _parse_allocations(text: str, pos: int, parts: DumpParts) -> int:
+    """Headers are found with one regex; the value lines between two headers are checked
+    with one fullmatch and split with one findall, so Python touches each value once."""
     path = parts.path
     section, end = _section(text, pos)
     allocs: list[Allocation] = []
-    current: Allocation | None = None
-    expect = 0
-    attrs = _attrs_cached
-    for m in _ALLOC_LINE.finditer(section):
-        if m.start() != expect:
-            break
-        expect = m.end()
-        index, size, rest, vid, name, vsize, offset, shape = m.groups()
-        if index is None:
-            if current is None:
-                raise _err(path, _line(text, pos + m.start()), "value line before any allocation")
-            vsize, offset = int(vsize), int(offset)
-            if offset + vsize > current.size:
-                raise _err(path, _line(text, pos + m.start()), f"value {name} at offset {offset} size {vsize} "
-                                                               f"overruns allocation {current.index} of size {current.size}")
-            current.values.append(Value(int(vid), name, vsize, offset, shape))
-        else:
-            if current is not None and not current.values:
-                raise _err(path, _line(text, pos + m.start()) - 1, f"allocation {current.index} has no values")
-            if int(index) != len(allocs):
-                raise _err(path, _line(text, pos + m.start()), f"expected allocation {len(allocs)}, got allocation {index}")
-            try:
-                fields = attrs(rest)
-            except ValueError as e:
-                raise _err(path, _line(text, pos + m.start()), str(e)) from None
-            current = Allocation(len(allocs), int(size), _line(text, pos + m.start()) if not allocs else 0, *fields)
-            allocs.append(current)
-    if expect != len(section):
-        bad = section[expect:section.find("\n", expect)]
-        raise _err(path, _line(text, pos + expect), "expected 'allocation N: size S[, attributes]:' or "
-                                                    f"' value: <id name @pos> (size=N,offset=N): shape', got {bad[:80]!r}")
-    if current is None:
-        raise _err(path, _line(text, pos), "expected at least one 'allocation N: ...' line")
-    if not current.values:
-        raise _err(path, _line(text, pos + len(section)) - 1, f"truncated: allocation {current.index} has no values")
+    prev_end = 0
+    at = _line(text, pos)       # line number at section[prev_end], counted incrementally
+    headers = list(_ALLOC_HEADER.finditer(section)) + [None]
+    for m, following in zip(headers, headers[1:]):
+        if m.start() != prev_end:
+            _bad_line(section[prev_end:m.start()], path, at)
+        line = at
+        index, size = int(m[1]), int(m[2])
+        if index != len(allocs):
+            raise _err(path, line, f"expected allocation {len(allocs)}, got allocation {index}")
+        try:
+            fields = _attrs_cached(m[3])
+        except ValueError as e:
+            raise _err(path, line, str(e)) from None
+        body_end = following.start() if following is not None else len(section)
+        body = section[m.end():body_end]
+        if not body:
+            raise _err(path, line, f"{'truncated: ' if following is None else ''}allocation {index} has no values")
+        values = [Value(int(i), name, int(sz), int(off), shape) for i, name, sz, off, shape in _VALUE_FIELDS.findall(body)]
+        if len(values) != body.count("\n"):
+            _bad_line(body, path, line + 1)
+        for v in values:
+            if v.offset + v.size > size:
+                raise _err(path, line, f"value {v.name} at offset {v.offset} size {v.size} overruns "
+                                       f"allocation {index} of size {size}")
+        allocs.append(Allocation(index, size, line, *fields, values=values))
+        at = line + 1 + len(values)
+        prev_end = body_end
+    if not allocs:
+        _bad_line(section, path, _line(text, pos))
     parts.allocations = allocs
     return end
 
 
-# A used value: "<id name @pos>", " positions:" + items, " uses:" + items, " from instruction: ..."
-_USED_BLOCK = re.compile(r"<\d+ \S+ @\d+>\n positions:\n(?:  [^\n]*\n)* uses:\n(?:  [^\n]*\n)*"
-                         r" from instruction: [^\n]*\n")
+def _bad_line(chunk: str, path: str, first_line: int) -> None:
+    """Name the first line of `chunk` that is neither an allocation header nor a value."""
+    for k, line in enumerate(chunk.split("\n")):
+        if line and not (_ALLOC_HEADER.fullmatch(line + "\n") or _VALUE_BLOCK.fullmatch(line + "\n")):
+            raise _err(path, first_line + k, "expected 'allocation N: size S[, attributes]:' or "
+                                             f"' value: <id name @pos> (size=N,offset=N): shape', got {line[:80]!r}")
+    raise _err(path, first_line, "expected 'allocation N: size S[, attributes]:'")
 
 
 def _parse_used_values(text: str, pos: int, parts: DumpParts) -> int:
@@ -366,10 +389,9 @@ def _parse_live_range(lines: list[str], i: int, parts: DumpParts, offset: int = 
     """The live-range section (small: one line per HLO value), line by line; `offset` is
     the number of file lines before `lines[0]`, for error messages."""
     path = parts.path
-    _err_at = _err
 
-    def _err(p: str, line: int, message: str) -> InputError:  # noqa: F811 - shift line numbers
-        return _err_at(p, line + offset, message)
+    def _err(p: str, line: int, message: str) -> InputError:  # shadows the module's: shifts lines
+        return InputError(f"{p}:{line + offset}: {message}")
 
     m = _LIVE_HEADER.match(lines[i])
     if m is None:
