@@ -71,7 +71,7 @@ def compile_phases(first_call_s: float) -> dict:
         "other_s": max(first_call_s - frame, 0.0),
         "notes": ["AOTAutograd tracing is inside graph_codegen_s; a lazily compiled backward is in other_s",
                   "max-autotune benchmarking is not separated from graph_codegen_s by Dynamo's counters"],
-        "dynamo_counters_s": {k: t[k] for k in ("_compile.compile_inner", "OutputGraph.call_user_compiler",
+        "dynamo_counters": {k: t[k] for k in ("_compile.compile_inner", "OutputGraph.call_user_compiler",
                                                  "compile_fx_inner", "async_compile.wait", "bytecode_tracing",
                                                  "GraphLowering.run", "Scheduler.codegen") if k in t},
     }

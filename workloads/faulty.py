@@ -10,7 +10,7 @@ import torch
 
 from harness.workload import Workload, require_choice, require_positive
 
-FAULTS = ("none", "crash", "segfault", "hang", "wrong", "raise")
+FAULTS = ("none", "crash", "segfault", "hang", "wrong", "raise", "recompile")
 
 
 class Faulty(torch.nn.Module):
@@ -18,6 +18,7 @@ class Faulty(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(weight, requires_grad=False)
         self.fault = fault
+        self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fault == "crash":
@@ -29,6 +30,11 @@ class Faulty(torch.nn.Module):
         if self.fault == "raise":
             raise RuntimeError("faulty workload raised on request")
         y = x @ self.weight
+        if self.fault == "recompile":
+            # A Python int that changes every call: torch.compile (dynamic=False) guards on it
+            # and compiles again; the value itself adds nothing to the result.
+            self.calls += 1
+            return y + (self.calls - self.calls)
         return y + 1.0 if self.fault == "wrong" else y
 
 
