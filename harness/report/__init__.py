@@ -34,8 +34,8 @@ def build_tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
         "summary": sweep.summary,
         "kernels_by_category": T.category_long(sweep),
         "kernels_top": T.top_kernels(sweep),
-        "memory": T.memory_long(sweep),
-        "memory_buffers": _buffers(sweep),
+        "memory_by_kind": T.memory_long(sweep),
+        "memory_top_buffers": _buffers(sweep),
         "speedup": T.speedup_table(sweep.summary),
     }
 
@@ -70,7 +70,7 @@ def generate(roots: list[str | Path], out_dir: str | Path | None = None,
         p = P.category_stacked(tables["kernels_by_category"], w, plot_dir)
         if p:
             plots[f"categories:{w}"] = p
-        p = P.memory_by_kind(tables["memory"], w, plot_dir)
+        p = P.memory_by_kind(tables["memory_by_kind"], w, plot_dir)
         if p:
             plots[f"memory:{w}"] = p
     p = P.roofline(tables["kernels_top"], sweep.summary, plot_dir)
@@ -155,14 +155,15 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
                 view.columns = ["backend", "#", "kernel", "category", "us/iter", "share %",
                                 "TFLOP/s", "GB/s", "% peak FLOP/s", "% peak BW", "suspect"]
                 lines.append("<details><summary>top kernels</summary>\n")
-                lines.append(T.md_table(view))
+                lines.append(T.md_table(view, {"suspect": lambda v: "suspect" if v is True or
+                                                           v == True else ""}))  # noqa: E712
                 lines.append("</details>\n")
     lines += ["## Roofline (top kernels)\n",
               _img(plots, "roofline", out, "roofline") or
               "_No kernel with both FLOPs and bytes known (CPU runs, or not profiled)._\n"]
 
     lines.append("## Memory by kind (MiB)\n")
-    mem = tables["memory"]
+    mem = tables["memory_by_kind"]
     for workload in dict.fromkeys(s["workload"]):
         lines.append(f"### {workload}\n")
         lines.append(_img(plots, f"memory:{workload}", out, f"{workload} memory by kind"))
@@ -172,7 +173,7 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
             if not wide.empty:
                 lines.append(T.md_table(wide, index=True))
             lines.append(_missing_note(mem, w, v, "memory table"))
-    lines.append("Tables: `summary`, `kernels_by_category`, `kernels_top`, `memory`, "
-                 "`memory_buffers`, `speedup` (and `findings`), each as `.csv` and `.parquet` "
+    lines.append("Tables: `summary`, `kernels_by_category`, `kernels_top`, `memory_by_kind`, "
+                 "`memory_top_buffers`, `speedup` (and `findings`), each as `.csv` and `.parquet` "
                  "beside this file.\n")
     return "\n".join(lines)

@@ -30,6 +30,9 @@ KEY_COLUMNS = ["workload", "variant", "backend", "run_id"]
 # What the artifacts are called in a record, and the file name used when a record names none.
 ARTIFACT_FILES = {"kernels": "kernels.parquet", "memory": "memory.parquet",
                   "memory_buffers": "memory_buffers.parquet"}
+# The keys a record's `artifacts` may name them by (the worker writes `memory_table`).
+ARTIFACT_KEYS = {"kernels": ("kernels", "kernel_table"), "memory": ("memory", "memory_table"),
+                 "memory_buffers": ("memory_buffers",)}
 # fp8 recipes run their GEMMs in fp8 whatever the workload's (activation) dtype says.
 FP8_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp", "fp8")
 MEMORY_KINDS = ("parameter", "output", "temp", "workspace", "constant", "total", "runtime_peak")
@@ -164,6 +167,9 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "min_sqnr_db": _f(num.get("min_sqnr_db")),
         "max_abs_err": _f(num.get("max_abs_err")),
         "kernel_ms_per_iter": math.nan,           # filled from kernels.parquet
+        # GPU busy time (overlapping streams counted once), where the record's kernel summary
+        # carries kernel_table's attrs; NaN otherwise (the kernel sum stands in).
+        "gpu_busy_ms_per_iter": _f((record.get("kernels") or {}).get("gpu_busy_us_per_iter")) / 1e3,
         "backend_name": record.get("backend", ""),
         "backend_mode": ((record.get("config") or {}).get("backend") or {}).get("mode") or "",
         "device": env.get("gpu_name") or env.get("device") or "",
@@ -175,9 +181,29 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
 SUMMARY_COLUMNS = list(summary_row({"status": "ok", "workload": "", "backend": ""}))
 
 
+def _distinguish_variants(rows: list[dict[str, Any]]) -> None:
+    """Two runs of a workload whose tags agree but whose parameters differ (faulty's `fault`,
+    an explicit M) must not share a variant name, or tables would add them up: the parameters
+    that vary within the workload are appended as key=value."""
+    by_workload: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_workload.setdefault(row["workload"], []).append(row)
+    for group in by_workload.values():
+        params = [json.loads(r["params_json"]) for r in group]
+        keys = sorted({k for p in params for k in p} - set(TAG_KEYS) - {"name"})
+        varying = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True, default=str)
+                                           for p in params}) > 1]
+        for row, p in zip(group, params):
+            extra = ",".join(f"{k}={p.get(k)}" for k in varying)
+            if extra:
+                row["variant"] = f"{row['variant']},{extra}" if row["variant"] else extra
+
+
 def _artifact(record: dict[str, Any], name: str) -> Path | None:
     run_dir = Path(record["_run_dir"])
-    rel = (record.get("artifacts") or {}).get(name) or ARTIFACT_FILES[name]
+    artifacts = record.get("artifacts") or {}
+    rel = next((artifacts[k] for k in ARTIFACT_KEYS[name] if artifacts.get(k)),
+               ARTIFACT_FILES[name])
     path = run_dir / rel
     return path if path.is_file() else None
 
@@ -204,6 +230,7 @@ def load(roots: list[str | Path]) -> Sweep:
         records.append(record)
 
     rows = [summary_row(r) for r in records]
+    _distinguish_variants(rows)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     summary["numerics_passed"] = summary["numerics_passed"].astype("boolean")
 

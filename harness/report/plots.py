@@ -20,7 +20,7 @@ from harness.collect.kernel_categories import CATEGORIES  # noqa: E402
 from harness.report.load import MEMORY_KINDS  # noqa: E402
 from harness.report.tables import MIB, order_backends  # noqa: E402
 
-DPI = 110
+DPI = 90
 MAX_PANELS = 12
 # One colour per category / kind across every figure, so a reader learns them once.
 _PALETTE = plt.get_cmap("tab10").colors
@@ -43,8 +43,12 @@ def _panels(n: int, width: float = 4.6, height: float = 3.4):
     return fig, list(axes.flat[:n])
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, tight: bool = False) -> Path:
+    # tight_layout costs seconds on multi-panel figures of a 100-run sweep; fixed margins do.
+    if tight:
+        fig.tight_layout()
+    else:
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.14, top=0.86, wspace=0.32, hspace=0.5)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
@@ -107,45 +111,74 @@ def memory_by_kind(memory_long: pd.DataFrame, workload: str, out: Path) -> Path 
 
 
 def roofline(top: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Path | None:
-    """Achieved TFLOP/s vs arithmetic intensity (FLOP/byte) of the top kernels whose FLOPs and
-    bytes are known, under the device's roofline when the device is known. Suspect figures
-    (seed 003: <1% or >100% of peak) are drawn hollow."""
-    if top.empty or "flops" not in top.columns:
+    """Left: achieved TFLOP/s vs arithmetic intensity (FLOP/byte) of the top kernels whose
+    FLOPs and bytes are known, under the device's roofs when the device is known. Right: each
+    top kernel's roofline figure, the larger of % of peak FLOP/s and % of peak bandwidth
+    (covers memory-bound kernels without FLOPs). Suspect figures (seed 003: <1% or >100% of
+    peak) are drawn hollow / hatched, not as fact."""
+    if top.empty or "time_us_per_iter" not in top.columns:
         return None
     k = top[top["kernel"].notna()].copy()
-    for col in ("flops", "bytes", "achieved_tflops"):
-        k[col] = pd.to_numeric(k[col], errors="coerce")
-    k = k[(k["flops"] > 0) & (k["bytes"] > 0) & (k["achieved_tflops"] > 0)]
-    if k.empty:
+    for col in ("flops", "bytes", "achieved_tflops", "pct_peak_flops", "pct_peak_bw"):
+        k[col] = pd.to_numeric(k[col], errors="coerce") if col in k else np.nan
+    k["suspect"] = k["suspect"].fillna(False).astype(bool) if "suspect" in k else False
+    k["pct_roof"] = k[["pct_peak_flops", "pct_peak_bw"]].max(axis=1, skipna=True)
+    pts = k[(k["flops"] > 0) & (k["bytes"] > 0) & (k["achieved_tflops"] > 0)].copy()
+    bars = k[k["pct_roof"].notna()].sort_values("time_us_per_iter", ascending=False).head(20)
+    if pts.empty and bars.empty:
         return None
-    k["intensity"] = k["flops"] / k["bytes"]
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for backend, g in k.groupby("backend"):
-        suspect = g["suspect"].fillna(False).astype(bool) if "suspect" in g else \
-            pd.Series(False, index=g.index)
-        pts = ax.scatter(g.loc[~suspect, "intensity"], g.loc[~suspect, "achieved_tflops"],
-                         label=backend, s=28)
-        if suspect.any():
-            ax.scatter(g.loc[suspect, "intensity"], g.loc[suspect, "achieved_tflops"], s=28,
-                       facecolors="none", edgecolors=pts.get_facecolor()[0],
-                       label=f"{backend} (suspect)")
-    devices = summary.loc[summary["device"].map(lambda d: lookup_device(d) is not None), "device"]
-    if len(devices):
-        peaks = Peaks(lookup_device(devices.iloc[0]))
-        xs = np.logspace(np.log10(k["intensity"].min() / 4), np.log10(k["intensity"].max() * 4))
-        for dtype, style in (("fp8", "-"), ("bf16", "--"), ("fp32", ":")):
-            peak = peaks.tflops(dtype)
-            if peak == peak:
-                ax.plot(xs, np.minimum(peak, xs * peaks.hbm_gbps / 1e3), style, color="black",
-                        lw=0.8, label=f"{peaks.spec.name} roof, {dtype} ({peak:,.0f} TFLOP/s)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    colours = {b: _PALETTE[i % 10] for i, b in enumerate(order_backends(set(k["backend"])))}
+    if len(pts):
+        pts["intensity"] = pts["flops"] / pts["bytes"]
+        for backend, g in pts.groupby("backend"):
+            c = colours[backend]
+            ok, sus = g[~g["suspect"]], g[g["suspect"]]
+            ax.scatter(ok["intensity"], ok["achieved_tflops"], s=30, color=c, label=backend)
+            if len(sus):
+                ax.scatter(sus["intensity"], sus["achieved_tflops"], s=30, facecolors="none",
+                           edgecolors=c, label=f"{backend} (suspect)")
+        gpus = [d for d in summary["device"] if lookup_device(d) is not None]
+        ymax = pts["achieved_tflops"].max()
+        if gpus:
+            peaks = Peaks(lookup_device(gpus[0]))
+            lo = min(pts["intensity"].min() / 4, 1.0)
+            xs = np.logspace(np.log10(lo), np.log10(max(pts["intensity"].max() * 4, 1e3)), 200)
+            for dtype, style in (("fp8", "-"), ("bf16", "--"), ("fp32", ":")):
+                peak = peaks.tflops(dtype)
+                if peak == peak:
+                    ax.plot(xs, np.minimum(peak, xs * peaks.hbm_gbps / 1e3), style, color="black",
+                            lw=0.8, label=f"{peaks.spec.name} roof, {dtype} ({peak:,.0f} TFLOP/s)")
+                    ymax = max(ymax, peak)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(top=ymax * 1.6)
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no top kernel with both FLOPs and bytes known", ha="center",
+                va="center", transform=ax.transAxes)
     ax.set_xlabel("arithmetic intensity (FLOP / byte)")
     ax.set_ylabel("achieved TFLOP/s")
-    ax.set_title("Top kernels: achieved vs peak (roofline)")
+    ax.set_title("Roofline: top kernels", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, out / "roofline.png")
+    if len(bars):
+        labels = [f"{b}: {kn if len(kn) <= 38 else kn[:35] + '...'}"
+                  for b, kn in zip(bars["backend"], bars["kernel"])]
+        y = np.arange(len(bars))[::-1]
+        bx.barh(y, bars["pct_roof"].clip(upper=150), color=[colours[b] for b in bars["backend"]],
+                hatch=None)
+        for yi, (sus, v) in zip(y, zip(bars["suspect"], bars["pct_roof"])):
+            if sus:
+                bx.barh(yi, min(v, 150), fill=False, hatch="//", edgecolor="black", lw=0)
+        bx.axvline(100, color="black", lw=0.8)
+        bx.set_yticks(y, labels, fontsize=6)
+        bx.set_xlabel("% of peak (max of FLOP/s and HBM bandwidth; hatched: suspect)")
+    else:
+        bx.text(0.5, 0.5, "no % of peak known (device not in the peak table)", ha="center",
+                va="center", transform=bx.transAxes)
+    bx.set_title("Achieved vs peak: top kernels by time", fontsize=10)
+    fig.suptitle("Top kernels against the device's peaks", fontsize=11)
+    return _save(fig, out / "roofline.png", tight=True)
 
 
 def speedup(speedups: pd.DataFrame, out: Path) -> Path | None:
@@ -166,7 +199,7 @@ def speedup(speedups: pd.DataFrame, out: Path) -> Path | None:
     ax.set_xlabel("speedup over eager (eager median / backend median; >1 is faster)")
     ax.set_title("Speedup of each backend over eager")
     ax.legend(fontsize=8, title="backend", title_fontsize=8)
-    return _save(fig, out / "speedup.png")
+    return _save(fig, out / "speedup.png", tight=True)
 
 
 def trend(history: pd.DataFrame, out_path: Path) -> Path | None:

@@ -160,7 +160,7 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     if value is None or value is pd.NA:
         return ""
     if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "NO"
+        return "yes" if value else "no"
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -215,7 +215,8 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "compile s": summary["compile_s"],
         "mem total MiB": summary["memory_total_bytes"] / MIB,
         "runtime peak MiB": summary["runtime_peak_bytes"] / MIB,
-        "numerics": summary["numerics_passed"].astype(object),
+        "numerics": summary["numerics_passed"].map(
+            lambda v: "" if v is None or v is pd.NA else ("ok" if v else "FAIL")),
         "SQNR dB": summary["min_sqnr_db"],
         "reason": [r[:160] + ("…" if len(r) > 160 else "") for r in summary["reason"]],
     })

@@ -1,0 +1,118 @@
+"""Reports from sweep directories.
+
+    python -m harness.report SWEEP_DIR [SWEEP_DIR...] [--out DIR]   tables + plots + report.md
+    python -m harness.report compare BASE NEW [--threshold 0.05] [--k 3] [--out FILE]
+                                           exit 1 when something regressed, else 0
+    python -m harness.report history SWEEP_DIR [...] [--store results/history]
+    python -m harness.report explain SWEEP_DIR [...]                 findings, ranked
+
+User mistakes (no records, a corrupt record.json) are one line naming the file, exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import InputError, die
+
+COMMANDS = ("compare", "history", "explain")
+
+
+def _report(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.report",
+                                description="Tables (CSV, Parquet), plots (PNG) and report.md "
+                                            "for one or more sweep directories. Subcommands: "
+                                            "compare BASE NEW, history SWEEP_DIR, explain "
+                                            "SWEEP_DIR.")
+    p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
+    p.add_argument("--out", help="where to write (default: the first SWEEP_DIR)")
+    p.add_argument("--no-findings", action="store_true", help="leave the Findings section out")
+    args = p.parse_args(argv)
+    from harness.report import generate
+    report = generate(args.sweeps, args.out, findings=not args.no_findings)
+    s = report.tables["summary"]
+    counts = ", ".join(f"{v} {k}" for k, v in s["status"].value_counts().items())
+    print(f"{len(s)} runs ({counts}) -> {report.markdown}")
+    print(f"tables: {', '.join(sorted({p.stem for p in report.written if p.suffix == '.csv'}))}"
+          f" (.csv, .parquet); plots: {len(report.plots)}")
+    return 0
+
+
+def _compare(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.report compare",
+                                description="Per matching run, NEW/BASE of the median with a "
+                                            "noise-aware verdict. Exit 1 if anything regressed.")
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="smallest relative change counted (0.05 = 5%%)")
+    p.add_argument("--k", type=float, default=3.0,
+                   help="a change must also exceed k x sqrt(cv_base^2 + cv_new^2) (3)")
+    p.add_argument("--out", help="also write the Markdown here (and FILE.csv beside it)")
+    args = p.parse_args(argv)
+    if args.threshold < 0 or args.k < 0:
+        die("--threshold and --k must be non-negative")
+    from harness.report.compare import CompareConfig, compare, render_markdown
+    from harness.report.load import load
+    c = compare(load([args.base]), load([args.new]), CompareConfig(args.threshold, args.k))
+    md = render_markdown(c, args.base, args.new)
+    print(md)
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(md)
+            c.table.to_csv(out.with_suffix(".csv"), index=False)
+        except OSError as e:
+            die(f"{out}: cannot write ({e})")
+    return 1 if c.regressed else 0
+
+
+def _history(argv: list[str]) -> int:
+    from harness.report.history import DEFAULT_STORE, append
+    p = argparse.ArgumentParser(prog="python -m harness.report history",
+                                description="Append sweeps' summaries to a Parquet store "
+                                            "partitioned by date (idempotent) and plot the trend.")
+    p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help=f"default {DEFAULT_STORE}/")
+    p.add_argument("--no-plot", action="store_true")
+    args = p.parse_args(argv)
+    a = append(args.sweeps, args.store, plot=not args.no_plot)
+    print(f"{a.rows_new} run(s) appended to {a.store}, {a.rows_skipped} already there"
+          + (f"; trend: {a.trend}" if a.trend else ""))
+    return 0
+
+
+def _explain(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.report explain",
+                                description="Where and why backends differ: ranked findings "
+                                            "with their numbers and evidence.")
+    p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
+    p.add_argument("--csv", help="also write the findings table here")
+    args = p.parse_args(argv)
+    from harness.report import build_tables
+    from harness.report.findings import findings, render_text
+    from harness.report.load import load
+    sweep = load(args.sweeps)
+    found = findings(sweep, build_tables(sweep))
+    print(render_text(found))
+    if args.csv:
+        found.to_csv(args.csv, index=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    handler = _report
+    if argv and argv[0] in COMMANDS:
+        handler = {"compare": _compare, "history": _history, "explain": _explain}[argv.pop(0)]
+    try:
+        return handler(argv)
+    except InputError as e:
+        die(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

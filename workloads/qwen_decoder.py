@@ -1,0 +1,438 @@
+"""A Qwen3-style decoder in plain PyTorch, with a static or a paged KV cache; prefill or decode.
+
+The model, top to bottom: token embedding; per layer RMSNorm -> attention (fused qkv projection,
+RMSNorm of q and k per head before RoPE, RoPE with the rotate-half convention, grouped-query
+attention, output projection) -> residual -> RMSNorm -> SwiGLU MLP (fused gate/up, as seed 004's
+bf16[6144,1024] is) -> residual; final RMSNorm; lm_head (optionally tied to the embedding).
+
+The KV cache is *not* module state. Its tensors are inputs of `forward(model, *inputs)`, updated
+in place, and listed in `Workload.mutated_inputs`: under jax.jit torchax drops in-place writes to
+module buffers, so the XLA backend passes the cache in, takes it back and donates it.
+
+Phases:
+- prefill: a prompt of `prompt_len` tokens at positions 0..L-1 attends causally to itself and
+  writes its keys/values into the cache; returns the logits of the last position [batch, vocab]
+  (what generation samples from; all positions would be [32, 1024, 151936] bf16 = 10 GB at seed004).
+- decode: one token per sequence at position `pos` = prompt_len, over a cache warmed by a prefill
+  at build time; attends over the whole cache (max_len keys) with a mask of the valid positions;
+  returns logits [batch, vocab]. All sequences of a batch share their positions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.workload import Workload, require_choice, require_positive, resolve_params, torch_dtype
+
+_QWEN3_0_6B = dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
+                   intermediate_size=3072, vocab_size=151936, rope_theta=1e6, rms_eps=1e-6,
+                   tie_embeddings=True)
+PRESETS: dict[str, dict[str, Any]] = {
+    "qwen3_0_6b": dict(_QWEN3_0_6B, batch=16, prompt_len=1024, max_len=2048, cache="static",
+                       block_size=16, num_blocks=None, dtype="bfloat16"),
+    # Seed 004 (XLA buffer assignment of a decode step): batch 32 (s32[32] tokens and positions),
+    # 9 layers (nine bf16[6144,1024] fused gate/up weights), fused qkv bf16[4096,1024] =
+    # (16 + 2 * 8) heads * 128, o_proj bf16[1024,2048], embedding bf16[151936,1024], and a paged
+    # pool bf16[2,4233,16,8,128]: 4233 blocks of 16 tokens, 8 KV heads of 128.
+    # 4096 = 32 * 2048 / 16 of its blocks are mapped.
+    "seed004": dict(_QWEN3_0_6B, num_layers=9, batch=32, prompt_len=1024, max_len=2048, cache="paged",
+                    block_size=16, num_blocks=4233, dtype="bfloat16"),
+    "cpu_tiny": dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
+                     intermediate_size=128, vocab_size=128, rope_theta=1e6, rms_eps=1e-6,
+                     tie_embeddings=True, batch=2, prompt_len=8, max_len=32, cache="static",
+                     block_size=4, num_blocks=None, dtype="float32"),
+}
+DEFAULT_PRESET = {"cuda": "qwen3_0_6b", "cpu": "cpu_tiny"}
+DECODE_CHECK_STEPS = 3   # decode numerics: tokens at pos, pos+1, pos+2 over the same cache tensors
+# Logits against a float32 copy of the model with its own cache. float32 differs only in summation
+# order (bitwise equal on CPU eager, 133 dB under Inductor). bf16 rounds every activation and the
+# layers' errors add up: 37 dB on CPU at qwen3_0_6b's 28 layers (batch 2, prompt 64); on an H100
+# 37-41 dB, eager and Inductor, at qwen3_0_6b and seed004, decode and prefill. A cache write lost
+# between decode steps drops cpu_tiny (prompt 8) to 14 dB, float32 or bf16; at prompt 1024 one
+# lost key of 1025 hides in bf16 noise, so tests/test_qwen_decoder.py is where that is caught.
+DEFAULT_MIN_SQNR_DB = {"float32": 80.0, "float16": 30.0, "bfloat16": 28.0}
+INIT_STD = 0.02
+
+
+@dataclass
+class ModelArgs:
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    rope_theta: float = 1e6
+    rms_eps: float = 1e-6
+    tie_embeddings: bool = True
+    max_len: int = 2048         # positions the RoPE table covers
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> "ModelArgs":
+        return cls(**{f.name: p[f.name] for f in fields(cls) if f.name in p})
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # float32 statistics whatever the activation dtype: bf16 squares overflow their mantissa
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_table(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [max_len, head_dim], each frequency repeated for the two halves (rotate-half)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    freqs = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos().float(), emb.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, T, heads, D]; cos, sin [T, D]."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    cos, sin = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)
+    return x * cos + rotated * sin
+
+
+class StaticKVCache(nn.Module):
+    """Per layer a k and a v buffer [batch, max_len, kv_heads, head_dim]; state = (k0, v0, k1, v1, ...)."""
+
+    def __init__(self, batch: int, max_len: int, kv_heads: int, head_dim: int):
+        super().__init__()
+        self.shape = (batch, max_len, kv_heads, head_dim)
+
+    def allocate(self, num_layers: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        # zeros, not empty: a NaN in an unwritten slot would survive its zero attention weight
+        return tuple(torch.zeros(self.shape, dtype=dtype, device=device) for _ in range(2 * num_layers))
+
+    def cache_tensors(self, state: Sequence[torch.Tensor]) -> tuple[int, ...]:
+        return tuple(range(len(state)))
+
+    def write(self, layer: int, state: Sequence[torch.Tensor], input_pos: torch.Tensor,
+              k: torch.Tensor, v: torch.Tensor) -> None:
+        state[2 * layer].index_copy_(1, input_pos, k)
+        state[2 * layer + 1].index_copy_(1, input_pos, v)
+
+    def read(self, layer: int, state: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v [batch, max_len, kv_heads, head_dim]."""
+        return state[2 * layer], state[2 * layer + 1]
+
+
+class PagedKVCache(nn.Module):
+    """Per layer one pool [2, num_blocks, block_size, kv_heads, head_dim] (k and v, as seed 004),
+    plus a block table [batch, max_len / block_size] int32 of physical block numbers.
+    state = (block_table, pool0, pool1, ...)."""
+
+    def __init__(self, batch: int, max_len: int, kv_heads: int, head_dim: int, block_size: int,
+                 num_blocks: int):
+        super().__init__()
+        self.batch, self.block_size, self.num_blocks = batch, block_size, num_blocks
+        self.blocks_per_seq = max_len // block_size
+        self.pool_shape = (2, num_blocks, block_size, kv_heads, head_dim)
+
+    def allocate(self, num_layers: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        # Sequences own scattered blocks, as an allocator that has run a while leaves them: a table
+        # that maps block i to block i would let a broken gather pass.
+        order = torch.randperm(self.num_blocks)[: self.batch * self.blocks_per_seq]
+        block_table = order.view(self.batch, self.blocks_per_seq).to(device=device, dtype=torch.int32)
+        pools = tuple(torch.zeros(self.pool_shape, dtype=dtype, device=device) for _ in range(num_layers))
+        return (block_table, *pools)
+
+    def cache_tensors(self, state: Sequence[torch.Tensor]) -> tuple[int, ...]:
+        return tuple(range(1, len(state)))
+
+    def write(self, layer: int, state: Sequence[torch.Tensor], input_pos: torch.Tensor,
+              k: torch.Tensor, v: torch.Tensor) -> None:
+        block_table, pool = state[0], state[1 + layer]
+        blocks = block_table[:, input_pos // self.block_size].long()          # [B, T]
+        offsets = input_pos % self.block_size                                  # [T]
+        kv_index = torch.arange(2, device=pool.device)[:, None, None]          # [2, 1, 1]
+        # index_put_ on the pool itself, not on a view of it: the in-place write stays on an input
+        pool.index_put_((kv_index, blocks[None], offsets[None, None]), torch.stack([k, v]))
+
+    def read(self, layer: int, state: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v [batch, max_len, kv_heads, head_dim], gathered through the block table."""
+        block_table, pool = state[0], state[1 + layer]
+        kv = pool[:, block_table.long()]                                       # [2, B, blocks, bs, H, D]
+        kv = kv.flatten(2, 3)
+        return kv[0], kv[1]
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = args.num_heads, args.num_kv_heads, args.head_dim
+        qkv_dim = (args.num_heads + 2 * args.num_kv_heads) * args.head_dim
+        self.wqkv = nn.Linear(args.hidden_size, qkv_dim, bias=False)
+        self.wo = nn.Linear(args.num_heads * args.head_dim, args.hidden_size, bias=False)
+        self.q_norm = RMSNorm(args.head_dim, args.rms_eps)
+        self.k_norm = RMSNorm(args.head_dim, args.rms_eps)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: torch.Tensor,
+                cache: StaticKVCache | PagedKVCache, state: Sequence[torch.Tensor], layer: int,
+                attend_cache: bool) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, KV, D = self.n_heads, self.n_kv_heads, self.head_dim
+        q, k, v = self.wqkv(x).split([H * D, KV * D, KV * D], dim=-1)
+        q = apply_rope(self.q_norm(q.view(B, T, H, D)), cos, sin)
+        k = apply_rope(self.k_norm(k.view(B, T, KV, D)), cos, sin)
+        v = v.view(B, T, KV, D)
+        cache.write(layer, state, input_pos, k, v)
+
+        if attend_cache:
+            # Decode reads the whole cache; rather than repeat each KV head for its query heads
+            # (a copy of the cache per step), fold the query heads of a group into the query
+            # length: q [B, KV, rep*T, D] against k, v [B, KV, S, D].
+            k_all, v_all = cache.read(layer, state)
+            S, rep = k_all.shape[1], H // KV
+            valid = torch.arange(S, device=x.device)[None, :] <= input_pos[:, None]   # [T, S]
+            qg = q.transpose(1, 2).reshape(B, KV, rep * T, D)
+            y = F.scaled_dot_product_attention(qg, k_all.transpose(1, 2), v_all.transpose(1, 2),
+                                               attn_mask=valid.repeat(rep, 1))
+            y = y.reshape(B, H, T, D)
+        else:
+            # Prefill from position 0: the prompt attends causally to its own keys.
+            rep = H // KV
+            k = k.repeat_interleave(rep, dim=2)
+            v = v.repeat_interleave(rep, dim=2)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                               is_causal=True)
+        return self.wo(y.transpose(1, 2).reshape(B, T, H * D))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.w13 = nn.Linear(args.hidden_size, 2 * args.intermediate_size, bias=False)  # gate; up
+        self.w2 = nn.Linear(args.intermediate_size, args.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.w13(x).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.attention_norm = RMSNorm(args.hidden_size, args.rms_eps)
+        self.attention = Attention(args)
+        self.ffn_norm = RMSNorm(args.hidden_size, args.rms_eps)
+        self.feed_forward = FeedForward(args)
+
+    def forward(self, x, cos, sin, input_pos, cache, state, layer, attend_cache) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, input_pos, cache, state, layer, attend_cache)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, args: ModelArgs, cache: StaticKVCache | PagedKVCache):
+        super().__init__()
+        self.args = args
+        self.cache = cache
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.hidden_size)
+        self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.num_layers))
+        self.norm = RMSNorm(args.hidden_size, args.rms_eps)
+        self.output = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
+        if args.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+        # float32 whatever the model dtype (apply_rope casts at use); not in the state dict
+        cos, sin = rope_table(args.head_dim, args.max_len, args.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, state: Sequence[torch.Tensor],
+                attend_cache: bool, last_only: bool = False) -> torch.Tensor:
+        """tokens [B, T] at positions input_pos [T] -> logits [B, T, vocab] ([B, vocab] if last_only)."""
+        x = self.tok_embeddings(tokens)
+        cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, input_pos, self.cache, state, i, attend_cache)
+        if last_only:
+            x = x[:, -1]
+        return self.output(self.norm(x))
+
+    def allocate_cache(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        return self.cache.allocate(self.args.num_layers, dtype, device)
+
+
+def prefill(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor, *cache: torch.Tensor) -> torch.Tensor:
+    return model(tokens, input_pos, cache, attend_cache=False, last_only=True)
+
+
+def decode_one_token(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor,
+                     *cache: torch.Tensor) -> torch.Tensor:
+    return model(tokens, input_pos, cache, attend_cache=True)[:, -1]
+
+
+def make_cache(p: dict[str, Any]) -> StaticKVCache | PagedKVCache:
+    if p["cache"] == "static":
+        return StaticKVCache(p["batch"], p["max_len"], p["num_kv_heads"], p["head_dim"])
+    return PagedKVCache(p["batch"], p["max_len"], p["num_kv_heads"], p["head_dim"], p["block_size"],
+                        p["num_blocks"])
+
+
+def init_weights(model: Transformer) -> None:
+    """Normal(0, 0.02) matrices keep activations O(1) at any depth; norm weights around 1, not
+    exactly 1, so that a norm applied to the wrong tensor cannot pass a parity test."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.copy_(1.0 + 0.1 * torch.randn(param.shape))
+            else:
+                param.copy_(INIT_STD * torch.randn(param.shape))
+
+
+def build_model(p: dict[str, Any], dtype: torch.dtype, device: torch.device) -> Transformer:
+    """Random weights drawn from torch's global RNG (the worker seeds it), in `dtype` on `device`."""
+    model = Transformer(ModelArgs.from_params(p), make_cache(p))
+    init_weights(model)
+    # parameters only: the RoPE table stays float32
+    for param in model.parameters():
+        param.data = param.data.to(device=device, dtype=dtype)
+    model.rope_cos, model.rope_sin = model.rope_cos.to(device), model.rope_sin.to(device)
+    return model.eval().requires_grad_(False)
+
+
+def float32_copy(model: Transformer) -> Transformer:
+    """The same weights (as the model holds them, upcast) in a float32 model of its own."""
+    ref = Transformer(model.args, model.cache)
+    ref.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    device = model.tok_embeddings.weight.device
+    return ref.to(device).eval().requires_grad_(False)
+
+
+def _validate(p: dict[str, Any]) -> None:
+    require_choice(p, "mode", ("fwd",))
+    require_choice(p, "phase", ("prefill", "decode"))
+    require_choice(p, "cache", ("static", "paged"))
+    require_positive(p, "batch", "prompt_len", "max_len", "num_layers", "hidden_size", "num_heads",
+                     "num_kv_heads", "head_dim", "intermediate_size", "vocab_size")
+    if not isinstance(p["tie_embeddings"], bool):
+        raise ConfigError("workload.tie_embeddings", f"expected true or false, got {p['tie_embeddings']!r}")
+    dtype = torch_dtype(p["dtype"])
+    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise ConfigError("workload.dtype", f"expected bfloat16, float16 or float32, got {p['dtype']}")
+    if p["num_heads"] % p["num_kv_heads"]:
+        raise ConfigError("workload.num_kv_heads", f"expected a divisor of num_heads={p['num_heads']}, "
+                          f"got {p['num_kv_heads']}")
+    if p["head_dim"] % 2:
+        raise ConfigError("workload.head_dim", f"expected an even number (RoPE rotates pairs), got {p['head_dim']}")
+    needed = p["prompt_len"] + (DECODE_CHECK_STEPS if p["phase"] == "decode" else 0)
+    if needed > p["max_len"]:
+        raise ConfigError("workload.max_len", f"expected at least prompt_len + {needed - p['prompt_len']} "
+                          f"decode steps = {needed}, got {p['max_len']}")
+    if p["cache"] == "paged":
+        require_positive(p, "block_size")
+        if p["max_len"] % p["block_size"]:
+            raise ConfigError("workload.block_size", f"expected a divisor of max_len={p['max_len']}, "
+                              f"got {p['block_size']}")
+        mapped = p["batch"] * p["max_len"] // p["block_size"]
+        if p["num_blocks"] is None:
+            p["num_blocks"] = mapped
+        require_positive(p, "num_blocks")
+        if p["num_blocks"] < mapped:
+            raise ConfigError("workload.num_blocks", f"expected at least batch * max_len / block_size = "
+                              f"{mapped}, got {p['num_blocks']}")
+
+
+def count_flops(p: dict[str, Any]) -> float:
+    """Matmul FLOPs of one step (2 per multiply-add), attention over the *valid* keys only.
+
+    Decode's kernels run over all max_len cache slots and mask the rest; the count is the model's
+    work (pos + 1 keys), as MFU counts it, not the masked waste. Prefill's causal attention counts
+    L (L + 1) / 2 query-key pairs per head. Embedding lookups, norms, RoPE and softmax are not counted.
+    """
+    B, L, H, KV, D = p["batch"], p["prompt_len"], p["num_heads"], p["num_kv_heads"], p["head_dim"]
+    hidden, inter, layers = p["hidden_size"], p["intermediate_size"], p["num_layers"]
+    linear_per_token = 2 * layers * (hidden * (H + 2 * KV) * D + H * D * hidden + 3 * hidden * inter)
+    lm_head_per_seq = 2 * hidden * p["vocab_size"]     # one position per sequence in both phases
+    if p["phase"] == "decode":
+        query_key_pairs = L + 1                        # the token at pos = L sees positions 0..L
+        tokens = B
+    else:
+        query_key_pairs = L * (L + 1) // 2
+        tokens = B * L
+    attention = 2 * 2 * layers * H * D * query_key_pairs * B   # QK^T and PV
+    return float(tokens * linear_per_token + B * lm_head_per_seq + attention)
+
+
+def count_min_bytes(p: dict[str, Any], model: Transformer, elem: int) -> float:
+    """Weights read once (the embedding table only for its gathered rows, unless lm_head reads it
+    whole as tied weights do), valid cache entries read once (decode), new keys/values written
+    once, logits written once."""
+    B, L, KV, D = p["batch"], p["prompt_len"], p["num_kv_heads"], p["head_dim"]
+    tokens = B if p["phase"] == "decode" else B * L
+    weights = sum(t.numel() for t in model.parameters())   # a tied table is counted once
+    if not p["tie_embeddings"]:
+        weights -= model.tok_embeddings.weight.numel() - tokens * p["hidden_size"]
+    kv_per_token = 2 * p["num_layers"] * KV * D
+    cache_read = B * (L + 1) * kv_per_token if p["phase"] == "decode" else 0
+    cache_write = tokens * kv_per_token
+    logits = B * p["vocab_size"]
+    return float((weights + cache_read + cache_write + logits) * elem)
+
+
+def resolve(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
+    """The validated parameters of a config, without building anything (big presets included)."""
+    p = resolve_params(cfg, PRESETS, device_type, DEFAULT_PRESET)
+    _validate(p)
+    return p
+
+
+def build(cfg: dict[str, Any], device: torch.device) -> Workload:
+    p = resolve(cfg, device.type)
+    dtype = torch_dtype(p["dtype"])
+    B, L, decode = p["batch"], p["prompt_len"], p["phase"] == "decode"
+    model = build_model(p, dtype, device)
+    # Tokens before the cache: the paged cache draws its block placement, and with the same seed
+    # a static and a paged build then see the same weights and the same tokens.
+    prompt = torch.randint(p["vocab_size"], (B, L), device=device)
+    prompt_pos = torch.arange(L, device=device)
+    steps = [(torch.randint(p["vocab_size"], (B, 1), device=device), torch.tensor([L + i], device=device))
+             for i in range(DECODE_CHECK_STEPS)]
+    cache = model.allocate_cache(dtype, device)
+    cache_index = model.cache.cache_tensors(cache)       # positions within `cache` of the k/v tensors
+    mutated = tuple(2 + i for i in cache_index)          # inputs: tokens, input_pos, *cache
+
+    if decode:
+        with torch.no_grad():
+            prefill(model, prompt, prompt_pos, *cache)       # the warm cache decode reads
+        check_inputs = [(tokens, pos, *cache) for tokens, pos in steps]
+        forward = decode_one_token
+    else:
+        check_inputs = [(prompt, prompt_pos, *cache)]
+        forward = prefill
+
+    def reference() -> list[tuple[torch.Tensor, ...]]:
+        # A float32 model on the same device with a cache of its own, so that the cache the
+        # backend owns is left alone; it replays the prefill and then the decode steps.
+        ref = float32_copy(model)
+        ref_cache = tuple(torch.zeros(t.shape, dtype=torch.float32, device=device) if i in cache_index
+                          else t.clone() for i, t in enumerate(cache))   # the same block table
+        with torch.no_grad():
+            logits = prefill(ref, prompt, prompt_pos, *ref_cache)
+            if not decode:
+                return [(logits.cpu(),)]
+            return [(decode_one_token(ref, tokens, pos, *ref_cache).cpu(),) for tokens, pos in steps]
+
+    threshold = p["min_sqnr_db"] if p["min_sqnr_db"] is not None else DEFAULT_MIN_SQNR_DB[p["dtype"]]
+    return Workload(
+        name="qwen_decoder", params=p, module=model, inputs=check_inputs[0], forward=forward,
+        flops=count_flops(p), min_bytes=count_min_bytes(p, model, torch.finfo(dtype).bits // 8),
+        reference=reference, min_sqnr_db=threshold, mode="fwd",
+        tokens_per_iter=B if decode else B * L, mutated_inputs=mutated, check_inputs=check_inputs,
+        output_names=("logits",),
+    )
