@@ -77,15 +77,18 @@ def format_table(table: pd.DataFrame, top: int) -> str:
     """Top kernels by time; a suspect % of peak is printed with '?' (not reported as fact)."""
     shown = table.head(top)
     rows = []
+
+    def pct(value: float, suspect: bool) -> str:
+        return _num(value, 1) + ("?" if suspect and value == value else "")
+
     for r in shown.itertuples(index=False):
-        mark = "?" if r.suspect else ""
         name = short_name(r.kernel)
         rows.append({
             "kernel": name, "category": r.category, "calls/iter": _num(r.calls_per_iter, 2),
             "us/iter": _num(r.time_us_per_iter, 1), "share%": _num(100 * r.share, 1),
             "TFLOP/s": _num(r.achieved_tflops, 1), "GB/s": _num(r.achieved_gbps, 0),
-            "%peak_flops": _num(r.pct_peak_flops, 1) + (mark if r.pct_peak_flops == r.pct_peak_flops else ""),
-            "%peak_bw": _num(r.pct_peak_bw, 1) + (mark if r.pct_peak_bw == r.pct_peak_bw else ""),
+            "%peak_flops": pct(r.pct_peak_flops, r.suspect),
+            "%peak_bw": pct(r.pct_peak_bw, r.suspect),
         })
     text = pd.DataFrame(rows).to_string(index=False, justify="left")
     hidden = len(table) - len(shown)
@@ -98,7 +101,8 @@ def format_table(table: pd.DataFrame, top: int) -> str:
 def header(label: str, table: pd.DataFrame) -> str:
     a = table.attrs
     device = a.get("device_spec") or "unknown device (no % of peak; pass --device)"
-    return (f"== {label}: {a.get('trace')}\n"
+    dump = f", HLO dump {a['hlo_dir']}" if a.get("hlo_dir") else ""
+    return (f"== {label}: {a.get('trace')}{dump}\n"
             f"   {a.get('source')} trace, {a.get('iters')} iteration(s) "
             f"[{a.get('iters_source')}], device {device}, "
             f"kernels {a.get('kernel_us_per_iter', 0):,.1f} us/iter, GPU busy "
@@ -137,9 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     labels = labels_for(args.traces)
     tables: dict[str, pd.DataFrame] = {}
     for label, path in zip(labels, args.traces):
+        hlo_dir = args.hlo_dir
+        # a harness run dir keeps XLA's dump next to the trace: use it unless told otherwise
+        sibling = Path(path).parent / "xla_dump"
+        if hlo_dir is None and "perfetto" in Path(path).name and sibling.is_dir():
+            hlo_dir = str(sibling)
         try:
             tables[label] = kernel_table(path, iters=args.iters, device=args.device,
-                                         hlo_dir=args.hlo_dir, sm_clock_mhz=args.sm_clock_mhz)
+                                         hlo_dir=hlo_dir, sm_clock_mhz=args.sm_clock_mhz)
         except InputError as e:
             die(str(e))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:

@@ -158,6 +158,26 @@ def collect_tables(run_dir: Path, result: dict[str, Any]) -> None:
     except Exception as e:  # noqa: BLE001 - reported, not hidden
         result.setdefault("flags", []).append(f"memory collector: {type(e).__name__}: {e}")
 
+    trace = artifacts.get("trace")
+    if trace and result["environment"].get("device") == "cuda":   # CPU traces have no GPU kernels
+        from harness.collect import kernels
+        env = result["environment"]
+        try:
+            hlo_dir = run_dir / "xla_dump"
+            table = kernels.kernel_table(run_dir / trace, iters=result.get("profile_iters"),
+                                         device=env.get("gpu_name"), sm_clock_mhz=env.get("sm_clock_mhz"),
+                                         hlo_dir=hlo_dir if hlo_dir.is_dir() else None)
+            table.to_parquet(run_dir / "kernels.parquet")
+            artifacts["kernel_table"] = "kernels.parquet"
+            summary = dict(table.attrs)
+            if result.get("timing"):
+                summary.update(kernels.launch_overhead(table, result["timing"]["median_ms"] * 1e3))
+            summary["by_category_us_per_iter"] = {
+                k: float(v) for k, v in table.groupby("category")["time_us_per_iter"].sum().items()}
+            result["kernels"] = json.loads(json.dumps(summary, default=str))
+        except Exception as e:  # noqa: BLE001
+            result.setdefault("flags", []).append(f"kernel collector: {type(e).__name__}: {e}")
+
 
 
 def main(argv: list[str]) -> int:

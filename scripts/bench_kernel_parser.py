@@ -12,8 +12,10 @@ its gzip, and the per-iteration table is checked to be the same as the original'
 from __future__ import annotations
 
 import argparse
-import copy
+import gc
 import gzip
+import json
+import re
 import sys
 import tempfile
 import time
@@ -22,66 +24,58 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.collect.kernels import kernel_table, read_trace  # noqa: E402
+from harness.collect.kernels import kernel_table, read_bytes, read_trace  # noqa: E402
+
+def _dumps(obj) -> bytes:
+    try:
+        import orjson
+        return orjson.dumps(obj)
+    except ImportError:  # pragma: no cover
+        return json.dumps(obj).encode()
+
 
 DEFAULT_BASE = REPO / "tests/fixtures/traces/h100_fp8_linear_fwd_bwd_eager.trace.json.gz"
 GOAL_MB_S = 50.0
 
-try:
-    import orjson
-
-    def dumps(obj) -> bytes:
-        return orjson.dumps(obj)
-except ImportError:  # pragma: no cover
-    import json
-
-    def dumps(obj) -> bytes:
-        return json.dumps(obj).encode()
+_FIELDS = re.compile(rb'("ts": )(-?[\d.]+)|("(?:External id|correlation|Ev Idx|id)": )(\d+)|'
+                     rb'(harness_iter_)(\d+)')
 
 
-def replicate(data: dict, target_bytes: int) -> tuple[dict, int]:
-    """`data` with its timed events repeated until the JSON is about `target_bytes`."""
-    events = data["traceEvents"]
-    meta = [e for e in events if e.get("ph") == "M"]
-    timed = [e for e in events if e.get("ph") != "M"]
-    t0 = min(e["ts"] for e in timed if "ts" in e)
-    t1 = max(e["ts"] + e.get("dur", 0) for e in timed if "ts" in e)
-    span = (t1 - t0) + 1000.0
-    iters = sum(1 for e in timed if e.get("cat") == "user_annotation"
-                and e["name"].startswith("harness_iter_"))
-    per_copy = len(dumps(timed))
-    copies = max(1, target_bytes // per_copy)
-    id_step = 10_000_000
-    out = list(meta)
-    for k in range(copies):
-        for e in timed:
-            c = dict(e)
-            if "ts" in c:
-                c["ts"] = e["ts"] + k * span
-            if "id" in c and isinstance(c["id"], int):  # flow events
-                c["id"] = e["id"] + k * id_step
-            a = e.get("args")
-            if a:
-                a = dict(a)
-                for key in ("External id", "correlation", "Ev Idx"):
-                    if isinstance(a.get(key), int):
-                        a[key] += k * id_step
-                c["args"] = a
-            if e.get("cat") in ("user_annotation", "gpu_user_annotation") and \
-                    e["name"].startswith("harness_iter_"):
-                c["name"] = f"harness_iter_{k * iters + int(e['name'].rsplit('_', 1)[1])}"
-            out.append(c)
-    big = copy.copy(data)
-    big["traceEvents"] = out
+def replicate(text: bytes, target_bytes: int) -> tuple[bytes, int]:
+    """`text` (a Kineto trace in Kineto's own layout) with its events repeated until it is
+    about `target_bytes`: copy k shifted by k trace spans, ids by k * 10M, markers renumbered.
+    Done on the text, so the copies keep Kineto's exact layout (what the parser sees in the
+    wild), not a re-serialised one."""
+    begin = text.index(b'"traceEvents": [') + len(b'"traceEvents": [')
+    end = text.rindex(b"\n  ]")
+    body = text[begin:end]
+    stamps = [float(v) for v in re.findall(rb'"ts": (-?[\d.]+)', body)]
+    span = max(stamps) - min(stamps) + 1000.0
+    iters = len(set(re.findall(rb'"cat": "user_annotation", "name": "harness_iter_(\d+)"', body)))
+    copies = max(1, target_bytes // len(body))
+
+    def shifted(k: int) -> bytes:
+        def sub(m: re.Match) -> bytes:
+            if m.group(1):
+                return m.group(1) + b"%.3f" % (float(m.group(2)) + k * span)
+            if m.group(3):
+                return m.group(3) + b"%d" % (int(m.group(4)) + k * 10_000_000)
+            return m.group(5) + b"%d" % (int(m.group(6)) + k * iters)
+        return _FIELDS.sub(sub, body) if k else body
+
+    big = text[:begin] + b",".join(shifted(k) for k in range(copies)) + text[end:]
     return big, copies * iters
 
 
-def timed(fn, repeat: int) -> float:
-    best = float("inf")
+def timed(fn, repeat: int) -> tuple[float, float]:
+    """Best (wall, CPU) seconds of `repeat` runs. The machine is shared: CPU time is what the
+    parser costs, wall time what a user waits on a busy box."""
+    best = (float("inf"), float("inf"))
     for _ in range(repeat):
-        start = time.perf_counter()
+        gc.collect()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
     return best
 
 
@@ -93,11 +87,8 @@ def main() -> int:
     p.add_argument("--keep", type=Path, help="write the synthetic trace here and keep it")
     args = p.parse_args()
 
-    data, _ = read_trace(args.base)
     small = kernel_table(args.base)
-    big, iters = replicate(data, int(args.mb * 1e6))
-    blob = dumps(big)
-    del big, data
+    blob, iters = replicate(read_bytes(args.base), int(args.mb * 1e6))
     with tempfile.TemporaryDirectory() as tmp:
         plain = args.keep or Path(tmp) / "big.trace.json"
         plain.write_bytes(blob)
@@ -107,23 +98,31 @@ def main() -> int:
         gz_mb = gz.stat().st_size / 1e6
         del blob
 
-        t_read = timed(lambda: read_trace(plain), 1)
+        compact = Path(tmp) / "big.compact.json"  # any other layout: the full-parse path
+        compact.write_bytes(_dumps(read_trace(plain)[0]))
+
         t_plain = timed(lambda: kernel_table(plain), args.repeat)
         t_gz = timed(lambda: kernel_table(gz), args.repeat)
+        t_full = timed(lambda: kernel_table(compact), 1)
         table = kernel_table(plain)
+        same_full = table.equals(kernel_table(compact))
 
+    key = ["kernel", "category"]
     same = (table.attrs["iters"] == iters and
-            (table.set_index("kernel")["time_us_per_iter"]
-             - small.set_index("kernel")["time_us_per_iter"]).abs().max() < 1e-6)
+            (table.set_index(key)["time_us_per_iter"]
+             - small.set_index(key)["time_us_per_iter"]).abs().max() < 1e-6)
     print(f"base      {args.base.name}: {len(small)} kernels, {small.attrs['iters']} iterations")
     print(f"synthetic {mb:,.0f} MB JSON ({gz_mb:,.0f} MB gzip), {iters} iterations, "
           f"{table.attrs['launches_in_window']:,} kernel launches")
-    print(f"read+parse JSON only        {t_read:6.2f} s  {mb / t_read:6.0f} MB/s")
-    print(f"kernel_table(plain JSON)    {t_plain:6.2f} s  {mb / t_plain:6.0f} MB/s of JSON")
-    print(f"kernel_table(gzip)          {t_gz:6.2f} s  {mb / t_gz:6.0f} MB/s of JSON")
-    print(f"per-iteration table equals the base trace's: {same}")
-    ok = mb / t_plain >= GOAL_MB_S and same
-    print(f"goal >= {GOAL_MB_S:.0f} MB/s: {'met' if ok else 'NOT met'}")
+    print(f"{'':34s} {'wall':>7s} {'MB/s':>6s} {'CPU':>7s} {'MB/s':>6s}")
+    for label, (wall, cpu) in [("kernel_table(Kineto JSON)", t_plain),
+                               ("kernel_table(Kineto JSON, gzip)", t_gz),
+                               ("kernel_table(other layout: full)", t_full)]:
+        print(f"{label:34s} {wall:6.2f}s {mb / wall:6.0f} {cpu:6.2f}s {mb / cpu:6.0f}")
+    print(f"per-iteration table equals the base trace's: {same}; "
+          f"full-parse path gives the same table: {same_full}")
+    ok = mb / t_plain[0] >= GOAL_MB_S and same and same_full
+    print(f"goal >= {GOAL_MB_S:.0f} MB/s (wall, plain JSON): {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
 
 

@@ -20,6 +20,9 @@ Fields of a kernel record:
   `fp8_trace` (some op in the trace does), `same_dtype` / `dtype_change` (the op's tensor
   operands do / do not share one dtype), `scalar_operand` (one operand is a 0-dim tensor).
 - `hlo`: XLA only, with an HLO dump: the text of the fused computation the kernel runs.
+- `scope`: XLA only: the op_name metadata XLA annotates a kernel with (the `name` arg,
+  "jit(step)/convert_element_type[new_dtype=float8_e4m3fn]"), the longest prefix shared by
+  the fusion's ops, so it names a framework op only when the fusion holds one kind.
 
 How fp8 overhead is recognised (torchao's `1_f8_overhead`, seed 000): torchao keys on the CPU
 kernel name and calls it overhead when it has "abs" and "max" (amax), "clamp" (the saturating
@@ -42,7 +45,7 @@ from functools import lru_cache
 
 CATEGORIES = ("gemm", "attention", "conv", "fp8_cast", "norm", "elementwise", "reduction",
               "copy", "other")
-FIELDS = ("kernel", "op", "dtypes", "features", "hlo")
+FIELDS = ("kernel", "op", "dtypes", "features", "hlo", "scope")
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,9 @@ KINETO_RULES: tuple[Rule, ...] = (
     Rule("copy", {"kernel": r"^triton_\w*?_fused_(clone|cat|permute|transpose|copy_|"
                             r"constant_pad_nd|index|slice_scatter)(_\d+)?$"},
          "Inductor pure layout kernels: 'triton_poi_fused_clone_3', 'triton_poi_fused_cat_8'"),
-    Rule("copy", {"kernel": r"CatArrayBatchedCopy|direct_copy_kernel|memcpy|transpose"},
-         "eager layout kernels when the op is unknown"),
+    Rule("copy", {"kernel": r"CatArrayBatchedCopy|direct_copy_kernel|memcpy|transpose",
+                  "features": r"^(?!.*\bdtype_change\b)"},
+         "eager layout kernels ('direct_copy_kernel_cuda') unless the op changes the dtype"),
     Rule("reduction", {"kernel": r"^triton_(red|per)_"},
          "Inductor reductions: 'triton_red_fused_sum_0', 'triton_per_fused_softmax_1' (softmax "
          "is a row reduction here, not a norm)"),
@@ -182,6 +186,15 @@ XLA_RULES: tuple[Rule, ...] = (
          "HLO dump: abs feeding a reduce (amax of the tensorwise scale)"),
     Rule("fp8_cast", {"features": r"\bfp8_operand\b"},
          "operand dtypes from the HLO dump include fp8"),
+    Rule("fp8_cast", {"hlo": r"(?s)(?=.*\breduce\().*\bmaximum\(", "features": r"\bfp8_trace\b"},
+         "the second stage of a two-stage amax ('input_reduce_fusion.3': bf16[2048] -> bf16[] "
+         "max) in a module with fp8 values, as eager's aten::max in an fp8 trace"),
+    Rule("fp8_cast", {"features": r"(?=.*\bfp8_trace\b).*\bscalar_output\b"},
+         "scale arithmetic on 0-dim values ('loop_divide_fusion': 448 / max(amax, 1e-12), "
+         "'fusion.20': the product of two scales) in a module with fp8 values"),
+    Rule("fp8_cast", {"scope": r"float8|f8e[45]m|amax"},
+         "no dump, but XLA's op_name metadata names an fp8 convert: "
+         "'jit(step)/convert_element_type[new_dtype=float8_e4m3fn weak_type=False]'"),
     Rule("norm", {"kernel": _NORM},
          "'cudnn_norm', fusions named after a layer norm"),
     Rule("norm", {"op": _NORM}, "hlo_op 'layer_norm_fusion'"),
@@ -214,10 +227,10 @@ def classify(record: dict[str, str], source: str) -> str:
 
 @lru_cache(maxsize=None)
 def classify_cached(source: str, kernel: str, op: str = "", dtypes: str = "",
-                    features: str = "", hlo: str = "") -> str:
+                    features: str = "", hlo: str = "", scope: str = "") -> str:
     """`classify` for hashable inputs: a trace repeats the same few hundred kernels."""
     return classify({"kernel": kernel, "op": op, "dtypes": dtypes, "features": features,
-                     "hlo": hlo}, source)
+                     "hlo": hlo, "scope": scope}, source)
 
 
 def explain(record: dict[str, str], source: str) -> Rule | None:

@@ -12,11 +12,14 @@ Two sources, one table (`COLUMNS`):
 - JAX perfetto trace (`jax.profiler.trace(..., create_perfetto_trace=True)`, i.e. XProf's
   trace.json with its `metadata` removed). No `cat`; processes are named by metadata events
   {"ph": "M", "pid": 3, "name": "process_name", "args": {"name": "/device:GPU:0"}}, streams by
-  thread_name "Stream #14(Kernel,MemcpyD2D)". Every arg value is a string:
-    {"ph": "X", "pid": 3, "tid": 14, "ts": 1803.2, "dur": 41.0, "name": "loop_convert_fusion",
-     "args": {"hlo_op": "loop_convert_fusion.1", "hlo_module": "jit_step",
-              "kernel_details": "regs:32 static_shared:0 ... grid:8192,1,1 block:128,1,1",
-              "correlation_id": "1234"}}
+  thread_name "Stream #14(Compute,Memset)". Every arg value is a string (H100, JAX 0.11):
+    {"ph": "X", "pid": 1, "tid": 14, "ts": 38897.28, "dur": 21.312,
+     "name": "loop_convert_fusion_1", "args": {"hlo_module": "jit_step",
+     "hlo_op": "command_buffer_1", "cuda_graph_id": "8", "correlation_id": "1",
+     "kernel_details": "regs:16 static_shared:0 dynamic_shared:0 grid:32768,1,1 ..."}}
+  XLA runs a step as a CUDA graph (command buffer), so hlo_op names the buffer, not the
+  instruction; the kernel's own name is the instruction's ("loop_convert_fusion.1"), except
+  for cuBLAS's kernels ("nvjet_sm90_qqsss_..."), matched to the schedule's GEMMs by position.
   Host launches are not exported, so kernels are placed in iterations by their GPU time.
 
 Iterations: the harness wraps iteration i in `record_function("harness_iter_i")` (Kineto
@@ -33,6 +36,7 @@ is given (dot / cuBLAS / convolution shapes). Elsewhere NaN: unknown is not zero
 """
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import math
@@ -41,7 +45,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,7 +54,7 @@ from harness.collect.devices import DeviceSpec, Peaks, lookup_device, peak_dtype
 from harness.collect.kernel_categories import CATEGORIES, classify_cached
 from harness.errors import InputError
 
-try:  # ~3x faster than json on 100+ MB traces; optional so a bare install still parses
+try:  # faster than json on 100+ MB traces; optional so a bare install still parses
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised only without orjson
     _orjson = None
@@ -65,8 +69,8 @@ STEP_MARKER = re.compile(r"^ProfilerStep#\d+$")
 
 # ----------------------------------------------------------------------------------- loading
 
-def read_trace(path: str | Path) -> tuple[Any, int]:
-    """Parsed JSON of a trace (plain or gzip) and the size of its JSON text in bytes."""
+def read_bytes(path: str | Path) -> bytes:
+    """The JSON text of a trace file, gunzipped if it is gzip."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -81,13 +85,22 @@ def read_trace(path: str | Path) -> tuple[Any, int]:
             raw = zlib.decompress(raw, 16 + zlib.MAX_WBITS)
         except zlib.error as e:
             raise InputError(f"{path}: truncated or corrupt gzip ({e})") from None
+    return raw
+
+
+def parse_json(raw: bytes, path: str | Path) -> Any:
     try:
-        data = _orjson.loads(raw) if _orjson is not None else json.loads(raw)
+        return _loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{path}: truncated or invalid JSON ({first}); expected a Kineto or "
                          "JAX perfetto trace") from None
-    return data, len(raw)
+
+
+def read_trace(path: str | Path) -> tuple[Any, int]:
+    """Parsed JSON of a trace (plain or gzip) and the size of its JSON text in bytes."""
+    raw = read_bytes(path)
+    return parse_json(raw, path), len(raw)
 
 
 def _events(data: Any, path: Path) -> list[dict]:
@@ -95,7 +108,8 @@ def _events(data: Any, path: Path) -> list[dict]:
         return data["traceEvents"]
     if isinstance(data, list):  # the chrome trace "JSON array" form
         return data
-    raise InputError(f"{path}: no traceEvents list; expected a Kineto or JAX perfetto trace")
+    raise InputError(f"{path}: unknown trace format, no traceEvents list; expected a Kineto "
+                     "or JAX perfetto trace")
 
 
 _KINETO_CATS = frozenset({"kernel", "cpu_op", "cuda_runtime", "cuda_driver", "user_annotation",
@@ -125,13 +139,14 @@ def detect_source(data: Any, path: Path) -> str:
 @dataclass
 class Launches:
     """One row per kernel launch (columnar), before windowing and aggregation."""
-    kernel: list[str] = field(default_factory=list)
-    ts: list[float] = field(default_factory=list)        # GPU start, us
-    dur: list[float] = field(default_factory=list)       # us
-    anchor: list[float] = field(default_factory=list)    # host launch time, NaN if unknown
-    instance: list[Any] = field(default_factory=list)    # op instance (Kineto External id)
-    op: list[str] = field(default_factory=list)
-    bytes: list[float] = field(default_factory=list)     # known per launch (memcpy), else NaN
+    kernel: Sequence[str] = field(default_factory=list)
+    ts: Sequence[float] = field(default_factory=list)        # GPU start, us
+    dur: Sequence[float] = field(default_factory=list)       # us
+    anchor: Sequence[float] = field(default_factory=list)    # host launch time, NaN if unknown
+    instance: Sequence[Any] = field(default_factory=list)    # Kineto External id; XLA (module, op)
+    op: Sequence[str] = field(default_factory=list)
+    bytes: Sequence[float] = field(default_factory=list)     # known per launch (memcpy), else NaN
+    scope: Sequence[str] = field(default_factory=list)       # XLA op_name metadata ("name" arg)
 
 
 @dataclass(frozen=True)
@@ -157,57 +172,213 @@ class Parsed:
 
 # --------------------------------------------------------------------------------- Kineto
 
-def _kineto(data: Any, path: Path) -> Parsed:
+@dataclass
+class _GpuRows:
+    """GPU events (cat kernel / gpu_memcpy / gpu_memset), one list entry per event."""
+    kernel: list[str]
+    ts: np.ndarray
+    dur: np.ndarray
+    correlation: list[Any]
+    external_id: list[Any]
+    bytes: np.ndarray        # memcpy/memset `args.bytes`, NaN for kernels
+    kernels: int             # how many are cat=kernel
+
+    @staticmethod
+    def from_events(events: list[dict]) -> "_GpuRows":
+        args = [e.get("args") or {} for e in events]
+        return _GpuRows(
+            kernel=[e["name"] for e in events],
+            ts=np.array([e["ts"] for e in events], dtype=float),
+            dur=np.array([e.get("dur", 0.0) for e in events], dtype=float),
+            correlation=[a.get("correlation") for a in args],
+            external_id=[a.get("External id") for a in args],
+            bytes=np.array([float(a["bytes"]) if e.get("cat") != "kernel" and
+                            a.get("bytes") is not None else math.nan
+                            for e, a in zip(events, args)], dtype=float),
+            kernels=sum(1 for e in events if e.get("cat") == "kernel"))
+
+
+@dataclass
+class _KinetoEvents:
+    """The few Kineto events the table needs, however they were found."""
+    gpu: _GpuRows
+    launch_ts: dict[Any, float]         # correlation -> host launch time (cuda_runtime/driver)
+    markers: list[dict]                 # harness_iter_* / ProfilerStep#N host events
+    # External ids -> ({id: key}, {key: op event}): ops with the same name and recorded inputs
+    # share a key, so each distinct op is parsed and costed once, not once per launch.
+    ops_for: Callable[[set], tuple[dict[Any, Any], dict[Any, dict]]]
+    device: str | None
+
+
+def _kineto_full(data: Any, path: Path) -> _KinetoEvents:
+    """From the parsed JSON: any chrome-trace layout (re-saved, compact, array form)."""
     events = _events(data, path)
     buckets: dict[str, list[dict]] = {c: [] for c in ("kernel", "gpu_memcpy", "gpu_memset",
                                                         "cuda_runtime", "cuda_driver",
                                                         "cpu_op", "user_annotation")}
+    get = buckets.get
     for e in events:
-        b = buckets.get(e.get("cat"))  # type: ignore[arg-type]
+        b = get(e.get("cat"))  # type: ignore[arg-type]
         if b is not None:
             b.append(e)
-    gpu = buckets["kernel"] + buckets["gpu_memcpy"] + buckets["gpu_memset"]
-    if not buckets["kernel"]:
-        raise InputError(f"{path}: no GPU kernel events (cat=kernel); was the trace recorded "
-                         "with ProfilerActivity.CUDA on a GPU?")
-
     launch_ts: dict[Any, float] = {}
     for e in buckets["cuda_runtime"] + buckets["cuda_driver"]:
         corr = (e.get("args") or {}).get("correlation")
         if corr is not None:
             launch_ts.setdefault(corr, e["ts"])
+    ops = buckets["cpu_op"] + buckets["user_annotation"]
+    markers = [e for e in ops if e.get("name", "").startswith(("harness_iter", "ProfilerStep#"))]
+    dump = _orjson.dumps if _orjson is not None else repr
 
-    rows = Launches()
-    for e in gpu:
-        a = e.get("args") or {}
-        rows.kernel.append(e["name"])
-        rows.ts.append(e["ts"])
-        rows.dur.append(e.get("dur", 0.0))
-        rows.anchor.append(launch_ts.get(a.get("correlation"), math.nan))
-        rows.instance.append(a.get("External id"))
-        rows.op.append("")
-        b = a.get("bytes")
-        rows.bytes.append(float(b) if b is not None and e.get("cat") != "kernel" else math.nan)
-
-    windows, marker = _markers(buckets["user_annotation"] + buckets["cpu_op"])
-
-    ops_by_id: dict[Any, dict] = {}
-
-    def costs(launches: pd.DataFrame) -> pd.DataFrame:
-        needed = set(launches["instance"].dropna().tolist())
-        for e in buckets["cpu_op"] + buckets["user_annotation"]:
+    def ops_for(needed: set) -> tuple[dict[Any, Any], dict[Any, dict]]:
+        keys: dict[Any, Any] = {}
+        unique: dict[Any, dict] = {}
+        for e in ops:
             a = e.get("args")
             x = a.get("External id") if a else None
-            if x in needed and x not in ops_by_id:  # duplicates: keep the first, do not raise
-                ops_by_id[x] = e
-        return _kineto_costs(launches, ops_by_id)
+            if x in needed and x not in keys:  # duplicates: keep the first, do not raise
+                key = (e.get("name", ""), dump((a.get("Input Dims"), a.get("Input type"),
+                                                a.get("Concrete Inputs"), a.get("kernel_num_gb"),
+                                                a.get("kernel_flop"))))
+                keys[x] = key
+                unique.setdefault(key, e)
+        return keys, unique
 
     device = None
     if isinstance(data, dict):
         props = data.get("deviceProperties") or []
         if props and isinstance(props[0], dict):
             device = props[0].get("name")
-    return Parsed("kineto", _frame(rows), windows, marker, costs, device)
+    gpu = _GpuRows.from_events(buckets["kernel"] + buckets["gpu_memcpy"] + buckets["gpu_memset"])
+    return _KinetoEvents(gpu, launch_ts, markers, ops_for, device)
+
+
+# Kineto's own writer (libkineto ChromeTraceLogger) lays every event out the same way:
+#   \n  {\n    "ph": "X", "cat": "kernel", "name": "...", "pid": 0, "tid": 7,\n    "ts": ...,
+#   "dur": ...,\n    "args": {\n      "External id": 8, ... "correlation": 15, ...\n    }\n  }
+# so the events the table needs can be found with a regex and cut out of the text (raw
+# newlines never occur inside JSON strings, so "\n  }" only ends an event). Building Python
+# objects for the other ~80% (cpu ops that launch nothing, flow arrows) and freeing them again
+# costs more than all the rest of the work. A trace laid out any other way (re-saved by
+# json.dump, compact) takes the full parse; both give the same table (tested).
+_FAST_HEAD = re.compile(rb'"traceEvents":\s*\[\s*\{\n    "ph": ')
+_FAST_GPU = re.compile(rb'\n  \{\n    "ph": "X", "cat": "(?:kernel|gpu_memcpy|gpu_memset)", ')
+_FAST_LAUNCH = re.compile(
+    rb'\n  \{\n    "ph": "X", "cat": "cuda_(?:runtime|driver)", '
+    rb'(?:[^\n]*\n    "ts": (-?[\d.]+(?:[eE][-+]?\d+)?),[^\n]*\n    "args": \{\n'
+    rb'[^\n]*"correlation": (\d+))?')
+_FAST_OP = re.compile(rb'\n  \{\n    "ph": "X", "cat": "(?:cpu_op|user_annotation)", [^\n]*\n'
+                      rb'[^\n]*\n    "args": \{\n      "External id": (\d+)')
+_FAST_OP_EVENT = re.compile(rb'\n  (\{\n    "ph": "X", "cat": "(?:cpu_op|user_annotation)", '
+                            rb'[^\n]*\n[^\n]*\n    "args": \{\n      "External id": (\d+)'
+                            rb'[^\n]*\n    \}\n  \})')
+# what differs between two launches of the same op with the same inputs
+_FAST_VOLATILE = re.compile(rb'"(?:ts|dur|tid|pid|External id|Ev Idx|Sequence number|'
+                            rb'Fwd thread id|Record function id)": -?[\d.]+')
+_FAST_DEVICE = re.compile(rb'"deviceProperties":\s*\[\s*\{[^}]*?"name":\s*"([^"]*)"')
+_END = b"\n  }"
+
+
+def _loads(raw: bytes) -> Any:
+    return _orjson.loads(raw) if _orjson is not None else json.loads(raw)
+
+
+def _cut(buf: bytes, starts: Iterable[int]) -> list[bytes]:
+    """The events beginning at `starts` (their leading newline), as JSON text."""
+    find = buf.find
+    return [buf[s + 1:find(_END, s + 1) + len(_END)] for s in starts]
+
+
+def _parse_events(pieces: list[bytes]) -> list[dict]:
+    """Parse many cut events in one JSON call: per-event calls cost more than the parse."""
+    return _loads(b"[" + b",".join(pieces) + b"]") if pieces else []
+
+
+def _marker_starts(buf: bytes) -> list[int]:
+    """Event starts of the few events named harness_iter*/ProfilerStep#: bytes.find is a
+    memchr-speed scan, a regex pass is several times slower."""
+    starts = []
+    for needle in (b'"name": "harness_iter', b'"name": "ProfilerStep#'):
+        i = buf.find(needle)
+        while i >= 0:
+            starts.append(buf.rfind(b"\n  {\n", 0, i))
+            i = buf.find(needle, i + 1)
+    return sorted(set(s for s in starts if s >= 0))
+
+
+def _kineto_fast(buf: bytes) -> _KinetoEvents | None:
+    """Kineto's layout, cut from the text; None when the text is laid out otherwise."""
+    head = _FAST_HEAD.search(buf, 0, 1 << 16)
+    if head is None:
+        return None
+    tail = buf[buf.rfind(_END):].rstrip()
+    if b"]" not in tail or not tail.endswith(b"}"):
+        return None  # truncated: let the JSON parser say where
+    try:
+        gpu = _GpuRows.from_events(
+            _parse_events(_cut(buf, (m.start() for m in _FAST_GPU.finditer(buf)))))
+        # every kernel must have been found in the expected layout, or we do not trust the cut
+        if not gpu.kernels or gpu.kernels != buf.count(b'"cat": "kernel"'):
+            return None
+        launch_ts: dict[Any, float] = {}
+        fields = _FAST_LAUNCH.findall(buf)
+        if all(corr for _, corr in fields):
+            for ts, corr in fields:
+                launch_ts.setdefault(int(corr), float(ts))
+        else:  # a launch laid out differently: parse them all
+            for e in _parse_events(_cut(buf, (m.start() for m in _FAST_LAUNCH.finditer(buf)))):
+                corr = (e.get("args") or {}).get("correlation")
+                if corr is not None:
+                    launch_ts.setdefault(corr, e["ts"])
+        markers = [e for e in _parse_events(_cut(buf, _marker_starts(buf)))
+                   if e.get("cat") in ("user_annotation", "cpu_op")]
+    except (ValueError, KeyError):
+        return None
+    device = _FAST_DEVICE.search(buf, 0, head.start())
+
+    def ops_for(needed: set) -> tuple[dict[Any, Any], dict[Any, dict]]:
+        wanted = {b"%d" % x for x in needed if isinstance(x, int)}
+        found: dict[int, bytes] = {}
+        # one C-level pass returning whole one-line-args op events; ops Kineto wrote with
+        # multi-line args (none seen so far) are picked up by the slower pass below
+        for text, x in _FAST_OP_EVENT.findall(buf):
+            if x in wanted:
+                found.setdefault(int(x), text)  # duplicates: keep the first, do not raise
+        missing = needed - found.keys()
+        if missing:
+            for m in _FAST_OP.finditer(buf):
+                x = int(m.group(1))
+                if x in missing and x not in found:
+                    found[x] = _cut(buf, [m.start()])[0]
+        keys: dict[Any, Any] = {}
+        texts: dict[bytes, bytes] = {}
+        sub = _FAST_VOLATILE.sub
+        for x, text in found.items():
+            key = sub(b"", text)
+            keys[x] = key
+            texts.setdefault(key, text)
+        return keys, dict(zip(texts, _parse_events(list(texts.values()))))
+
+    return _KinetoEvents(gpu, launch_ts, markers, ops_for,
+                         device.group(1).decode() if device else None)
+
+
+def _kineto(ev: _KinetoEvents, path: Path) -> Parsed:
+    gpu = ev.gpu
+    if not gpu.kernels:
+        raise InputError(f"{path}: no GPU kernel events (cat=kernel); was the trace recorded "
+                         "with ProfilerActivity.CUDA on a GPU?")
+    get = ev.launch_ts.get
+    rows = Launches(kernel=gpu.kernel, ts=gpu.ts, dur=gpu.dur,
+                    anchor=[get(c, math.nan) for c in gpu.correlation],
+                    instance=gpu.external_id, op=[""] * len(gpu.kernel), bytes=gpu.bytes)
+    windows, marker = _markers(ev.markers)
+
+    def costs(launches: pd.DataFrame) -> pd.DataFrame:
+        needed = set(launches["instance"].dropna().tolist())
+        return _kineto_costs(launches, ev.ops_for(needed))
+
+    return Parsed("kineto", _frame(rows), windows, marker, costs, ev.device)
 
 
 def _markers(events: Iterable[dict]) -> tuple[list[tuple[float, float]], str]:
@@ -227,7 +398,10 @@ def _markers(events: Iterable[dict]) -> tuple[list[tuple[float, float]], str]:
 
 
 def _frame(rows: Launches) -> pd.DataFrame:
-    return pd.DataFrame({
+    """Launches in GPU time order, whatever order the file listed them in (determinism: the
+    two Kineto paths meet kernels and memsets in different orders)."""
+    order = np.argsort(np.asarray(rows.ts, dtype=float), kind="stable")
+    frame = pd.DataFrame({
         "kernel": pd.Series(rows.kernel, dtype=object),
         "ts": np.asarray(rows.ts, dtype=float),
         "dur": np.asarray(rows.dur, dtype=float),
@@ -235,7 +409,10 @@ def _frame(rows: Launches) -> pd.DataFrame:
         "instance": pd.Series(rows.instance, dtype=object),
         "op": pd.Series(rows.op, dtype=object),
         "bytes": np.asarray(rows.bytes, dtype=float),
+        "scope": pd.Series(rows.scope if len(rows.scope) else [""] * len(rows.kernel),
+                           dtype=object),
     })
+    return frame.iloc[order].reset_index(drop=True)
 
 
 # Kineto `Input type` spellings -> bytes per element. Anything else ("Scalar", "ScalarList",
@@ -271,13 +448,15 @@ _CONV_ARGS = {
     "aten::convolution_overrideable": (3, 4, 5, 6), "aten::cudnn_convolution": (3, 2, 4, None),
     "aten::_slow_conv2d_forward": (4, 5, None, None),
 }
-# Output shapes of the matmul family, to count the result's write in `bytes`.
+# Output shapes of the matmul family, to count the result's write in `bytes`, and how many
+# leading inputs are operands: a tensor of the output's shape after them is an `out=` buffer
+# (Inductor calls `extern_kernels._scaled_mm(..., out=buf9)`), already counted as an input.
 _MM_OUT = {
-    "aten::mm": lambda d: [d[0][0], d[1][-1]],
-    "aten::_scaled_mm": lambda d: [d[0][0], d[1][-1]],
-    "aten::addmm": lambda d: [d[1][0], d[2][-1]],
-    "aten::bmm": lambda d: [d[0][0], d[0][1], d[1][-1]],
-    "aten::baddbmm": lambda d: [d[1][0], d[1][1], d[2][-1]],
+    "aten::mm": (2, lambda d: [d[0][0], d[1][-1]]),
+    "aten::_scaled_mm": (2, lambda d: [d[0][0], d[1][-1]]),
+    "aten::addmm": (3, lambda d: [d[1][0], d[2][-1]]),
+    "aten::bmm": (2, lambda d: [d[0][0], d[0][1], d[1][-1]]),
+    "aten::baddbmm": (3, lambda d: [d[1][0], d[1][1], d[2][-1]]),
 }
 
 
@@ -352,11 +531,13 @@ def _op_cost(name: str, args: dict) -> OpCost:
     nbytes = float(sum(math.prod(d) * _ITEMSIZE[t] for d, t in tensors)) if tensors else math.nan
     if name in _MM_OUT and tensors:
         try:
-            out = math.prod(_MM_OUT[name](dims))
-            code = concrete[6] if name == "aten::_scaled_mm" and len(concrete) > 6 else ""
-            item = _SCALAR_TYPE_ITEMSIZE.get(int(code), 2) if code.isdigit() \
-                else _ITEMSIZE[tensors[0][1]]
-            nbytes += out * item
+            operands, out_shape = _MM_OUT[name]
+            out_dims = out_shape(dims)
+            if not any(d == out_dims for d in dims[operands:]):  # no out= buffer recorded
+                code = concrete[6] if name == "aten::_scaled_mm" and len(concrete) > 6 else ""
+                item = _SCALAR_TYPE_ITEMSIZE.get(int(code), 2) if code.isdigit() \
+                    else _ITEMSIZE[tensors[0][1]]
+                nbytes += math.prod(out_dims) * item
         except (IndexError, TypeError):
             pass
     gb = args.get("kernel_num_gb")  # Inductor's own estimate, when it was asked to record one
@@ -368,20 +549,15 @@ def _op_cost(name: str, args: dict) -> OpCost:
                   peak_dtype=peak_dtype(tensors[0][1]) if tensors else None)
 
 
-def _kineto_costs(launches: pd.DataFrame, ops_by_id: dict[Any, dict]) -> pd.DataFrame:
-    cache: dict[tuple, OpCost] = {}
-    per_instance: dict[Any, tuple[str, OpCost]] = {}
-    for x, e in ops_by_id.items():
-        a = e.get("args") or {}
-        key = (e.get("name", ""), repr(a.get("Input Dims")), repr(a.get("Input type")),
-               repr(a.get("Concrete Inputs")), a.get("kernel_num_gb"), a.get("kernel_flop"))
-        cost = cache.get(key)
-        if cost is None:
-            cost = cache[key] = _op_cost(e.get("name", ""), a)
-        per_instance[x] = (e.get("name", ""), cost)
-    fp8_trace = any("fp8_operand" in c.features for _, c in per_instance.values())
+def _kineto_costs(launches: pd.DataFrame,
+                  ops: tuple[dict[Any, Any], dict[Any, dict]]) -> pd.DataFrame:
+    keys, unique = ops
+    by_key = {k: (e.get("name", ""), _op_cost(e.get("name", ""), e.get("args") or {}))
+              for k, e in unique.items()}
+    per_instance = {x: by_key[k] for x, k in keys.items()}
+    fp8_trace = any("fp8_operand" in c.features for _, c in by_key.values())
     empty = ("", OpCost())
-    info = [per_instance.get(x, empty) for x in launches["instance"]]
+    info = [per_instance.get(x, empty) for x in launches["instance"].tolist()]
     out = launches.copy()
     out["op"] = [n for n, _ in info]
     out["dtypes"] = [c.dtypes for _, c in info]
@@ -417,7 +593,7 @@ def _perfetto(data: Any, path: Path, hlo_dir: str | Path | None) -> Parsed:
         raise InputError(f"{path}: no GPU device process (/device:GPU:N) in this JAX trace; "
                          "was it recorded on a GPU?")
     # XProf's derived lines ("XLA Ops", "XLA Modules", "Steps") repeat the kernels; only the
-    # CUPTI stream lines are the kernels themselves.
+    # CUPTI stream lines ("Stream #14(Compute,Memset)") are the kernels themselves.
     stream_tids = {k for k, n in thread.items() if k[0] in gpu_pids and _STREAM.match(n)}
     any_stream_names = bool(stream_tids)
 
@@ -438,35 +614,74 @@ def _perfetto(data: Any, path: Path, hlo_dir: str | Path | None) -> Parsed:
         if name in _NOT_KERNELS or name.startswith("CudaGraph"):
             continue
         size = math.nan
-        details = a.get("memcpy_details") or a.get("memset_details")
-        if details:  # "kind_src:device kind_dst:device size:1048576 dest:0 async:1"
+        # "memcpy_details": "kind_src:device kind_dst:pinned size:4096 ..."; memsets in a CUDA
+        # graph come as "Memset_details": "kind:unknown num_bytes:4 async:0"
+        details = next((v for k, v in a.items() if k.lower() in ("memcpy_details",
+                                                                  "memset_details")), None)
+        if details:
             m = re.search(r"(?:size|num_bytes):(\d+)", details)
             size = float(m.group(1)) if m else math.nan
-            if not name.startswith(("Memcpy", "Memset")):
-                name = "Memset" if "memset_details" in a else "Memcpy"
+            if not name.lower().startswith(("memcpy", "memset")):
+                name = "Memset" if "memset" in details.lower() or any(
+                    k.lower() == "memset_details" for k in a) else "Memcpy"
+        hlo_op = a.get("hlo_op", "")
+        # Under command buffers (CUDA graphs, XLA's default) every kernel's hlo_op is the
+        # buffer ("command_buffer_1"); the kernel's own name is then the instruction's.
+        if hlo_op.startswith("command_buffer"):
+            hlo_op = ""
         rows.kernel.append(name)
         rows.ts.append(float(e["ts"]))
         rows.dur.append(float(e.get("dur", 0.0)))
         rows.anchor.append(math.nan)
-        rows.instance.append((a.get("hlo_module", ""), a.get("hlo_op", "")))
-        rows.op.append(a.get("hlo_op", ""))
+        rows.instance.append(a.get("hlo_module", ""))
+        rows.op.append(hlo_op)
         rows.bytes.append(size)
+        # XLA's op_name metadata prefix, e.g. "jit(step)/convert_element_type": names the
+        # framework op when a fusion holds one (the kernel annotation's `name=`)
+        rows.scope.append(a.get("name", ""))
     if not rows.kernel:
         raise InputError(f"{path}: no GPU kernel events on the /device:GPU processes")
     windows, marker = _markers(host)
-    hlo = _hlo_index(hlo_dir) if hlo_dir is not None else {}
+    modules = hlo_index(hlo_dir) if hlo_dir is not None else {}
 
     def costs(launches: pd.DataFrame) -> pd.DataFrame:
-        return _perfetto_costs(launches, hlo)
+        return _perfetto_costs(launches, modules)
 
     return Parsed("perfetto", _frame(rows), windows, marker, costs, None)
 
 
-def _perfetto_costs(launches: pd.DataFrame, hlo: dict[tuple[str, str], OpCost]) -> pd.DataFrame:
+def _perfetto_costs(launches: pd.DataFrame, modules: dict[str, "HloModule"]) -> pd.DataFrame:
+    """Each launch's HLO instruction: by hlo_op, else by kernel name (XLA names a fusion's
+    kernel after it, "loop_convert_fusion.1" -> "loop_convert_fusion_1"), else, for cuBLAS
+    kernels (named by cuBLAS), by position: the j-th unnamed GEMM launch of an iteration runs
+    the j-th cuBLAS custom-call of the module's schedule."""
     out = launches.copy()
-    info = [hlo.get(x) or (_by_op_only(hlo, x[1]) if x[1] else None) or OpCost()
-            for x in launches["instance"]]
-    fp8_trace = any("fp8_operand" in c.features for c in hlo.values())
+    kernels = out["kernel"].tolist()
+    ops = out["op"].tolist()
+    mods = out["instance"].tolist()
+    only = next(iter(modules.values())) if len(modules) == 1 else None
+    found: list[tuple[str, OpCost] | None] = []
+    for kernel, op, mod_name in zip(kernels, ops, mods):
+        mod = modules.get(mod_name) or only
+        hit = None
+        if mod is not None:
+            name = op if op in mod.costs else mod.by_kernel.get(kernel)
+            hit = (name, mod.costs[name]) if name else None
+        found.append(hit)
+    iteration = out["iteration"].tolist() if "iteration" in out else [0] * len(out)
+    unnamed: dict[tuple[str, int], list[int]] = {}
+    for i, (kernel, hit) in enumerate(zip(kernels, found)):
+        if hit is None and _CUBLAS_KERNEL.search(kernel):
+            unnamed.setdefault((mods[i], iteration[i]), []).append(i)
+    for (mod_name, _), rows in unnamed.items():
+        mod = modules.get(mod_name) or only
+        if mod is not None and len(rows) == len(mod.gemm_schedule):
+            for i, name in zip(rows, mod.gemm_schedule):
+                found[i] = (name, mod.costs[name])
+    fp8_trace = any(m.fp8 for m in modules.values())
+    info = [hit[1] if hit else OpCost() for hit in found]
+    # one instance per instruction, so a multi-kernel instruction's cost is counted once
+    out["instance"] = [(m, hit[0] if hit else k) for m, k, hit in zip(mods, kernels, found)]
     out["dtypes"] = [c.dtypes for c in info]
     out["features"] = [(c.features + (" fp8_trace" if fp8_trace else "")).strip() for c in info]
     out["hlo"] = [c.hlo for c in info]
@@ -476,10 +691,7 @@ def _perfetto_costs(launches: pd.DataFrame, hlo: dict[tuple[str, str], OpCost]) 
     return out
 
 
-def _by_op_only(hlo: dict[tuple[str, str], OpCost], op: str) -> OpCost | None:
-    """An instruction name found in exactly one dumped module (when hlo_module is missing)."""
-    hits = [c for (m, o), c in hlo.items() if o == op]
-    return hits[0] if len(hits) == 1 else None
+_CUBLAS_KERNEL = re.compile(r"gemm|cutlass|xmma|nvjet|cublas|gemv", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- XLA HLO dumps
@@ -491,6 +703,7 @@ _HLO_ITEMSIZE = {"pred": 1, "s4": 0.5, "u4": 0.5, "s8": 1, "u8": 1, "s16": 2, "u
 _HLO_SHAPE = re.compile(r"\b(pred|[suf]\d+|bf16|c64|c128|f8e\w+?|f4e2m1fn)\[([\d,]*)\]")
 _HLO_COMP = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s*\(.*\)\s*->\s*.*\{\s*$")
 _HLO_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*")
+_HLO_OPERAND = re.compile(r"^%?([\w.\-]+)(?:#(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -501,6 +714,16 @@ class _Instr:
     operands: str
     attrs: str
     line: str
+
+
+@dataclass
+class HloModule:
+    """One optimised HLO module: each instruction's cost, found by name or kernel name."""
+    name: str
+    costs: dict[str, OpCost]        # instruction name -> cost
+    by_kernel: dict[str, str]       # kernel name XLA gives it ("loop_convert_fusion_1") -> name
+    gemm_schedule: list[str]        # cuBLAS custom-calls in execution order
+    fp8: bool                       # any f8 value in the module
 
 
 def _balanced(text: str, start: int) -> int:
@@ -543,6 +766,25 @@ def _shape_bytes(shapes: list[tuple[str, list[int]]]) -> float:
     return float(sum(math.prod(d) * _HLO_ITEMSIZE.get(t, math.nan) for t, d in shapes))
 
 
+def _operand_shapes(ins: _Instr, shape_of: dict[str, str]) -> list[tuple[str, list[int]]]:
+    """Operand shapes: printed inline by older XLA ("bf16[2048,4096]{1,0} %p0"), by name only
+    by newer ("%p0", "%cublas-gemm.1#0" for a tuple element): then looked up."""
+    inline = _shapes(ins.operands)
+    if inline:
+        return inline
+    out: list[tuple[str, list[int]]] = []
+    for token in ins.operands.split(","):
+        m = _HLO_OPERAND.match(token.strip())
+        if not m or m.group(1) not in shape_of:
+            continue
+        shapes = _shapes(shape_of[m.group(1)])
+        if m.group(2) is not None:
+            k = int(m.group(2))
+            shapes = shapes[k:k + 1]
+        out.extend(shapes)
+    return out
+
+
 def _dims_attr(attrs: str, key: str) -> list[int]:
     m = re.search(key + r"=\{([\d,]*)\}", attrs)
     return [int(v) for v in m.group(1).split(",") if v] if m else []
@@ -553,29 +795,28 @@ def _json_dims(attrs: str, key: str) -> list[int]:
     return [int(v) for v in re.findall(r"\d+", m.group(1))] if m else []
 
 
-def _dot_flops(operands: str, attrs: str, from_backend_config: bool) -> float:
-    ops = _shapes(operands)
-    if len(ops) < 2:
+def _dot_flops(operands: list[tuple[str, list[int]]], attrs: str, backend_config: bool) -> float:
+    """2 x lhs elements x rhs free elements (neither contracting nor batch)."""
+    if len(operands) < 2:
         return math.nan
-    (_, lhs), (_, rhs) = ops[0], ops[1]
-    if from_backend_config:  # cuBLAS custom-call: dimension numbers live in backend_config
-        rc, rb = _json_dims(attrs, "rhs_contracting_dimensions"), \
-            _json_dims(attrs, "rhs_batch_dimensions")
+    (_, lhs), (_, rhs) = operands[0], operands[1]
+    if backend_config:  # cuBLAS custom-call: dimension numbers live in backend_config
+        rc = _json_dims(attrs, "rhs_contracting_dimensions")
+        rb = _json_dims(attrs, "rhs_batch_dimensions")
     else:
         rc, rb = _dims_attr(attrs, "rhs_contracting_dims"), _dims_attr(attrs, "rhs_batch_dims")
     free_rhs = [d for i, d in enumerate(rhs) if i not in rc and i not in rb]
     return 2.0 * math.prod(lhs) * math.prod(free_rhs)
 
 
-def _conv_flops(instr: _Instr) -> float:
+def _conv_flops(ins: _Instr, operands: list[tuple[str, list[int]]]) -> float:
     """2 x output elements x window size x input features per group (from dim_labels)."""
-    out = _shapes(instr.shape)
-    ops = _shapes(instr.operands)
-    labels = re.search(r"dim_labels=\w+_(\w+)->", instr.attrs)
-    window = re.search(r"window=\{size=([\dx]+)", instr.attrs)
-    if not out or len(ops) < 2 or not labels:
+    out = _shapes(ins.shape)
+    labels = re.search(r"dim_labels=\w+_(\w+)->", ins.attrs)
+    window = re.search(r"window=\{size=([\dx]+)", ins.attrs)
+    if not out or len(operands) < 2 or not labels:
         return math.nan
-    rhs = ops[1][1]
+    rhs = operands[1][1]
     i_pos = labels.group(1).find("i")
     if i_pos < 0 or i_pos >= len(rhs):
         return math.nan
@@ -583,8 +824,14 @@ def _conv_flops(instr: _Instr) -> float:
     return 2.0 * math.prod(out[0][1]) * size * rhs[i_pos]
 
 
-def _hlo_index(hlo_dir: str | Path) -> dict[tuple[str, str], OpCost]:
-    """(module name, instruction name) -> cost and body text, from *after_optimizations.txt."""
+def _kernel_name(instr: str) -> str:
+    """The name XLA gives an instruction's kernel: "loop_convert_fusion.1" ->
+    "loop_convert_fusion_1" (LLVM-safe: '.' and '-' become '_')."""
+    return re.sub(r"[.\-]", "_", instr)
+
+
+def hlo_index(hlo_dir: str | Path) -> dict[str, HloModule]:
+    """Module name -> its instructions' costs, from XLA's *after_optimizations.txt dumps."""
     root = Path(hlo_dir)
     if not root.is_dir():
         raise InputError(f"{root}: not a directory; expected XLA's --xla_dump_to folder")
@@ -592,31 +839,66 @@ def _hlo_index(hlo_dir: str | Path) -> dict[tuple[str, str], OpCost]:
     if not files:
         raise InputError(f"{root}: no *after_optimizations.txt; expected an XLA dump made with "
                          "--xla_dump_to=DIR --xla_dump_hlo_as_text")
-    index: dict[tuple[str, str], OpCost] = {}
+    modules: dict[str, HloModule] = {}
     for f in files:
-        text = f.read_text(errors="replace")
-        head = re.match(r"\s*HloModule\s+([\w.\-]+)", text)
-        if not head:
+        module = _parse_module(f.read_text(errors="replace"))
+        if module is not None:
+            modules[module.name] = module
+    return modules
+
+
+def _parse_module(text: str) -> HloModule | None:
+    head = re.match(r"\s*HloModule\s+([\w.\-]+)", text)
+    if not head:
+        return None
+    comps: dict[str, list[_Instr]] = {}
+    entry: list[_Instr] = []
+    current: list[_Instr] | None = None
+    for line in text.splitlines():
+        m = _HLO_COMP.match(line)
+        if m:
+            current = comps.setdefault(m.group(1), [])
+            if line.startswith("ENTRY"):
+                entry = current
             continue
-        module = head.group(1)
-        comps: dict[str, list[_Instr]] = {}
-        current: list[_Instr] | None = None
-        for line in text.splitlines():
-            m = _HLO_COMP.match(line)
-            if m:
-                current = comps.setdefault(m.group(1), [])
-                continue
-            if line.startswith("}"):
-                current = None
-                continue
-            if current is not None:
-                ins = _parse_instr(line)
-                if ins is not None:
-                    current.append(ins)
-        for comp in comps.values():
-            for ins in comp:
-                index[(module, ins.name)] = _instr_cost(ins, comps)
-    return index
+        if line.startswith("}"):
+            current = None
+            continue
+        if current is not None:
+            ins = _parse_instr(line)
+            if ins is not None:
+                current.append(ins)
+    shape_of = {ins.name: ins.shape for comp in comps.values() for ins in comp}
+    costs: dict[str, OpCost] = {}
+    by_kernel: dict[str, str] = {}
+    fp8 = False
+    for comp in comps.values():
+        for ins in comp:
+            cost = _instr_cost(ins, comps, shape_of)
+            costs[ins.name] = cost
+            by_kernel.setdefault(_kernel_name(ins.name), ins.name)
+            fp8 = fp8 or "fp8_operand" in cost.features
+    for comp in comps.values():   # kernels shared by identical fusions carry the first's name
+        for ins in comp:
+            dedup = re.search(r'deduplicated_name="([^"]+)"', ins.attrs)
+            if dedup:
+                by_kernel.setdefault(_kernel_name(dedup.group(1)), ins.name)
+    schedule = [ins.name for ins in _scheduled(entry, comps)
+                if re.search(r'custom_call_target="__cublas', ins.attrs)]
+    return HloModule(head.group(1), costs, by_kernel, schedule, fp8)
+
+
+def _scheduled(body: list[_Instr], comps: dict[str, list[_Instr]]) -> list[_Instr]:
+    """Instructions in execution order (a scheduled module prints them in order), entering
+    `call`s (command buffers in some XLA versions) but not fusion bodies."""
+    out: list[_Instr] = []
+    for ins in body:
+        if ins.opcode == "call":
+            for name in re.findall(r"to_apply=%?([\w.\-]+)", ins.attrs):
+                out.extend(_scheduled(comps.get(name, []), comps))
+        else:
+            out.append(ins)
+    return out
 
 
 def _called(ins: _Instr, comps: dict[str, list[_Instr]], seen: set[str]) -> list[_Instr]:
@@ -630,10 +912,11 @@ def _called(ins: _Instr, comps: dict[str, list[_Instr]], seen: set[str]) -> list
     return body
 
 
-def _instr_cost(ins: _Instr, comps: dict[str, list[_Instr]]) -> OpCost:
+def _instr_cost(ins: _Instr, comps: dict[str, list[_Instr]], shape_of: dict[str, str]
+                ) -> OpCost:
     body = _called(ins, comps, set())
     text = "\n".join([ins.line] + [b.line for b in body])
-    operand_shapes = _shapes(ins.operands)
+    operand_shapes = _operand_shapes(ins, shape_of)
     out_shapes = _shapes(ins.shape)
     if ins.opcode == "custom-call":  # drop cuBLAS/cuDNN scratch buffers from the traffic
         out_shapes = [s for s in out_shapes if s[0] not in ("s8", "u8")] or out_shapes
@@ -641,24 +924,29 @@ def _instr_cost(ins: _Instr, comps: dict[str, list[_Instr]]) -> OpCost:
     flops = math.nan
     target = re.search(r'custom_call_target="([^"]+)"', ins.attrs)
     if ins.opcode == "dot":
-        flops = _dot_flops(ins.operands, ins.attrs, False)
+        flops = _dot_flops(operand_shapes, ins.attrs, False)
     elif ins.opcode == "convolution":
-        flops = _conv_flops(ins)
+        flops = _conv_flops(ins, operand_shapes)
     elif target and target.group(1).startswith("__cublas"):
-        flops = _dot_flops(ins.operands, ins.attrs, True)
+        flops = _dot_flops(operand_shapes, ins.attrs, True)
     elif target and target.group(1).startswith("__cudnn$conv"):
-        flops = _conv_flops(ins)
+        flops = _conv_flops(ins, operand_shapes)
     else:
         dots = [b for b in body if b.opcode == "dot"]
         convs = [b for b in body if b.opcode == "convolution"]
         if dots or convs:
-            flops = sum(_dot_flops(b.operands, b.attrs, False) for b in dots) + \
-                sum(_conv_flops(b) for b in convs)
-    dtypes = " ".join(t for t, _ in operand_shapes + out_shapes)
-    fp8 = any(t.startswith("f8") for t, _ in operand_shapes + out_shapes)
+            flops = sum(_dot_flops(_operand_shapes(b, shape_of), b.attrs, False)
+                        for b in dots) + sum(_conv_flops(b, _operand_shapes(b, shape_of))
+                                             for b in convs)
+    everything = operand_shapes + out_shapes
+    features = []
+    if any(t.startswith("f8") for t, _ in everything):
+        features.append("fp8_operand")
+    if len(out_shapes) == 1 and out_shapes[0][1] == []:
+        features.append("scalar_output")
     lead = operand_shapes[0][0] if operand_shapes else (out_shapes[0][0] if out_shapes else None)
-    return OpCost(flops=flops, bytes=nbytes, dtypes=dtypes,
-                  features="fp8_operand" if fp8 else "", peak_dtype=peak_dtype(lead), hlo=text)
+    return OpCost(flops=flops, bytes=nbytes, dtypes=" ".join(t for t, _ in everything),
+                  features=" ".join(features), peak_dtype=peak_dtype(lead), hlo=text)
 
 
 # ------------------------------------------------------------------------------- windows
@@ -745,10 +1033,32 @@ def kernel_table(trace_path: str | Path, iters: int | None = None,
     path = Path(trace_path)
     if iters is not None and (not isinstance(iters, (int, np.integer)) or iters <= 0):
         raise InputError(f"{path}: iters must be a positive integer, got {iters!r}")
-    data, _ = read_trace(path)
-    source = detect_source(data, path)
-    parsed = _kineto(data, path) if source == "kineto" else _perfetto(data, path, hlo_dir)
-    del data
+    # A 200 MB trace is a few million small dicts and lists; with the cyclic GC on, its
+    # collections rescan them over and over (measured: orjson.loads of 28 MB, 3.7 s wall with
+    # GC, 0.8 s without). Nothing here makes cycles, so GC stays off while we parse.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _kernel_table(path, iters, device, hlo_dir, sm_clock_mhz)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _kernel_table(path: Path, iters: int | None, device: str | DeviceSpec | None,
+                  hlo_dir: str | Path | None, sm_clock_mhz: float | None) -> pd.DataFrame:
+    raw = read_bytes(path)
+    fast = _kineto_fast(raw)
+    if fast is not None:
+        parsed = _kineto(fast, path)
+    else:
+        data = parse_json(raw, path)
+        del raw
+        source = detect_source(data, path)
+        parsed = _kineto(_kineto_full(data, path), path) if source == "kineto" \
+            else _perfetto(data, path, hlo_dir)
+        del data
+    source = parsed.source
     launches = parsed.launches
     keep = _select(launches, parsed.windows)
     window = launches[keep].reset_index(drop=True)
@@ -756,6 +1066,9 @@ def kernel_table(trace_path: str | Path, iters: int | None = None,
         raise InputError(f"{path}: no GPU kernels inside the {len(parsed.windows)} "
                          f"{parsed.iters_source} iteration markers")
     n_iters = int(iters) if iters is not None else max(len(parsed.windows), 1)
+    starts = np.array([w[0] for w in parsed.windows] or [-np.inf])
+    when = np.where(np.isnan(window["anchor"]), window["ts"], window["anchor"])
+    window["iteration"] = np.maximum(np.searchsorted(starts, when, side="right") - 1, 0)
     window = parsed.costs(window)
     spec = device if isinstance(device, DeviceSpec) else lookup_device(device or
                                                                         parsed.device_name)
@@ -772,6 +1085,7 @@ def kernel_table(trace_path: str | Path, iters: int | None = None,
         "gpu_busy_us_per_iter": _busy_us(window["ts"].to_numpy(), window["dur"].to_numpy())
         / n_iters,
         "launches_in_window": int(keep.sum()), "launches_excluded": int((~keep).sum()),
+        "hlo_dir": str(hlo_dir) if hlo_dir is not None else None,
     })
     return table
 
@@ -788,8 +1102,7 @@ def _primary(window: pd.DataFrame, source: str) -> np.ndarray:
         primary = np.zeros(len(window), dtype=bool)
         if has.any():
             sub = window[has]
-            keys = sub["instance"].map(repr)
-            idx = sub["dur"].groupby(keys).idxmax().to_numpy()
+            idx = sub["dur"].groupby(sub["instance"].astype("int64")).idxmax().to_numpy()
             primary[idx] = True
         return primary
     keys = window["instance"].map(repr)
@@ -802,9 +1115,11 @@ def _primary(window: pd.DataFrame, source: str) -> np.ndarray:
 def _aggregate(window: pd.DataFrame, iters: int, source: str, peaks: Peaks | None
                ) -> pd.DataFrame:
     w = window
-    w["category"] = [classify_cached(source, k, o or "", d or "", f or "", h or "")
-                     for k, o, d, f, h in zip(w["kernel"], w["op"], w["dtypes"], w["features"],
-                                              w["hlo"])]
+    # .tolist(): iterating pandas' Arrow-backed string columns element by element is ~10x slower
+    w["category"] = [classify_cached(source, k, o or "", d or "", f or "", h or "", sc or "")
+                     for k, o, d, f, h, sc in zip(w["kernel"].tolist(), w["op"].tolist(),
+                                                  w["dtypes"].tolist(), w["features"].tolist(),
+                                                  w["hlo"].tolist(), w["scope"].tolist())]
     primary = _primary(w, source)
     flops = np.where(primary, w["op_flops"].to_numpy(dtype=float), np.nan)
     nbytes = np.where(np.isnan(w["bytes"].to_numpy()),
