@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# The H100 reference sweep, in parts that each fit one 10-minute device call.
-#   scripts/gpu_reference.sh fp8|conv|qwen|fidelity   [extra hydra overrides]
-# Results land in results/reference-raw/<part>; scripts/pack_reference.sh packs them.
+# The H100 reference sweep, in parts that each fit inside one 10-minute device call.
+#   scripts/gpu_reference.sh fp8|conv|qwen|prefill|fidelity   [extra hydra overrides]
+# Results land in results/reference-raw/<part>.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=$1; shift
 out=results/reference-raw
+mkdir -p $out
 sweep() { python3 -m harness -m "hydra.sweep.dir=$out/$part" "$@" 2>&1 | grep -v '\[worker\]'; }
 case $part in
   fp8)
-    sweep workload=fp8_linear workload.mode=fwd,fwd_bwd backend=eager,inductor,xla "$@"
+    sweep workload=fp8_linear workload.mode=fwd,fwd_bwd backend=eager,inductor,xla "$@" ;;
+  bf16)
     sweep workload=fp8_linear workload.recipe=bf16 workload.mode=fwd_bwd backend=inductor,xla "$@" ;;
   conv)
-    sweep workload=conv workload.preset=seed002,resnet50_stage3 workload.mode=fwd,fwd_bwd backend=eager,inductor,xla "$@" ;;
+    sweep workload=conv workload.mode=fwd,fwd_bwd backend=eager,inductor,xla "$@" ;;
   qwen)
-    sweep workload=qwen_decoder workload.phase=decode workload.cache=static,paged backend=eager,inductor,xla "$@"
+    sweep workload=qwen_decoder workload.phase=decode workload.cache=static,paged backend=eager,inductor,xla "$@" ;;
+  prefill)
     sweep workload=qwen_decoder workload.phase=prefill workload.cache=static backend=eager,inductor,xla "$@" ;;
   fidelity)
-    for args in "workload=fp8_linear backend=inductor" "workload=fp8_linear backend=inductor workload.mode=fwd_bwd" \
-                "workload=fp8_linear backend=xla" "workload=fp8_linear backend=xla workload.mode=fwd_bwd"; do
+    for args in "workload=fp8_linear backend=inductor" "workload=fp8_linear backend=xla"; do
       python3 scripts/fidelity.py $args "$@" 2>&1 | grep -v '\[worker\]' | tee -a $out/fidelity.txt
     done ;;
 esac
