@@ -49,10 +49,8 @@ def unavailable() -> str | None:
     for package in ("jax", "torchax"):
         if importlib.util.find_spec(package) is None:
             return f"{package} is not installed"
-    try:
-        import torchax  # noqa: F401  (imports jax; does not start a backend)
-    except Exception as e:  # torchax 0.0.13 fails to import against torch 2.13
-        return f"torchax does not import: {type(e).__name__}: {e}"
+    # Not imported here: prepare() must run eager torch once before torchax is imported.
+    # (torchax 0.0.13 fails to import against torch 2.13: that surfaces as a failed run.)
     return None
 
 
@@ -403,6 +401,15 @@ def prepare(workload: Workload, cfg: dict, device: torch.device, run_dir: Path) 
         os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), *flags]))
     jax_device = _select_device(cfg.get("platform", "auto"))
 
+    # Eager runs once, *before* torchax is imported (after it, torch's CUDA autograd fails with
+    # "PyTorch is not linked with support for jax devices", seen on the H100 for conv fwd_bwd).
+    eager_nhwc_outputs: tuple[bool, ...] = ()
+    if not workload.mutated_inputs and (
+            any(_is_channels_last(t) for t in workload.inputs)
+            or any(_is_channels_last(t) for t in workload.module.parameters())
+            or any(_is_channels_last(t) for t in workload.module.buffers())):
+        eager_nhwc_outputs = tuple(_is_channels_last(o) for o in run_torch(workload, workload.forward, workload.inputs))
+
     import jax.numpy as jnp
     import torchax
     from torchax.interop import JittableModule
@@ -455,9 +462,7 @@ def prepare(workload: Workload, cfg: dict, device: torch.device, run_dir: Path) 
     # Outputs that eager returns channels_last (conv's y, grad_x, grad_w) leave the program as
     # NHWC arrays and become channels_last torch tensors again in to_torch: no trailing
     # transpose that the torch backends do not run either. Eager runs once to learn them.
-    nhwc_outputs: tuple[bool, ...] = ()
-    if (nhwc_inputs or nhwc_params or nhwc_buffers) and not mutated:
-        nhwc_outputs = tuple(_is_channels_last(o) for o in run_torch(workload, workload.forward, workload.inputs))
+    nhwc_outputs = eager_nhwc_outputs
 
     def physical_outputs(outs):
         return tuple(jnp.transpose(o, (0, 2, 3, 1)) if i < len(nhwc_outputs) and nhwc_outputs[i] else o

@@ -17,10 +17,18 @@ case $part in
     sweep workload=conv workload.mode=fwd,fwd_bwd backend=eager,inductor,xla "$@" ;;
   qwen)
     sweep workload=qwen_decoder workload.phase=decode workload.cache=static,paged backend=eager,inductor,xla "$@" ;;
+  paged)
+    sweep workload=qwen_decoder workload.phase=decode workload.cache=paged backend=inductor,xla "$@" ;;
+  convxla)
+    sweep workload=conv workload.mode=fwd_bwd backend=xla "$@" ;;
+  compile)
+    sweep workload=fp8_linear workload.mode=fwd_bwd backend=inductor,xla bench.compile_cache=cold,warm \
+      bench.compile_cache_dir=$out/compile_cache "$@" ;;
   prefill)
     sweep workload=qwen_decoder workload.phase=prefill workload.cache=static backend=eager,inductor,xla "$@" ;;
   fidelity)
-    for args in "workload=fp8_linear backend=inductor" "workload=fp8_linear backend=xla"; do
+    for args in ${FIDELITY:-"workload=fp8_linear%backend=inductor" "workload=fp8_linear%backend=xla"}; do
+      args=${args//%/ }
       python3 scripts/fidelity.py $args "$@" 2>&1 | grep -v '\[worker\]' | tee -a $out/fidelity.txt
     done ;;
 esac
