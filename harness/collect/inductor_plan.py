@@ -249,8 +249,10 @@ def _replay(lines: list[str], def_line: int, begin: int, end: int, name: str,
                 shape, stride = _ints(m[3], path, lineno), _ints(m[4], path, lineno)
                 src = latest.get(sid)
                 dtype = m[5] or (src.dtype if src else dtypes.get(m[2], "uint8"))
-                add(Buffer(m[1], dtype, shape, stride, storage_bytes(shape, stride, dtype, path, lineno),
-                           sid, m[2], lineno))
+                # A view of a fallback kernel's output (dtype "?": the code never says it) has
+                # no size either (seen in Inductor's paged-KV decode, torch 2.11).
+                nbytes = None if dtype == "?" else storage_bytes(shape, stride, dtype, path, lineno)
+                add(Buffer(m[1], dtype, shape, stride, nbytes, sid, m[2], lineno))
             elif m := _FROM_POOL.match(st):
                 sid = lookup(m[2], lineno)
                 shape, stride = _ints(m[4], path, lineno), _ints(m[5], path, lineno)
