@@ -172,6 +172,10 @@ XLA_RULES: tuple[Rule, ...] = (
          "an HLO dump shows the instruction is a cuDNN convolution"),
     Rule("conv", {"kernel": _CONV_KERNEL},
          "cuDNN 'sm90_xmma_fprop_implicit_gemm_...' without an hlo_op"),
+    Rule("elementwise", {"hlo": r"^\s*%gemm_fusion[\w.]* = [^\n]*\bkind=kLoop\b"},
+         "XLA names the epilogue of a cuBLAS call after its dot ('gemm_fusion_dot_general.5' = "
+         "fusion(cublas-gemm.0, ...), kind=kLoop: the f32 result times the scales, cast to bf16; "
+         "H100 fp8 fwd+bwd dump), but a kLoop fusion is elementwise, not a GEMM"),
     Rule("gemm", {"op": r"gemm|cublas|matmul|^dot|triton_gemm|__cublas"},
          "'gemm_fusion_dot.2' (Triton GEMM), 'cublas-gemm.1', 'cublas-lt-matmul.3'"),
     Rule("gemm", {"hlo": r"custom_call_target=\"__cublas|\bdot\("},
