@@ -163,3 +163,16 @@ def test_several_sweeps_make_one_report(cpu_sweep, tmp_path):
     proc = report_cli(a, b, "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     assert len(pd.read_parquet(tmp_path / "out" / "summary.parquet")) == 10
+
+
+def test_compile_table_has_phases_per_run(reported):
+    c = pd.read_parquet(reported / "compile.parquet")
+    assert len(c) == 5   # every run, failed ones included
+    ind = c[(c["workload"] == "fp8_linear") & (c["backend"] == "inductor")].iloc[0]
+    assert ind["cache"] == "cold"
+    phases = ind[["capture_s", "graph_codegen_s", "kernel_compile_wait_s", "other_s"]]
+    assert phases.notna().all() and phases.sum() <= ind["first_call_s"] * 1.001
+    eager = c[(c["workload"] == "fp8_linear") & (c["backend"] == "eager")].iloc[0]
+    assert pd.isna(eager["capture_s"])   # nothing compiled, nothing invented
+    assert (reported / "plots" / "compile_phases.png").stat().st_size > 0
+    assert "## Compile time by phase" in (reported / "report.md").read_text()

@@ -37,6 +37,7 @@ def build_tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
         "memory_by_kind": T.memory_long(sweep),
         "memory_top_buffers": _buffers(sweep),
         "speedup": T.speedup_table(sweep.summary),
+        "compile": T.compile_table(sweep),
     }
 
 
@@ -79,6 +80,9 @@ def generate(roots: list[str | Path], out_dir: str | Path | None = None,
     p = P.speedup(tables["speedup"], plot_dir)
     if p:
         plots["speedup"] = p
+    p = P.compile_phases(tables["compile"], plot_dir)
+    if p:
+        plots["compile"] = p
 
     found = None
     if findings:
@@ -173,7 +177,16 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
             if not wide.empty:
                 lines.append(T.md_table(wide, index=True))
             lines.append(_missing_note(mem, w, v, "memory table"))
+    lines.append("## Compile time by phase (s)\n")
+    lines.append(_img(plots, "compile", out, "compile phases"))
+    comp = tables["compile"].drop(columns=["run_id", "status", "reason"])
+    if not comp.empty:
+        lines.append(T.md_table(comp))
+    lines.append("capture: Dynamo tracing / torchax tracing + `lower()`; graph_codegen: AOTAutograd + "
+                 "Inductor lowering and codegen / XLA `compile()`; kernel_compile_wait: waiting on "
+                 "Triton/C++ compiles (not separable on XLA); other: the rest of the first call. "
+                 "Blank = the compiler does not separate it.\n")
     lines.append("Tables: `summary`, `kernels_by_category`, `kernels_top`, `memory_by_kind`, "
-                 "`memory_top_buffers`, `speedup` (and `findings`), each as `.csv` and `.parquet` "
-                 "beside this file.\n")
+                 "`memory_top_buffers`, `speedup`, `compile` (and `findings`), each as `.csv` and "
+                 "`.parquet` beside this file.\n")
     return "\n".join(lines)

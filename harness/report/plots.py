@@ -226,3 +226,26 @@ def trend(history: pd.DataFrame, out_path: Path) -> Path | None:
         ax.legend(fontsize=6)
     fig.suptitle("History: median per workload x backend (band: p10-p90)", fontsize=11)
     return _save(fig, out_path)
+
+
+def compile_phases(compile_table: pd.DataFrame, out: Path) -> Path | None:
+    """One stacked bar per run (workload, variant, backend, cache): first-call seconds by phase."""
+    from harness.report.tables import COMPILE_PHASES
+    t = compile_table[compile_table["first_call_s"].notna() & (compile_table["backend"] != "eager")]
+    if t.empty:
+        return None
+    labels = [f"{w} [{v}]\n{b} ({c or 'cold'})" for w, v, b, c in
+              zip(t["workload"], t["variant"], t["backend"], t["cache"])]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(t)), 4.8))
+    bottom = np.zeros(len(t))
+    for phase in COMPILE_PHASES:
+        values = t[phase].fillna(0.0).to_numpy()
+        ax.bar(range(len(t)), values, bottom=bottom, label=phase.removesuffix("_s"))
+        bottom += values
+    unsplit = (t["first_call_s"].to_numpy() - bottom).clip(min=0)
+    ax.bar(range(len(t)), unsplit, bottom=bottom, label="not split", color="lightgrey")
+    ax.set_xticks(range(len(t)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("first call (s)")
+    ax.set_title("Compile time by phase (first call; cold = empty cache, warm = primed cache)")
+    ax.legend(fontsize=8, title="phase")
+    return _save(fig, out / "compile_phases.png", tight=True)

@@ -225,3 +225,29 @@ def summary_markdown(summary: pd.DataFrame) -> str:
             if c in ("workload", "variant", "backend", "status", "reason")
             or show[c].map(lambda v: fmt_num(v) != "").any()]
     return md_table(show[keep])
+
+
+COMPILE_PHASES = ("capture_s", "graph_codegen_s", "kernel_compile_wait_s", "other_s")
+
+
+def compile_table(sweep: Sweep) -> pd.DataFrame:
+    """One row per run: first-call seconds split into the compilers' own phases (see
+    backends/inductor.py and backends/xla.py for what each phase holds); blank where a
+    compiler does not separate a phase."""
+    rows = []
+    by_dir = {r.get("_run_dir", ""): r for r in sweep.records}
+    for _, row in sweep.summary.iterrows():
+        record = by_dir.get(row["run_dir"], {})
+        comp = record.get("compile") or {}
+        phases = comp.get("phases") or {}
+        rows.append({"workload": row["workload"], "variant": row["variant"], "backend": row["backend"],
+                     "run_id": row["run_id"], "cache": comp.get("cache", ""),
+                     "first_call_s": row["compile_s"],
+                     **{k: phases.get(k) for k in COMPILE_PHASES},
+                     "priming_first_call_s": (comp.get("priming_run") or {}).get("compile_s"),
+                     "status": row["status"], "reason": row["reason"]})
+    table = pd.DataFrame(rows, columns=["workload", "variant", "backend", "run_id", "cache", "first_call_s",
+                                        *COMPILE_PHASES, "priming_first_call_s", "status", "reason"])
+    for col in ("first_call_s", *COMPILE_PHASES, "priming_first_call_s"):
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    return table
