@@ -142,10 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     tables: dict[str, pd.DataFrame] = {}
     for label, path in zip(labels, args.traces):
         hlo_dir = args.hlo_dir
-        # a harness run dir keeps XLA's dump next to the trace: use it unless told otherwise
-        sibling = Path(path).parent / "xla_dump"
-        if hlo_dir is None and "perfetto" in Path(path).name and sibling.is_dir():
-            hlo_dir = str(sibling)
+        # a harness run dir keeps XLA's dump next to the trace (`xla_dump/`); a saved trace
+        # may carry it as `<name>.xla_dump/`: use it unless told otherwise
+        name = Path(path).name
+        stem = name.split(".perfetto")[0] if ".perfetto" in name else name.split(".")[0]
+        siblings = [Path(path).parent / "xla_dump", Path(path).parent / f"{stem}.xla_dump"]
+        found = next((d for d in siblings if d.is_dir()), None)
+        if hlo_dir is None and "perfetto" in name and found is not None:
+            hlo_dir = str(found)
         try:
             tables[label] = kernel_table(path, iters=args.iters, device=args.device,
                                          hlo_dir=hlo_dir, sm_clock_mhz=args.sm_clock_mhz)
