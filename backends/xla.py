@@ -578,6 +578,7 @@ def prepare(workload: Workload, cfg: dict, device: torch.device, run_dir: Path) 
                                    else jax_to_torch(x) for i, x in enumerate(out)),
         profile=profile,
         peak_memory_bytes=peak_memory_bytes,
+        peak_memory_source="jax memory_stats peak_bytes_in_use (process peak)",
         collect_artifacts=collect_artifacts,
         compile_info=compile_info,
         compile_phases=lambda first_call_s: compile_phases(compile_info, first_call_s),

@@ -24,6 +24,7 @@ class Prepared:
     profile: Callable[[Callable[[], Any], int, Path], Path] | None = None  # -> trace file
     reset_peak_memory: Callable[[], None] = lambda: None
     peak_memory_bytes: Callable[[], int | None] = lambda: None
+    peak_memory_source: str = "torch.cuda.max_memory_allocated"
     # Called once after the first call: write dumps/code into the run dir, return name -> path.
     collect_artifacts: Callable[[Path], dict[str, str]] = lambda run_dir: {}
     compile_info: dict[str, Any] = field(default_factory=dict)

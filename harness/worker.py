@@ -110,7 +110,8 @@ def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         if graphs_after != graphs_before:
             result.setdefault("flags", []).append(
                 f"recompiled during timing ({graphs_after - graphs_before} graph(s)): the timing mixes compile and run")
-    result["memory"] = {"runtime_peak_bytes": prepared.peak_memory_bytes()}
+    result["memory"] = {"runtime_peak_bytes": prepared.peak_memory_bytes(),
+                        "runtime_peak_source": prepared.peak_memory_source}
     seconds = t.median_ms / 1e3
     result["throughput"] = {
         "flops_per_iter": workload.flops,
@@ -142,9 +143,7 @@ def collect_tables(run_dir: Path, result: dict[str, Any]) -> None:
         summary, buffers = memory.memory_table_from_files(dumps) if dumps else (None, None)
         peak = (result.get("memory") or {}).get("runtime_peak_bytes")
         if peak is not None:
-            source = "jax memory_stats peak_bytes_in_use" if result["environment"].get("device") and \
-                result.get("compile", {}).get("platform") else "torch.cuda.max_memory_allocated"
-            row = memory.runtime_peak_row(peak, source)
+            row = memory.runtime_peak_row(peak, result["memory"].get("runtime_peak_source", "runtime peak"))
             summary = row if summary is None else memory.pd.concat([summary, row], ignore_index=True)
         if summary is not None:
             summary.to_parquet(run_dir / "memory.parquet")
