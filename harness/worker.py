@@ -135,13 +135,15 @@ def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 def collect_tables(run_dir: Path, result: dict[str, Any]) -> None:
     """The run's normalised memory and kernel tables, as Parquet beside the record. A parser
     that fails on our own artifacts flags the run instead of failing it: the timing holds."""
-    from harness.collect import memory
     artifacts = result["artifacts"]
     dumps = [run_dir / p for p in artifacts.values()
              if "buffer-assignment.txt" in p and "values" not in p or p.startswith("inductor_output_code")]
+    peak = (result.get("memory") or {}).get("runtime_peak_bytes")
+    if not dumps and peak is None and "trace" not in artifacts:
+        return   # nothing to collect: spare the run pandas' import (~1 s of harness overhead)
+    from harness.collect import memory
     try:
         summary, buffers = memory.memory_table_from_files(dumps) if dumps else (None, None)
-        peak = (result.get("memory") or {}).get("runtime_peak_bytes")
         if peak is not None:
             row = memory.runtime_peak_row(peak, result["memory"].get("runtime_peak_source", "runtime peak"))
             summary = row if summary is None else memory.pd.concat([summary, row], ignore_index=True)
