@@ -147,10 +147,7 @@ def rule_categories(ctx: "Context") -> list[dict]:
 
 def rule_layout(ctx: "Context") -> list[dict]:
     cfg, out = ctx.cfg, []
-    for r in ctx.summary[ctx.summary["status"] == "ok"].itertuples():
-        if not ctx.has_kernels(r.run_id):
-            continue
-        k = ctx.kernels_of(r.run_id)
+    for r, k in ctx.profiled_runs():
         total = k["time_us_per_iter"].sum() / 1e3
         copy = k[k["category"] == "copy"]
         t = copy["time_us_per_iter"].sum() / 1e3
@@ -169,8 +166,8 @@ def rule_layout(ctx: "Context") -> list[dict]:
 
 def rule_idle(ctx: "Context") -> list[dict]:
     cfg, out = ctx.cfg, []
-    for r in ctx.summary[ctx.summary["status"] == "ok"].itertuples():
-        if not ctx.has_kernels(r.run_id) or not r.median_ms > 0:
+    for r, _ in ctx.profiled_runs():
+        if not r.median_ms > 0:
             continue
         busy = r.gpu_busy_ms_per_iter if r.gpu_busy_ms_per_iter == r.gpu_busy_ms_per_iter \
             else r.kernel_ms_per_iter
@@ -198,10 +195,7 @@ def rule_idle(ctx: "Context") -> list[dict]:
 
 def rule_roofline(ctx: "Context") -> list[dict]:
     cfg, out = ctx.cfg, []
-    for r in ctx.summary[ctx.summary["status"] == "ok"].itertuples():
-        if not ctx.has_kernels(r.run_id):
-            continue
-        k = ctx.kernels_of(r.run_id)
+    for r, k in ctx.profiled_runs():
         total = k["time_us_per_iter"].sum()
         suspect = k["suspect"].fillna(False).astype(bool) if "suspect" in k else False
         for cats, col, limit, what in (
@@ -345,6 +339,12 @@ class Context:
 
     def kernels_of(self, run_id: str) -> pd.DataFrame:
         return self._k.get(run_id, self.kernels.iloc[0:0])
+
+    def profiled_runs(self):
+        """(summary row, kernel table) of every ok run that has a non-empty kernel table."""
+        for r in self.summary[self.summary["status"] == "ok"].itertuples():
+            if self.has_kernels(r.run_id):
+                yield r, self.kernels_of(r.run_id)
 
     def buffers_of(self, run_id: str) -> pd.DataFrame:
         b = self._b.get(run_id)
