@@ -146,7 +146,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
             pct_bw = 100.0 * gbps / peaks.hbm_gbps
     return {
         "workload": record.get("workload", ""),
-        "variant": variant(params),
+        # a warm-cache run measures the same program: only its compile time differs
+        "variant": variant(params) + (",warm cache" if (record.get("compile") or {}).get("cache") == "warm" else ""),
         "backend": backend_label(record),
         "run_id": record.get("run_id", ""),
         "status": record["status"],
@@ -184,11 +185,12 @@ SUMMARY_COLUMNS = list(summary_row({"status": "ok", "workload": "", "backend": "
 def _distinguish_variants(rows: list[dict[str, Any]]) -> None:
     """Two runs of a workload whose tags agree but whose parameters differ (faulty's `fault`,
     an explicit M) must not share a variant name, or tables would add them up: the parameters
-    that vary within the workload are appended as key=value."""
-    by_workload: dict[str, list[dict[str, Any]]] = {}
+    that vary among runs with the same tags are appended as key=value. (Grouping by tags, not
+    by workload: a paged cache's num_blocks need not label the static-cache runs.)"""
+    by_tags: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        by_workload.setdefault(row["workload"], []).append(row)
-    for group in by_workload.values():
+        by_tags.setdefault((row["workload"], row["variant"]), []).append(row)
+    for group in by_tags.values():
         params = [json.loads(r["params_json"]) for r in group]
         keys = sorted({k for p in params for k in p} - set(TAG_KEYS) - {"name"})
         varying = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True, default=str)
