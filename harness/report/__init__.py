@@ -7,6 +7,9 @@ CSV + Parquet) -> plots (PNG) -> report.md, all written into the sweep directory
 """
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,22 @@ def build_tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
     }
 
 
+def _call(job: tuple):
+    fn, *args = job
+    return fn(*args)
+
+
+def _render(jobs: dict[str, tuple]) -> dict[str, Path | None]:
+    """Draw the plots, in parallel where there are CPUs to spare: rasterising PNGs is most of
+    a large report's time (about 1 s per multi-panel figure), and the figures are independent."""
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2:
+        return {key: _call(job) for key, job in jobs.items()}
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        return dict(zip(jobs, pool.map(_call, jobs.values())))
+
+
 def _buffers(sweep: Sweep, n: int = 10) -> pd.DataFrame:
     b = sweep.buffers
     if len(b):
@@ -65,24 +84,15 @@ def generate(roots: list[str | Path], out_dir: str | Path | None = None,
     tables = build_tables(sweep)
     written = T.write_tables(tables, out)
 
-    plots: dict[str, Path] = {}
     workloads = list(dict.fromkeys(sweep.summary["workload"]))
+    jobs = {}
     for w in workloads:
-        p = P.category_stacked(tables["kernels_by_category"], w, plot_dir)
-        if p:
-            plots[f"categories:{w}"] = p
-        p = P.memory_by_kind(tables["memory_by_kind"], w, plot_dir)
-        if p:
-            plots[f"memory:{w}"] = p
-    p = P.roofline(tables["kernels_top"], sweep.summary, plot_dir)
-    if p:
-        plots["roofline"] = p
-    p = P.speedup(tables["speedup"], plot_dir)
-    if p:
-        plots["speedup"] = p
-    p = P.compile_phases(tables["compile"], plot_dir)
-    if p:
-        plots["compile"] = p
+        jobs[f"categories:{w}"] = (P.category_stacked, tables["kernels_by_category"], w, plot_dir)
+        jobs[f"memory:{w}"] = (P.memory_by_kind, tables["memory_by_kind"], w, plot_dir)
+    jobs["roofline"] = (P.roofline, tables["kernels_top"], sweep.summary, plot_dir)
+    jobs["speedup"] = (P.speedup, tables["speedup"], plot_dir)
+    jobs["compile"] = (P.compile_phases, tables["compile"], plot_dir)
+    plots = {key: path for key, path in _render(jobs).items() if path}
 
     found = None
     if findings:
