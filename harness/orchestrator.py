@@ -85,7 +85,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def _failure_reason(returncode: int, tail: list[str]) -> str:
     if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else str(-returncode)
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
         return f"worker killed by signal {name}"
     last = next((l for l in reversed(tail) if l.strip()), "")
     return f"worker exited with code {returncode}: {last}"[:2000]

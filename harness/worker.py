@@ -136,8 +136,10 @@ def collect_tables(run_dir: Path, result: dict[str, Any]) -> None:
     """The run's normalised memory and kernel tables, as Parquet beside the record. A parser
     that fails on our own artifacts flags the run instead of failing it: the timing holds."""
     artifacts = result["artifacts"]
+    # XLA's buffer assignment (its -values/-live-range siblings are found by the parser) or
+    # Inductor's output code
     dumps = [run_dir / p for p in artifacts.values()
-             if "buffer-assignment.txt" in p and "values" not in p or p.startswith("inductor_output_code")]
+             if p.endswith("-buffer-assignment.txt") or p.startswith("inductor_output_code")]
     peak = (result.get("memory") or {}).get("runtime_peak_bytes")
     if not dumps and peak is None and "trace" not in artifacts:
         return   # nothing to collect: spare the run pandas' import (~1 s of harness overhead)
