@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import register_configs
 from harness.errors import ConfigError, die
-from harness.orchestrator import execute, existing_record, summary_line
+from harness.describe import summary_line
+from harness.orchestrator import execute, existing_record
 from harness.record import RECORD_NAME
 from harness.registry import config_options
 
@@ -59,7 +60,7 @@ def app(cfg: DictConfig) -> None:
         record = execute(container, run_dir)
     except ConfigError as e:
         die(str(e))
-    print(summary_line(record), flush=True)
+    print(summary_line(record.to_dict()), flush=True)
     if not multirun and record.status == "failed":
         code = 2 if record.reason.startswith("config error: ") else 1
         if code == 2:

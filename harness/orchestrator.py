@@ -191,32 +191,6 @@ def _execute(cfg: dict[str, Any], run_dir: Path, rid: str, result_path: Path, gp
     return record
 
 
-def summary_line(record: RunRecord | dict) -> str:
-    r = record if isinstance(record, dict) else record.to_dict()
-    params = r.get("params") or {}
-    tags = ",".join(str(params[k]) for k in ("mode", "recipe", "phase", "cache", "preset") if k in params)
-    name = f"{r['workload']}[{tags}]" if tags else r["workload"]
-    backend = r["backend"]
-    mode = (r.get("config", {}).get("backend") or {}).get("mode")
-    if backend == "inductor" and mode and mode != "default":
-        backend = f"{backend}:{mode}"
-    parts = [f"{name:<40}", f"{backend:<12}", f"{r['status']:<7}"]
-    if r.get("timing"):
-        t = r["timing"]
-        parts.append(f"median {t['median_ms']:.4g} ms (cv {100 * t['cv']:.1f}%)")
-    thr = r.get("throughput") or {}
-    if thr.get("tflops"):
-        parts.append(f"{thr['tflops']:.3g} TFLOP/s")
-    if thr.get("tokens_per_s"):
-        parts.append(f"{thr['tokens_per_s']:.4g} tok/s")
-    num = r.get("numerics")
-    if num:
-        parts.append(f"sqnr {num['min_sqnr_db']:.1f} dB {'ok' if num['passed'] else 'FAIL'}")
-    if r["status"] != "ok":
-        parts.append(f"-- {r['reason']}")
-    return "  ".join(parts)
-
-
 def existing_record(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / RECORD_NAME
     return read_record(path) if path.exists() else None

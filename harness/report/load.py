@@ -20,11 +20,10 @@ import numpy as np
 import pandas as pd
 
 from harness.collect.devices import Peaks, lookup_device, peak_dtype
+from harness.describe import TAG_KEYS, backend_label, variant
 from harness.errors import InputError
 from harness.record import RECORD_NAME
 
-# Workload parameters that name a variant (as harness.orchestrator.summary_line prints them).
-TAG_KEYS = ("mode", "recipe", "phase", "cache", "preset")
 # Columns that identify a run in every table.
 KEY_COLUMNS = ["workload", "variant", "backend", "run_id"]
 # What the artifacts are called in a record, and the file name used when a record names none.
@@ -90,21 +89,6 @@ def read_record(path: Path) -> dict[str, Any]:
         if record.get(key) is not None and not isinstance(record[key], dict):
             raise InputError(f"{path}: corrupt record, {key} is not an object")
     return record
-
-
-def backend_label(record: dict[str, Any]) -> str:
-    """`inductor`, or `inductor:max-autotune` when a non-default mode ran: the column name."""
-    backend = record.get("backend") or "?"
-    mode = ((record.get("config") or {}).get("backend") or {}).get("mode")
-    if mode and mode != "default":
-        return f"{backend}:{mode}"
-    return backend
-
-
-def variant(params: dict[str, Any]) -> str:
-    """The human name of a workload's parameters: `fwd,tensorwise,cpu_small`, plus the explicit
-    shapes when they differ from what a preset would say (they are in params_json anyway)."""
-    return ",".join(str(params[k]) for k in TAG_KEYS if params.get(k) is not None)
 
 
 def params_json(params: dict[str, Any]) -> str:
