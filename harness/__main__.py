@@ -1,11 +1,10 @@
 """`python -m harness workload=fp8_linear backend=inductor` (one run) or `-m ...` (a sweep).
 
-The Hydra app is only an orchestrator: each job's measurement runs in its own worker process.
+The Hydra app is only an orchestrator: each job's measurement runs in its own worker processes.
 """
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import hydra
@@ -13,14 +12,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import register_configs
-from harness.errors import ConfigError, die
+from harness.config import options, register_configs
 from harness.describe import summary_line
-from harness.orchestrator import execute, existing_record
-from harness.record import RECORD_NAME
-from harness.registry import config_options
+from harness.errors import ConfigError, die
 
-register_configs()
+try:
+    register_configs()
+except ConfigError as e:      # a plugin that does not import
+    die(str(e))
+
+# Where Hydra puts runs when the command line does not say (conf/config.yaml).
+DEFAULT_OUTPUT = {"hydra.run.dir": "results/runs", "hydra.sweep.dir": "results/sweeps"}
 
 
 def _check_group_choices(argv: list[str]) -> None:
@@ -28,39 +30,50 @@ def _check_group_choices(argv: list[str]) -> None:
     for arg in argv:
         for group in ("workload", "backend", "bench"):
             if arg.startswith(f"{group}="):
-                options = config_options(group)
+                known = options(group)
                 values = arg.split("=", 1)[1]
                 if any(ch in values for ch in "()[]$"):
                     continue  # a sweep function such as choice(...): Hydra checks those itself
                 for value in values.split(","):
-                    if value not in options:
-                        die(f"unknown {group} {value!r}; available: {', '.join(options)}")
+                    if value not in known:
+                        die(f"unknown {group} {value!r}; available: {', '.join(known)}")
+
+
+def _check_output(argv: list[str]) -> None:
+    """Hydra creates the run dir before our code runs and fails with a traceback where it
+    cannot: say it in one line first. A dir given with interpolations is checked up to them."""
+    from harness.orchestrator import check_writable
+    key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir"
+    given = next((a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")), DEFAULT_OUTPUT[key])
+    fixed = given.split("$", 1)[0]
+    target = Path(fixed) if fixed.endswith("/") or fixed == given else Path(fixed).parent
+    try:
+        check_writable(target)
+    except ConfigError as e:
+        die(str(e).split(": ", 1)[1])
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def app(cfg: DictConfig) -> None:
+    from harness.orchestrator import run
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     label = f"job {hc.job.num}" if multirun else "run"
     overrides = " ".join(hc.overrides.task)
     print(f"[{label}] {overrides or '(defaults)'} -> {run_dir}", file=sys.stderr, flush=True)
-
-    previous = existing_record(run_dir)
-    if previous is not None:
-        if previous.get("status") == "ok" and not cfg.force:
-            print(f"[{label}] already ok, skipped (resume): {summary_line(previous)}", flush=True)
-            return
-        # Keep the earlier attempt beside the new one: results are never overwritten.
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        (run_dir / RECORD_NAME).rename(run_dir / f"record.{stamp}.{previous.get('status')}.json")
-
     container = OmegaConf.to_container(cfg, resolve=True)
     try:
-        record = execute(container, run_dir)
+        record, where = run(container, run_dir, label)
     except ConfigError as e:
         die(str(e))
+    if record is None:
+        return
     print(summary_line(record.to_dict()), flush=True)
+    if not where.startswith(str(run_dir)):
+        raise SystemExit(2)          # the record went to the fallback path `save` named
+    if record.reason.startswith("interrupted:"):
+        raise SystemExit(f"{record.reason}; failed record written to {run_dir}")
     if not multirun and record.status == "failed":
         code = 2 if record.reason.startswith("config error: ") else 1
         if code == 2:
@@ -69,7 +82,10 @@ def app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _check_group_choices(sys.argv[1:])
+    argv = sys.argv[1:]
+    _check_group_choices(argv)
+    if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in argv):
+        _check_output(argv)
     app()
 
 

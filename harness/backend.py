@@ -1,17 +1,44 @@
-"""The one small interface every backend module implements.
+"""The one small interface every backend implements, and the typed values it hands the worker.
 
-A backend module exposes:
-    unavailable() -> str | None        why it cannot run here (the run is then `skipped`)
-    prepare(workload, cfg, device, run_dir) -> Prepared
-It knows nothing about timing policy or parsing.
+A backend package registers a schema (harness/plugins.py) whose module satisfies `Backend`:
+    unavailable() -> str | None                 why it cannot run here (the run is `skipped`)
+    prepare(workload, cfg, ctx) -> Prepared
+It knows nothing about timing policy or parsing: it says what each file it leaves is
+(`Artifact`), and the worker hands each kind to its collector.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from harness.workload import Outputs
+# What a file is, not what it is called: the collectors dispatch on these.
+INDUCTOR_OUTPUT_CODE = "inductor_output_code"   # a compiled graph's Python wrapper (static memory plan)
+XLA_OPTIMIZED_HLO = "xla_optimized_hlo"          # *after_optimizations.txt (kernels -> HLO ops)
+XLA_BUFFER_ASSIGNMENT = "xla_buffer_assignment"  # *-buffer-assignment.txt (+ its sibling files)
+XLA_DUMP_FILE = "xla_dump_file"                  # the other kept dump files (values, live ranges, report)
+TRACE = "trace"                                  # format: "kineto" | "perfetto"
+KERNEL_TABLE = "kernel_table"                    # written by the worker
+MEMORY_TABLE = "memory_table"
+MEMORY_BUFFERS = "memory_buffers"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: str
+    path: str               # relative to the run dir
+    format: str = ""        # traces: kineto | perfetto
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "path": self.path, "format": self.format}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a run writes, handed to `prepare` (backends read no environment variables)."""
+    run_dir: Path
+    device: Any                     # torch.device
+    compile_cache_dir: Path         # holds the subdirs the backend's compile_cache declares
 
 
 @dataclass
@@ -20,16 +47,28 @@ class Prepared:
     inputs: tuple[Any, ...]                     # workload.inputs converted to the backend's form
     convert: Callable[[tuple], tuple]           # torch inputs -> native inputs (numerics steps)
     synchronize: Callable[[Any], None]          # block until `out` (or all queued work) is done
-    to_torch: Callable[[Any], Outputs]          # native outputs -> torch tensors
-    profile: Callable[[Callable[[], Any], int, Path], Path] | None = None  # -> trace file
+    cuda_events: bool = False                   # the work runs on torch's CUDA stream (do_bench can time it)
+    to_torch: Callable[[Any], tuple] = tuple    # native outputs -> torch tensors
+    profile: Callable[[Callable[[], Any], int, Path], Artifact] | None = None  # -> the trace
+    trace_note: str = ""                        # how the profiler sees the program (recorded)
     reset_peak_memory: Callable[[], None] = lambda: None
     peak_memory_bytes: Callable[[], int | None] = lambda: None
     peak_memory_source: str = "torch.cuda.max_memory_allocated"
-    # Called once after the first call: write dumps/code into the run dir, return name -> path.
-    collect_artifacts: Callable[[Path], dict[str, str]] = lambda run_dir: {}
+    # Called once after the first call: the files the compiler left, each with its kind.
+    artifacts: Callable[[], list[Artifact]] = lambda: []
     compile_info: dict[str, Any] = field(default_factory=dict)
     # first_call_s -> {phase_s: seconds, ..., "notes": [...]} from the compiler's own counters
     compile_phases: Callable[[float], dict[str, Any]] = lambda first_call_s: {}
     # Graphs compiled so far (None: not countable): a change across the timed window means
     # a recompile happened while timing, and the timing mixes compile and run.
     graphs_compiled: Callable[[], int | None] = lambda: None
+    # After timing: how the compiled program ran (CUDA graphs recorded/replayed, skips).
+    run_evidence: Callable[[], dict[str, Any]] = lambda: {}
+    # The workload's state buffers as torch tensors, as the last call left them.
+    state: Callable[[], dict[str, Any]] = lambda: {}
+
+
+class Backend(Protocol):
+    def unavailable(self) -> str | None: ...
+
+    def prepare(self, workload: Any, cfg: dict[str, Any], ctx: RunContext) -> Prepared: ...

@@ -1,30 +1,47 @@
 """Structured configs: Hydra validates key names and types against these dataclasses.
 
-Each workload has its own dataclass (its parameters differ); they are registered in the
-ConfigStore as `workload/<name>_schema` and each `conf/workload/<name>.yaml` extends its
-schema, so `workload.M=abc` or `workload.typo=1` is rejected by OmegaConf itself.
+The run-level schema and `bench` live here; each workload and backend declares its own schema
+in its package (harness/plugins.py registers them), extending `WorkloadConfig` or
+`BackendConfig`. Nothing here imports torch: the orchestrator starts without it.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+from harness.errors import ConfigError
+
+COMPILE_CACHES = ("cold", "warm")
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @dataclass
 class BenchConfig:
     warmup: int = 3                 # calls after the first (compiling) one, before timing ...
     warmup_ms: float = 250.0        # ... and at least this long: an idle GPU needs time to clock up
-    repeats: int = 15               # timed samples
+    repeats: int = 15               # timed samples per process
     min_repeat_ms: float = 50.0     # iterations per sample are calibrated to reach this
     max_iters_per_repeat: int = 10_000
-    timeout_s: float = 900.0        # wall limit of the whole worker process
-    profile: bool = True            # run a separate profiling pass after timing
+    # Fresh worker processes per config, each with its own samples; the record gives the median
+    # of their medians and the spread between them. The first process compiles into the run's
+    # cache, so the others compile warm and cheaply.
+    processes: int = 1
+    timeout_s: float = 900.0        # wall limit of each worker process
+    # Kill a worker whose resident memory (with its children) passes this; None: 80% of the
+    # machine's memory (the cgroup limit where one is set).
+    max_host_mem_gb: Optional[float] = None
+    profile: bool = True            # run a separate profiling pass after timing (first process)
     profile_iters: int = 5
     check_numerics: bool = True
+    # Time the same callable with an independent timer too (triton's do_bench for torch on CUDA,
+    # a block_until_ready loop for JAX, a plain loop on CPU): timing.reference_median_ms.
+    reference_timer: bool = False
     # cold: an empty Inductor/Triton/JAX compile cache per run; warm: a shared cache dir that
     # a priming worker fills first (same config, first call only), so the run compiles warm.
     compile_cache: str = "cold"
@@ -35,15 +52,6 @@ class BenchConfig:
 @dataclass
 class BackendConfig:
     name: str = MISSING
-    # inductor
-    mode: str = "default"           # default | max-autotune | max-autotune-no-cudagraphs | reduce-overhead
-    fullgraph: bool = True
-    dynamic: bool = False
-    # xla (torchax -> jax.jit -> XLA)
-    platform: str = "auto"          # auto | gpu | cpu
-    xla_flags: str = ""
-    autotune_level: Optional[int] = None
-    dump_hlo: bool = True
 
 
 @dataclass
@@ -51,82 +59,22 @@ class WorkloadConfig:
     name: str = MISSING
     preset: str = "auto"            # auto: the realistic preset on cuda, the small one on cpu
     mode: str = "fwd"               # fwd | fwd_bwd (where a workload supports it)
-    dtype: str = "bfloat16"
+    dtype: Optional[str] = "bfloat16"
     min_sqnr_db: Optional[float] = None   # None: the workload's default for this recipe/mode
-
-
-@dataclass
-class Fp8LinearConfig(WorkloadConfig):
-    name: str = "fp8_linear"
-    recipe: str = "tensorwise"      # tensorwise | bf16
-    M: Optional[int] = None
-    K: Optional[int] = None
-    N: Optional[int] = None
-
-
-@dataclass
-class ConvConfig(WorkloadConfig):
-    name: str = "conv"
-    dtype: Optional[str] = None     # None: the preset's (seed002 is float32, ResNet stages bfloat16)
-    batch: Optional[int] = None
-    in_channels: Optional[int] = None
-    out_channels: Optional[int] = None
-    height: Optional[int] = None
-    width: Optional[int] = None
-    kernel_size: Optional[int] = None
-    stride: Optional[int] = None
-    padding: Optional[int] = None
-    bias: Optional[bool] = None
-    channels_last: Optional[bool] = None
-    unbatched: Optional[bool] = None  # input [C,H,W], unsqueezed to a batch of 1 by Conv2d (seed 002)
-
-
-@dataclass
-class QwenDecoderConfig(WorkloadConfig):
-    name: str = "qwen_decoder"
-    dtype: Optional[str] = None     # None: the preset's (bfloat16 on the GPU presets)
-    phase: str = "decode"           # prefill | decode
-    cache: Optional[str] = None     # static | paged; None: the preset's
-    batch: Optional[int] = None
-    prompt_len: Optional[int] = None
-    max_len: Optional[int] = None
-    block_size: Optional[int] = None      # paged cache
-    num_blocks: Optional[int] = None      # paged cache; None: batch * max_len / block_size
-    num_layers: Optional[int] = None
-    hidden_size: Optional[int] = None
-    num_heads: Optional[int] = None
-    num_kv_heads: Optional[int] = None
-    head_dim: Optional[int] = None
-    intermediate_size: Optional[int] = None
-    vocab_size: Optional[int] = None
-    tie_embeddings: Optional[bool] = None
-
-
-@dataclass
-class FaultyConfig(WorkloadConfig):
-    """Test-only workload that misbehaves on request."""
-    name: str = "faulty"
-    fault: str = "none"             # none | crash | hang | wrong | raise | segfault
-    size: int = 64
 
 
 @dataclass
 class RunConfig:
     workload: Any = MISSING
-    backend: BackendConfig = MISSING
+    backend: Any = MISSING
     bench: BenchConfig = field(default_factory=BenchConfig)
     device: str = "auto"            # auto | cuda | cpu
     seed: int = 0
     force: bool = False             # re-run even where the run dir already holds an `ok` record
     gpu_pool: Any = "auto"          # auto | none | [0,1,...]: jobs running at once each take one GPU (gpus.py)
-
-
-WORKLOAD_SCHEMAS: dict[str, type] = {
-    "fp8_linear": Fp8LinearConfig,
-    "conv": ConvConfig,
-    "qwen_decoder": QwenDecoderConfig,
-    "faulty": FaultyConfig,
-}
+    # auto: jobs that share a node's GPUs get disjoint CPU sets (the GPU's affine cores where
+    # nvidia-smi reports them, else an even split); none: no pinning.
+    cpu_pinning: str = "auto"
 
 
 def short_key(text: str) -> str:
@@ -135,11 +83,44 @@ def short_key(text: str) -> str:
 
 
 def register_configs() -> None:
+    from harness import plugins
     if not OmegaConf.has_resolver("harness_key"):
         OmegaConf.register_new_resolver("harness_key", short_key)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
-    cs.store(group="backend", name="backend_schema", node=BackendConfig)
     cs.store(group="bench", name="bench_schema", node=BenchConfig)
-    for name, schema in WORKLOAD_SCHEMAS.items():
-        cs.store(group="workload", name=f"{name}_schema", node=schema)
+    for group, options in plugins.config_nodes().items():
+        for option, node in options.items():
+            cs.store(group=group, name=option, node=node)
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group as Hydra sees them: ConfigStore entries and YAML files."""
+    try:
+        stored = {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+    except OSError:   # Hydra's "group not found"
+        stored = set()
+    files = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    return sorted(name for name in stored | files if not name.endswith("_schema"))
+
+
+def check_bench(bench: Mapping[str, Any]) -> None:
+    """Well-typed but wrong bench values: one line naming the key (exit 2), before any work."""
+    def need(key: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise ConfigError(f"bench.{key}", f"expected {expected}, got {bench.get(key)!r}")
+
+    def finite(key: str) -> bool:
+        value = bench.get(key)
+        return isinstance(value, (int, float)) and math.isfinite(value)
+
+    for key in ("repeats", "processes", "profile_iters", "max_iters_per_repeat"):
+        need(key, isinstance(bench.get(key), int) and bench[key] >= 1, "an integer >= 1")
+    need("warmup", isinstance(bench.get("warmup"), int) and bench["warmup"] >= 0, "an integer >= 0")
+    for key in ("warmup_ms", "min_repeat_ms"):
+        need(key, finite(key) and bench[key] >= 0, "a number >= 0")
+    need("timeout_s", finite("timeout_s") and bench["timeout_s"] > 0, "a number of seconds > 0")
+    mem = bench.get("max_host_mem_gb")
+    need("max_host_mem_gb", mem is None or (finite("max_host_mem_gb") and mem > 0),
+         "null (80% of this machine's memory) or a number of GiB > 0")
+    need("compile_cache", bench.get("compile_cache") in COMPILE_CACHES, " or ".join(COMPILE_CACHES))

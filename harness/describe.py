@@ -24,6 +24,33 @@ FLAG_CODES = {
 }
 
 
+def assess(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The flags a record's own figures call for (the worker adds those only it can see:
+    recompiles, collector failures, a CPU fallback)."""
+    flags = []
+    gpu = record.get("gpu") or {}
+    if gpu.get("host_bound"):
+        flags.append({"code": "host_bound", "detail": (
+            f"GPU busy {gpu['busy_ms_per_iter']:.4g} ms of a {record['timing']['median_ms']:.4g} ms step: "
+            f"idle {100 * gpu['idle_share']:.0f}% (host gap {gpu['host_gap_ms']:.3g} ms)")})
+    timing = record.get("timing") or {}
+    if (timing.get("cv") or 0) > 0.10:
+        flags.append({"code": "high_cv", "detail": f"within-process CV {100 * timing['cv']:.1f}%"})
+    between = timing.get("between") or {}
+    if (between.get("cv") or 0) > 0.05:
+        flags.append({"code": "process_spread", "detail": (
+            f"{between['n']} processes: medians {between['min_ms']:.4g}-{between['max_ms']:.4g} ms, "
+            f"CV {100 * between['cv']:.1f}%")})
+    graphs = (record.get("compile") or {}).get("cudagraphs") or {}
+    if graphs and not graphs.get("replayed"):
+        skips = "; ".join(graphs.get("skips") or []) or "no skip reason logged"
+        flags.append({"code": "no_graph_replay", "detail": f"no CUDA graph replayed ({skips})"})
+    buffers = (record.get("compile") or {}).get("command_buffers") or {}
+    if buffers.get("enabled") and not buffers.get("during_profiling"):
+        flags.append({"code": "profile_differs", "detail": "command buffers were off while profiling"})
+    return flags
+
+
 def variant(params: dict[str, Any]) -> str:
     """`fwd,tensorwise,seed`: the parameters that name a workload variant."""
     return ",".join(str(params[k]) for k in TAG_KEYS if params.get(k) is not None)

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("torch", "jax", "jaxlib", "triton", "torchax", "torch_xla", "hydra-core", "numpy")
+# Always recorded; each backend adds the packages it declares (harness/plugins.py).
+BASE_PACKAGES = ("torch", "numpy", "hydra-core")
 
 
 def _version(package: str) -> str | None:
@@ -51,7 +52,22 @@ def _nvidia_smi(index: int) -> dict[str, Any]:
     return info
 
 
-def capture(device: str) -> dict[str, Any]:
+def _host_state() -> dict[str, Any]:
+    """What a fresh machine differs in: how long it has been up, its cores' clock now."""
+    state: dict[str, Any] = {}
+    try:
+        state["uptime_s"] = float(Path("/proc/uptime").read_text().split()[0])
+        mhz = [float(l.split(":")[1]) for l in Path("/proc/cpuinfo").read_text().splitlines()
+               if l.startswith("cpu MHz")]
+        if mhz:
+            state["cpu_mhz_mean"] = sum(mhz) / len(mhz)
+        state["loadavg_1m"] = os.getloadavg()[0]
+    except (OSError, ValueError, IndexError):
+        pass
+    return state
+
+
+def capture(device: str, packages: tuple[str, ...] = ()) -> dict[str, Any]:
     env: dict[str, Any] = {
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -60,7 +76,9 @@ def capture(device: str) -> dict[str, Any]:
         "git_sha": _git_sha(),
         "device": device,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "versions": {p: _version(p) for p in _PACKAGES},
+        "versions": {p: _version(p) for p in dict.fromkeys(BASE_PACKAGES + tuple(packages))},
+        "affinity": sorted(os.sched_getaffinity(0)),
+        **_host_state(),
     }
     if device == "cuda":
         import torch

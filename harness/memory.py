@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.collect.memory import memory_table_from_files
+from harness.collect.memory_table import memory_table_from_files
 from harness.errors import InputError, die
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import torch
@@ -18,6 +18,8 @@ class Numerics:
     worst_output: str
     steps: int
     detail: str = ""
+    state_sqnr_db: float | None = None  # the state buffers the check steps wrote (a KV cache), worst
+    state_worst: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,3 +61,14 @@ def compare(outputs: Sequence[Sequence[torch.Tensor]], references: Sequence[Sequ
     passed = worst >= threshold_db
     return Numerics(passed, worst, threshold_db, max_abs, max_rel, worst_name, len(outputs),
                     "" if passed else f"SQNR {worst:.1f} dB on {worst_name} < {threshold_db} dB")
+
+
+def with_state(outputs: Numerics, state: Numerics) -> Numerics:
+    """The outputs' check with the state check folded in: both must pass."""
+    worst = state.worst_output.split("@")[0]
+    detail = outputs.detail
+    if not state.passed:
+        detail = "; ".join(filter(None, [detail, f"state {worst}: SQNR {state.min_sqnr_db:.1f} dB "
+                                                  f"< {state.threshold_sqnr_db} dB"]))
+    return replace(outputs, passed=outputs.passed and state.passed, detail=detail,
+                   state_sqnr_db=state.min_sqnr_db, state_worst=worst)

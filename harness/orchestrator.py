@@ -1,29 +1,35 @@
-"""Runs one resolved config in a fresh worker process and always leaves exactly one RunRecord.
+"""Runs one resolved config in fresh worker processes and always leaves exactly one RunRecord.
 
 Why a process per run (DESIGN.md): torchax breaks torch.compile in the same process, the JAX
 profiler records no GPU kernels once the PyTorch profiler has subscribed to CUPTI, and a
 compiler segfault must cost one row of a sweep, not the sweep.
+
+One run, one owner: a lock on the run dir, so that a second orchestrator on the same run (two
+sweeps into one dir) waits, then finds the first one's record. Nothing measured is deleted: a
+re-run keeps the earlier failed record beside the new one, and a record that cannot be written
+to the run dir goes to a fallback path that the console names.
 """
 from __future__ import annotations
 
-import collections
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from harness import gpus
+from harness import combine, describe, gpus, plugins
+from harness.errors import ConfigError
 from harness.record import RECORD_NAME, RunRecord, read_record, write_json_atomic, write_record
-from harness.worker import CONFIG_ERROR_PREFIX, CONFIG_NAME, RESULT_NAME
+from harness.spawn import REPO_ROOT, Interrupted, Outcome, interruptible, run_worker
+from harness.worker import WorkerTask
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STDERR_TAIL_LINES = 40
+LOCK_NAME = ".harness.lock"
+UNSAVED_DIR = Path(tempfile.gettempdir()) / "harness-unsaved"
 
 
 def run_id(cfg: dict[str, Any]) -> str:
@@ -32,165 +38,191 @@ def run_id(cfg: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def worker_env(cfg: dict[str, Any], run_dir: Path, gpu: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    # JAX would otherwise take 75% of the GPU up front and every memory figure would be that.
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    # cold: an empty compile cache per run, so compile times do not depend on what ran before
-    # (and the run's Inductor output code can be found). warm: one shared cache dir.
-    bench = cfg["bench"]
-    if bench.get("compile_cache", "cold") == "warm":
-        cache = (REPO_ROOT / bench["compile_cache_dir"]).resolve() / run_id(_without_cache_state(cfg))
-    else:
-        cache = run_dir / "compile_cache"
-    env["TORCHINDUCTOR_CACHE_DIR"] = str(cache / "inductor")
-    env["TRITON_CACHE_DIR"] = str(cache / "triton")
-    env["JAX_COMPILATION_CACHE_DIR"] = str(cache / "jax")
-    # cache every executable, however small or quick to compile (JAX's defaults skip those)
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    return env
-
-
 def _without_cache_state(cfg: dict[str, Any]) -> dict[str, Any]:
-    bench = {k: v for k, v in cfg["bench"].items() if k not in ("compile_cache", "prime_only")}
+    bench = {k: v for k, v in cfg["bench"].items() if k not in ("compile_cache", "prime_only", "processes")}
     return dict(cfg, bench=bench)
 
 
-def _stream(pipe, tail: collections.deque, echo: bool) -> None:
-    for raw in iter(pipe.readline, b""):
-        line = raw.decode(errors="replace").rstrip("\n")
-        tail.append(line)
-        if echo and line.startswith("[worker]"):
-            print(f"  {line}", file=sys.stderr, flush=True)
-    pipe.close()
+def compile_cache_dir(cfg: dict[str, Any], run_dir: Path) -> Path:
+    """cold: a cache of the run's own (its first process compiles cold, the others warm);
+    warm: one cache per config shared across runs, primed first."""
+    bench = cfg["bench"]
+    if bench.get("compile_cache", "cold") == "warm":
+        return (REPO_ROOT / bench["compile_cache_dir"]).resolve() / run_id(_without_cache_state(cfg))
+    return run_dir / "compile_cache"
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def worker_env(cfg: dict[str, Any], cache_dir: Path, gpu: str | None, cpus: list[int] | None) -> dict[str, str]:
+    spec = plugins.backend_spec(cfg["backend"]["name"])
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    if cpus:
+        env["OMP_NUM_THREADS"] = str(len(cpus))   # torch's intra-op pool: the cores the job has
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    for var, value in spec.env.items():
+        env.setdefault(var, value)
+    for var, subdir in spec.compile_cache.items():
+        env[var] = str(cache_dir / subdir)
+    return env
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, label: str) -> Iterator[None]:
+    """One orchestrator per run dir at a time; the next one waits for it."""
+    with open(run_dir / LOCK_NAME, "a+") as f:
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another orchestrator"
+            print(f"[{label}] {run_dir} is being measured by pid {holder}; waiting for it", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
         try:
-            proc.wait(timeout=5)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _failure_reason(returncode: int, tail: list[str]) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = str(-returncode)
-        return f"worker killed by signal {name}"
-    last = next((l for l in reversed(tail) if l.strip()), "")
-    return f"worker exited with code {returncode}: {last}"[:2000]
-
-
-class Interrupted(BaseException):
-    """The orchestrator itself was told to stop (Slurm time limit, preemption, Ctrl-C)."""
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rid = run_id(cfg)
-    write_json_atomic(run_dir / CONFIG_NAME, cfg, overwrite=True)
-    result_path = run_dir / RESULT_NAME
-    if result_path.exists():
-        result_path.unlink()   # a stale result from a killed attempt must not be taken for this one
-
-    with gpus.acquire(gpus.pool(cfg.get("gpu_pool", "none"))) as gpu:
-        if gpu is not None and echo:
-            print(f"  [orchestrator] on GPU {gpu}", file=sys.stderr, flush=True)
-        primed = None
-        if cfg["bench"].get("compile_cache") == "warm":
-            # Fill the shared cache with the same program first, in its own process, so the
-            # measured run's first call is a warm-cache compile and not a cold one.
-            if echo:
-                print("  [orchestrator] priming the compile cache", file=sys.stderr, flush=True)
-            prime_cfg = dict(cfg, bench=dict(cfg["bench"], prime_only=True))
-            write_json_atomic(run_dir / CONFIG_NAME, prime_cfg, overwrite=True)
-            primed = _execute(prime_cfg, run_dir, rid, result_path, gpu, echo)
-            write_json_atomic(run_dir / CONFIG_NAME, cfg, overwrite=True)
-            if result_path.exists():
-                result_path.unlink()
-        record = _execute(cfg, run_dir, rid, result_path, gpu, echo)
-        if primed is not None:
-            record.compile["priming_run"] = {"status": primed.status, "reason": primed.reason,
-                                             "compile_s": primed.compile_s}
-    write_record(run_dir, record)
-    if record.reason.startswith("interrupted:"):
-        raise SystemExit(f"{record.reason}; failed record written to {run_dir}")
-    return record
-
-
-def _execute(cfg: dict[str, Any], run_dir: Path, rid: str, result_path: Path, gpu: str | None,
-             echo: bool) -> RunRecord:
-    timeout_s = float(cfg["bench"]["timeout_s"])
-    started_at, start = time.time(), time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=worker_env(cfg, run_dir, gpu), cwd=REPO_ROOT, start_new_session=True)
-    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
-    reader = threading.Thread(target=_stream, args=(proc.stdout, tail, echo), daemon=True)
-    reader.start()
-    timed_out, interrupted = False, ""
-    # Slurm sends SIGTERM at the time limit and on preemption (SIGUSR2 first where
-    # signal_delay_s is set): kill the worker's whole group and leave a `failed` record.
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGUSR2)}
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc)
-    except (Interrupted, KeyboardInterrupt) as e:
-        interrupted = str(e) or "SIGINT"
-        _kill_group(proc)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    reader.join(timeout=5)
-    wall_s = time.perf_counter() - start
-    lines = list(tail)
-
-    record = RunRecord(run_id=rid, status="failed", config=cfg, workload=cfg["workload"]["name"],
-                       backend=cfg["backend"]["name"], stderr_tail="\n".join(lines), wall_s=wall_s,
-                       started_at=started_at, finished_at=time.time())
-    if interrupted:
-        record.reason = f"interrupted: the orchestrator received {interrupted} (time limit or preemption); worker killed"
-    elif timed_out:
-        record.reason = f"timeout: worker still running after {timeout_s:g} s (bench.timeout_s), killed"
-    elif proc.returncode == 2 and any(l.startswith(CONFIG_ERROR_PREFIX) for l in lines):
-        record.reason = next(l for l in reversed(lines) if l.startswith(CONFIG_ERROR_PREFIX))
-    elif proc.returncode != 0:
-        record.reason = _failure_reason(proc.returncode, lines)
-    elif not result_path.exists():
-        record.reason = "worker exited 0 without writing a result"
-    else:
-        result = json.loads(result_path.read_text())
-        for key, value in result.items():
-            if hasattr(record, key):
-                setattr(record, key, value)
-        if record.status == "ok":
-            record.stderr_tail = ""
-    record.environment["gpu_slot"] = gpu
-    return record
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def existing_record(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / RECORD_NAME
     return read_record(path) if path.exists() else None
+
+
+def run(cfg: dict[str, Any], run_dir: Path, label: str = "run", echo: bool = True) -> tuple[RunRecord | None, str]:
+    """Measure cfg into run_dir unless it already holds an ok record (force=true re-runs).
+    Returns (the new record or None when skipped, where it was written)."""
+    from harness.config import check_bench
+    check_bench(cfg["bench"])
+    run_dir = Path(run_dir)
+    with run_lock(run_dir, label):
+        previous = existing_record(run_dir)
+        if previous is not None:
+            if previous.get("status") == "ok" and not cfg.get("force"):
+                print(f"[{label}] already ok, skipped (resume): {describe.summary_line(previous)}", flush=True)
+                return None, str(run_dir / RECORD_NAME)
+            # Keep the earlier attempt beside the new one: results are never overwritten.
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            (run_dir / RECORD_NAME).rename(run_dir / f"record.{stamp}.{previous.get('status')}.json")
+        record = execute(cfg, run_dir, echo)
+        return record, save(record, run_dir)
+
+
+def save(record: RunRecord, run_dir: Path) -> str:
+    """The record into the run dir or, if that fails, into a fallback file; where it went."""
+    try:
+        return str(write_record(run_dir, record))
+    except OSError as e:
+        fallback = UNSAVED_DIR / f"{record.run_id}-{time.strftime('%Y%m%d-%H%M%S')}.{RECORD_NAME}"
+        write_json_atomic(fallback, record.to_dict())
+        print(f"error: cannot write {Path(run_dir) / RECORD_NAME} ({e.strerror or e}); "
+              f"the record is at {fallback}", file=sys.stderr, flush=True)
+        return str(fallback)
+
+
+def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
+    spec = plugins.backend_spec(cfg["backend"]["name"])
+    plugins.workload_spec(cfg["workload"]["name"])      # an unknown name is a config error, here
+    rid = run_id(cfg)
+    record = RunRecord(run_id=rid, status="failed", config=cfg, workload=cfg["workload"]["name"],
+                       backend=spec.name, backend_label=spec.label(cfg["backend"]))
+    node_gpus = gpus.node_gpus()
+    pool = gpus.pool(cfg.get("gpu_pool", "none"))
+    cpu_sets = gpus.cpu_sets(pool) if len(pool) > 1 and cfg.get("cpu_pinning", "auto") == "auto" else {}
+    outcomes: list[Outcome] = []
+    with interruptible(), gpus.acquire(pool) as gpu:
+        cpus = cpu_sets.get(gpu) if gpu is not None else None
+        if echo and gpu is not None:
+            print(f"  [orchestrator] on GPU {gpu}" + (f", CPUs {_ranges(cpus)}" if cpus else ""),
+                  file=sys.stderr, flush=True)
+        base = dict(config=cfg, run_dir=str(run_dir), compile_cache_dir=str(compile_cache_dir(cfg, run_dir)),
+                    gpus_listed=len(node_gpus), gpu_slot=gpu)
+        env = worker_env(cfg, Path(base["compile_cache_dir"]), gpu, cpus)
+        bench, n = cfg["bench"], int(cfg["bench"]["processes"])
+        try:
+            if bench.get("compile_cache") == "warm":
+                # Fill the shared cache with the same program first, in its own process, so the
+                # measured run's first call is a warm-cache compile and not a cold one.
+                if echo:
+                    print("  [orchestrator] priming the compile cache", file=sys.stderr, flush=True)
+                primed = _spawn(WorkerTask(**base, prime_only=True), env, cpus, bench, echo)
+                record.compile["priming_run"] = {"ok": primed.result is not None,
+                                                 "reason": primed.failure or primed.config_error,
+                                                 "first_call_s": (primed.result or {}).get("first_call_s")}
+            for k in range(n):
+                outcome = _spawn(WorkerTask(**base, process_index=k, processes=n), env, cpus, bench, echo)
+                outcomes.append(outcome)
+                if outcome.result is None or outcome.result.get("status") != "ok":
+                    break
+        except Interrupted as e:
+            outcomes.append(Outcome(result=None, interrupted=str(e)))
+    fill(record, outcomes, n)
+    record.environment.update(gpu_slot=gpu, cpu_set=cpus, node_gpus=node_gpus or None)
+    return record
+
+
+def _spawn(task: WorkerTask, env: dict[str, str], cpus, bench: dict[str, Any], echo: bool) -> Outcome:
+    return run_worker(task, env, cpus, float(bench["timeout_s"]), bench.get("max_host_mem_gb"), echo)
+
+
+def _ranges(cpus: list[int]) -> str:
+    return f"{cpus[0]}-{cpus[-1]}" if cpus == list(range(cpus[0], cpus[-1] + 1)) else ",".join(map(str, cpus))
+
+
+def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
+    """The record from the processes' outcomes: the first process's checks and tables, the
+    timing of all, and the first failure's reason."""
+    results = [o.result for o in outcomes if o.result is not None]
+    first = results[0] if results else {}
+    for key in ("params", "environment", "numerics", "memory", "kernels", "artifacts", "profile_iters", "compile"):
+        if first.get(key) is not None:
+            setattr(record, key, first[key])
+    record.compile_s = first.get("first_call_s")
+    if len(results) > 1:
+        record.compile["warm_first_call_s"] = [r.get("first_call_s") for r in results[1:]]
+    timed = [dict(r["timing"], first_call_s=r.get("first_call_s")) for r in results if r.get("timing")]
+    record.timing = combine.timing(timed)
+    median = record.timing["median_ms"] if record.timing else None
+    record.gpu = combine.gpu(record.kernels, median, first.get("trace_note", ""))
+    record.throughput = combine.throughput(first.get("throughput_basis") or {}, median)
+    record.flags = [f for r in results for f in r.get("flags") or []]
+    record.started_at = outcomes[0].started_at if outcomes else None
+    record.finished_at = outcomes[-1].finished_at if outcomes else None
+    record.wall_s = sum(o.wall_s for o in outcomes)
+    record.work_s = sum(r.get("work_s") or 0.0 for r in results) or None
+    record.status, record.reason = _status(outcomes, planned)
+    if record.status != "ok":
+        record.stderr_tail = "\n".join(outcomes[-1].stderr_tail) if outcomes else ""
+    record.flags += [f for f in describe.assess(record.to_dict()) if f not in record.flags]
+
+
+def _status(outcomes: list[Outcome], planned: int) -> tuple[str, str]:
+    prefix = (lambda k: f"process {k + 1} of {planned}: ") if planned > 1 else (lambda k: "")
+    for k, o in enumerate(outcomes):
+        if o.interrupted:
+            return "failed", (f"interrupted: the orchestrator received {o.interrupted} "
+                              "(time limit, preemption or hang-up); worker killed")
+        if o.config_error:
+            return "failed", o.config_error
+        if o.result is None:
+            return "failed", prefix(k) + o.failure
+        if o.result.get("status") != "ok":
+            return o.result["status"], prefix(k) + (o.result.get("reason") or "")
+    if not outcomes:
+        return "failed", "no worker ran"
+    return "ok", ""
+
+
+def check_writable(directory: Path) -> None:
+    """One line naming the path (exit 2) when results cannot be written there."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".harness-probe-"):
+            pass
+    except OSError as e:
+        raise ConfigError("output", f"cannot write results to {directory}: {e.strerror or e}") from None

@@ -1,4 +1,9 @@
-"""RunRecord: one JSON per run, written atomically, never overwritten."""
+"""RunRecord: one JSON per run, written atomically, never overwritten.
+
+Schema 2 (this harness): `backend_label`, timing over fresh processes (`timing.processes`,
+`timing.between`), GPU time and host gap (`gpu`), typed `artifacts` and `flags`. Schema 1
+records (the H100 reference) are still read by the reports.
+"""
 from __future__ import annotations
 
 import json
@@ -8,21 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+KNOWN_SCHEMA_VERSIONS = (1, 2)
 RECORD_NAME = "record.json"
-
-
-@dataclass
-class Timing:
-    median_ms: float
-    p10_ms: float
-    p90_ms: float
-    mean_ms: float
-    std_ms: float
-    cv: float                   # std / mean
-    min_ms: float
-    iters_per_sample: int
-    samples_ms: list[float]     # per-iteration time of each sample
 
 
 @dataclass
@@ -32,23 +25,25 @@ class RunRecord:
     reason: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     workload: str = ""
-    backend: str = ""
+    backend: str = ""           # the backend package: eager | inductor | xla | torch_xla
+    backend_label: str = ""     # what tables call this configuration: inductor:max-autotune, xla:no-cmdbuf
     params: dict[str, Any] = field(default_factory=dict)   # the workload's resolved parameters
     environment: dict[str, Any] = field(default_factory=dict)
-    compile_s: float | None = None        # first call (compile + one execution)
-    compile: dict[str, Any] = field(default_factory=dict)  # phases, where a backend reports them
-    timing: dict[str, Any] | None = None
+    compile_s: float | None = None        # first call of the first process (compile + one execution)
+    compile: dict[str, Any] = field(default_factory=dict)  # phases, graph evidence, settings
+    timing: dict[str, Any] | None = None  # over all processes; per process in timing["processes"]
+    gpu: dict[str, Any] | None = None     # GPU time per iteration and the host gap (profiled runs)
     throughput: dict[str, Any] = field(default_factory=dict)
     numerics: dict[str, Any] | None = None
-    memory: dict[str, Any] = field(default_factory=dict)   # runtime peaks
+    memory: dict[str, Any] = field(default_factory=dict)   # runtime peaks, the memory table by kind
     kernels: dict[str, Any] = field(default_factory=dict)  # kernel-table summary of the profile pass
-    artifacts: dict[str, str] = field(default_factory=dict)  # name -> path relative to the run dir
-    flags: list[str] = field(default_factory=list)         # suspect measurements, with why
+    artifacts: list[dict[str, str]] = field(default_factory=list)  # {kind, path (relative), format}
+    flags: list[dict[str, str]] = field(default_factory=list)      # {code, detail}: see describe.FLAG_CODES
     stderr_tail: str = ""
-    started_at: float | None = None         # epoch seconds, worker start
+    started_at: float | None = None         # epoch seconds, first worker start
     finished_at: float | None = None
-    wall_s: float | None = None             # worker process, start to exit
-    work_s: float | None = None             # compile + numerics + timing + profiling inside it
+    wall_s: float | None = None             # all worker processes, start to exit
+    work_s: float | None = None             # compile + numerics + timing + profiling inside them
     profile_iters: int | None = None
     schema_version: int = SCHEMA_VERSION
 

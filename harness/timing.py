@@ -2,15 +2,37 @@
 
 Each sample runs `n` back-to-back iterations between two synchronisations and reports the
 per-iteration time, so the cost of one synchronisation is spread over >= min_repeat_ms of work.
+Before the samples that count, samples are taken until they settle (the median of the last
+three within 2% of the three before): an idle GPU's clock ramps, a host's caches and branch
+predictors warm, and a fixed count of warm-up calls did not always cover that.
 """
 from __future__ import annotations
 
+import statistics
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from harness.record import Timing
+SETTLE_WINDOW = 3           # samples per window
+SETTLE_TOLERANCE = 0.02     # last window's median within 2% of the previous one's
+SETTLE_MAX_SAMPLES = 30     # give up settling after this many (the record says so)
+
+
+@dataclass
+class Timing:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float                   # std / mean
+    min_ms: float
+    iters_per_sample: int
+    samples_ms: list[float]     # per-iteration time of each sample
+    settle_samples_ms: list[float] = field(default_factory=list)   # taken and discarded
+    settled: bool = True
 
 
 def _run_n(fn: Callable[[], Any], sync: Callable[[Any], None], n: int) -> float:
@@ -55,10 +77,41 @@ def warm_up(fn: Callable[[], Any], sync: Callable[[Any], None], calls: int, min_
         done += 1
 
 
+def settle(sample: Callable[[], float]) -> tuple[list[float], bool]:
+    """Samples until two consecutive windows agree; returns them (discarded) and whether the
+    windows did agree before SETTLE_MAX_SAMPLES."""
+    taken: list[float] = []
+    while len(taken) < SETTLE_MAX_SAMPLES:
+        taken.append(sample())
+        if len(taken) >= 2 * SETTLE_WINDOW:
+            last = statistics.median(taken[-SETTLE_WINDOW:])
+            before = statistics.median(taken[-2 * SETTLE_WINDOW:-SETTLE_WINDOW])
+            if abs(last - before) <= SETTLE_TOLERANCE * before:
+                return taken, True
+    return taken, False
+
+
 def measure(fn: Callable[[], Any], sync: Callable[[Any], None], *, warmup: int, repeats: int,
-            min_repeat_ms: float, max_iters: int, warmup_ms: float = 0.0) -> Timing:
+            min_repeat_ms: float, max_iters: int, warmup_ms: float = 0.0, settle_first: bool = True) -> Timing:
     warm_up(fn, sync, warmup, warmup_ms)
     iters = calibrate(fn, sync, min_repeat_ms, max_iters)
-    samples = [_run_n(fn, sync, iters) * 1e3 / iters for _ in range(repeats)]
-    return summarize(samples, iters)
+    sample = lambda: _run_n(fn, sync, iters) * 1e3 / iters  # noqa: E731
+    discarded, settled = settle(sample) if settle_first else ([], True)
+    timing = summarize([sample() for _ in range(repeats)], iters)
+    timing.settle_samples_ms, timing.settled = discarded, settled
+    return timing
 
+
+def reference_median_ms(fn: Callable[[], Any], sync: Callable[[Any], None], cuda_events: bool) -> tuple[float, str]:
+    """An independent timer on the same callable: triton's `do_bench` (CUDA events, median)
+    where the work runs on torch's CUDA stream, else a plain loop: n back-to-back calls, block
+    on the last output, median per call over 25 repeats, n covering ~50 ms so the pipeline's
+    start is spread thin, as in any steady-state loop (JAX's `block_until_ready` loop)."""
+    if cuda_events:
+        from triton.testing import do_bench
+        return float(do_bench(fn, warmup=100, rep=500, return_mode="median")), "triton do_bench"
+    start = time.perf_counter()
+    sync(fn())
+    n = max(20, int(0.05 / max(time.perf_counter() - start, 1e-6)))
+    samples = [_run_n(fn, sync, n) * 1e3 / n for _ in range(25)]
+    return statistics.median(samples), "plain loop (block on the last output)"

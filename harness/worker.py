@@ -1,73 +1,148 @@
-"""The measurement, in a fresh interpreter: `python -m harness.worker RUN_DIR`.
+"""The measurement, in a fresh interpreter: `python -m harness.worker RESULT_FD < task.json`.
 
-Reads RUN_DIR/run_config.json, writes RUN_DIR/worker_result.json. Progress goes to stderr,
-one line per phase, which the orchestrator streams. Exit code 2 means a config error
-(the message is the last stderr line); anything else non-zero is a failure the orchestrator
-records from the exit status and stderr tail.
+The orchestrator writes a `WorkerTask` (JSON) to stdin and reads the result (JSON) from the
+pipe whose write end is RESULT_FD: no file names between the two, so no stale result of a
+killed attempt can be taken for this one and nothing in the run dir is ever deleted. Progress
+goes to stderr, one line per phase, which the orchestrator streams. Exit code 2 means a config
+error (the message is the last stderr line); anything else non-zero is a failure the
+orchestrator records from the exit status and stderr tail.
+
+One process measures one config once; `bench.processes=N` runs N of them. The first also
+checks numerics, keeps the compiler's artifacts, profiles and collects the tables; the others
+only time (their compile hits the cache the first one filled).
 """
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
+import threading
 import time
 import traceback
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-RESULT_NAME = "worker_result.json"
-CONFIG_NAME = "run_config.json"
 CONFIG_ERROR_PREFIX = "config error: "
+CPU_FALLBACK_PREFIX = "cpu fallback: "
+
+
+@dataclass
+class WorkerTask:
+    config: dict[str, Any]          # the resolved run config
+    run_dir: str
+    compile_cache_dir: str          # the backend's declared cache dirs live under it
+    process_index: int = 0          # 0: the process that also checks, profiles and collects
+    processes: int = 1
+    prime_only: bool = False        # fill the compile cache (first call) and stop
+    gpus_listed: int = 0            # GPUs nvidia-smi lists on this node (0: none, or no nvidia-smi)
+    gpu_slot: str | None = None     # the GPU the orchestrator gave this run
+    orchestrator_pid: int = 0
+    deadline_s: float = 0.0         # the worker kills itself this long after starting (0: never)
+
+    @property
+    def first(self) -> bool:
+        return self.process_index == 0 and not self.prime_only
 
 
 def progress(message: str) -> None:
     print(f"[worker] {message}", file=sys.stderr, flush=True)
 
 
-def resolve_device(requested: str) -> str:
+def resolve_device(requested: str, task: WorkerTask):
+    """`auto` is the GPU where torch sees one. On a node whose GPUs nvidia-smi lists, a torch
+    that sees none is a failed run, never a quiet CPU run (submitit's local executor once gave
+    every job CUDA_VISIBLE_DEVICES="" and a GPU sweep ran on the CPU)."""
     import torch
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        from harness.errors import ConfigError
-        raise ConfigError("device", "cuda requested but torch.cuda.is_available() is False")
-    if requested not in ("cuda", "cpu"):
-        from harness.errors import ConfigError
+
+    from harness.errors import ConfigError
+    if requested not in ("auto", "cuda", "cpu"):
         raise ConfigError("device", f"expected auto, cuda or cpu, got {requested!r}")
-    return requested
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        raise ConfigError("device", "cuda requested but torch.cuda.is_available() is False")
+    if task.gpus_listed or task.gpu_slot is not None:
+        raise RuntimeError(f"{CPU_FALLBACK_PREFIX}this node lists {task.gpus_listed} GPU(s) (nvidia-smi)"
+                           f"{'' if task.gpu_slot is None else f' and the run was given GPU {task.gpu_slot}'}"
+                           f", but torch sees none (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                           "device=cpu runs on the CPU on purpose")
+    return torch.device("cpu")
 
 
-def setup(cfg: dict[str, Any], run_dir: Path):
-    """Device, workload and prepared backend for one resolved config; None if the backend is
-    unavailable here (then `reason` says why). Shared with scripts/fidelity.py."""
+def setup(task: WorkerTask):
+    """Device, workload and prepared backend; `why_not` when the backend cannot run here.
+    Shared with scripts/fidelity.py."""
     import numpy as np
     import torch
 
-    from harness.registry import backend_module, workload_module
+    from harness import plugins
+    from harness.backend import RunContext
 
-    device = torch.device(resolve_device(cfg.get("device", "auto")))
+    cfg = task.config
+    device = resolve_device(cfg.get("device", "auto"), task)
     random.seed(cfg["seed"]); np.random.seed(cfg["seed"]); torch.manual_seed(cfg["seed"])
-    backend = backend_module(cfg["backend"]["name"])
+    backend = plugins.load(plugins.backend_spec(cfg["backend"]["name"]).module)
     why_not = backend.unavailable()
     if why_not:
         return device, None, None, why_not
     progress(f"building workload {cfg['workload']['name']} on {device.type}")
-    workload = workload_module(cfg["workload"]["name"]).build(cfg["workload"], device)
+    workload = plugins.load(plugins.workload_spec(cfg["workload"]["name"]).build)(cfg["workload"], device)
     progress(f"preparing backend {cfg['backend']['name']}")
-    prepared = backend.prepare(workload, cfg["backend"], device, run_dir)
-    return device, workload, prepared, None
+    ctx = RunContext(Path(task.run_dir), device, Path(task.compile_cache_dir))
+    return device, workload, backend.prepare(workload, cfg["backend"], ctx), None
 
 
-def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    from harness import environment, numerics, timing
+def check_numerics(workload, prepared, first, check_inputs) -> dict[str, Any]:
+    """Outputs over the check steps (the first call is step 0) against the float32 reference,
+    then the state buffers the steps wrote (a KV cache) against the reference's."""
+    from harness import numerics
+    outputs = [prepared.to_torch(first)]
+    for inputs in check_inputs[1:]:
+        out = prepared.step(*inputs)
+        prepared.synchronize(out)
+        outputs.append(prepared.to_torch(out))
+    progress(f"numerics over {len(outputs)} step(s)")
+    check = numerics.compare(outputs, workload.reference(), workload.min_sqnr_db, workload.output_names)
+    if workload.state_probe is not None and workload.reference_state is not None:
+        state = numerics.compare([list(workload.state_probe(prepared.state()).values())],
+                                 [list(workload.reference_state().values())], workload.min_sqnr_db,
+                                 tuple(workload.reference_state()))
+        check = numerics.with_state(check, state)
+    return check.to_dict()
 
-    result: dict[str, Any] = {"status": "ok", "reason": "", "artifacts": {}}
-    device, workload, prepared, why_not = setup(cfg, run_dir)
-    result["environment"] = environment.capture(device.type)
+
+def time_it(prepared, bench: dict[str, Any]) -> dict[str, Any]:
+    from harness import timing
+    fn = lambda: prepared.step(*prepared.inputs)  # noqa: E731
+    t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
+                       min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
+                       warmup_ms=bench["warmup_ms"])
+    out = asdict(t)
+    if bench.get("reference_timer"):
+        progress("reference timer")
+        out["reference_median_ms"], out["reference_timer"] = timing.reference_median_ms(
+            fn, prepared.synchronize, prepared.cuda_events)
+    return out
+
+
+def measure(task: WorkerTask) -> dict[str, Any]:
+    from harness import environment, plugins
+    from harness.backend import Artifact
+
+    cfg, run_dir = task.config, Path(task.run_dir)
+    result: dict[str, Any] = {"status": "ok", "reason": "", "artifacts": [], "flags": []}
+    device, workload, prepared, why_not = setup(task)
+    result["environment"] = environment.capture(device.type, plugins.backend_spec(cfg["backend"]["name"]).packages)
     if why_not:
         result.update(status="skipped", reason=why_not)
         return result
     result["params"] = workload.params
+    result["throughput_basis"] = {"flops_per_iter": workload.flops, "min_bytes_per_iter": workload.min_bytes,
+                                  "tokens_per_iter": workload.tokens_per_iter}
     bench = cfg["bench"]
 
     # First call = numerics step 0: its time is compile + one execution.
@@ -76,127 +151,103 @@ def measure(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     t0 = work_start = time.perf_counter()
     first = prepared.step(*check_inputs[0])
     prepared.synchronize(first)
-    result["compile_s"] = time.perf_counter() - t0
-    result["compile"] = dict(prepared.compile_info)
-    result["compile"]["phases"] = prepared.compile_phases(result["compile_s"])
-    result["compile"]["cache"] = bench["compile_cache"]
-    if bench.get("prime_only"):
+    result["first_call_s"] = time.perf_counter() - t0
+    phases = prepared.compile_phases(result["first_call_s"])
+    artifacts: list[Artifact] = prepared.artifacts() if task.first else []
+    result["compile"] = dict(prepared.compile_info, phases=phases, cache=bench["compile_cache"])
+    if task.prime_only:
         return result
-    result["artifacts"].update(prepared.collect_artifacts(run_dir))
+    if task.first and bench["check_numerics"]:
+        result["numerics"] = check_numerics(workload, prepared, first, check_inputs)
+        if not result["numerics"]["passed"]:
+            result.update(status="failed", reason=f"numerics: {result['numerics']['detail']}")
 
-    if bench["check_numerics"]:
-        outputs = [prepared.to_torch(first)]
-        for inputs in check_inputs[1:]:
-            out = prepared.step(*inputs)
-            prepared.synchronize(out)
-            outputs.append(prepared.to_torch(out))
-        progress(f"numerics over {len(outputs)} step(s)")
-        check = numerics.compare(outputs, workload.reference(), workload.min_sqnr_db, workload.output_names)
-        result["numerics"] = check.to_dict()
-        if not check.passed:
-            result.update(status="failed", reason=f"numerics: {check.detail}")
-
-    progress("timing")
-    fn = lambda: prepared.step(*prepared.inputs)  # noqa: E731
+    progress(f"timing (process {task.process_index + 1} of {task.processes})")
     graphs_before = prepared.graphs_compiled()
+    evidence_before = prepared.run_evidence()
     prepared.reset_peak_memory()
-    t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
-                       min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
-                       warmup_ms=bench["warmup_ms"])
-    result["timing"] = t.__dict__
+    result["timing"] = time_it(prepared, bench)
+    result["compile"].update(_evidence(evidence_before, prepared.run_evidence()))
     graphs_after = prepared.graphs_compiled()
     if graphs_before is not None:
         result["compile"]["recompiles_during_timing"] = graphs_after - graphs_before
         if graphs_after != graphs_before:
-            result.setdefault("flags", []).append(
-                f"recompiled during timing ({graphs_after - graphs_before} graph(s)): the timing mixes compile and run")
+            result["flags"].append({"code": "recompiled", "detail": (
+                f"{graphs_after - graphs_before} graph(s) compiled during timing: the timing mixes compile and run")})
     result["memory"] = {"runtime_peak_bytes": prepared.peak_memory_bytes(),
                         "runtime_peak_source": prepared.peak_memory_source}
-    seconds = t.median_ms / 1e3
-    result["throughput"] = {
-        "flops_per_iter": workload.flops,
-        "min_bytes_per_iter": workload.min_bytes,
-        "tflops": workload.flops / seconds / 1e12 if workload.flops else None,
-        "gbps_min_bytes": workload.min_bytes / seconds / 1e9 if workload.min_bytes else None,
-        "tokens_per_s": workload.tokens_per_iter / seconds if workload.tokens_per_iter else None,
-    }
-
-    if bench["profile"] and prepared.profile is not None:
+    if task.first and bench["profile"] and prepared.profile is not None:
         progress(f"profiling {bench['profile_iters']} iterations")
-        trace = prepared.profile(fn, bench["profile_iters"], run_dir)
-        result["artifacts"]["trace"] = Path(trace).name
-        result["profile_iters"] = bench["profile_iters"]
+        try:
+            artifacts.append(prepared.profile(lambda: prepared.step(*prepared.inputs), bench["profile_iters"], run_dir))
+            result["profile_iters"], result["trace_note"] = bench["profile_iters"], prepared.trace_note
+        except OSError as e:   # an unwritable run dir: the timing above still stands
+            result["flags"].append({"code": "collector", "detail": f"profiler: {type(e).__name__}: {e}"})
     # Compile + numerics + timing + profiling: what a run is for. The rest is harness overhead.
     result["work_s"] = time.perf_counter() - work_start
-    collect_tables(run_dir, result)
+    if task.first:
+        collect(run_dir, artifacts, result)
+    result["artifacts"] = [a.to_dict() for a in artifacts]
     return result
 
 
-def collect_tables(run_dir: Path, result: dict[str, Any]) -> None:
-    """The run's normalised memory and kernel tables, as Parquet beside the record. A parser
-    that fails on our own artifacts flags the run instead of failing it: the timing holds."""
-    artifacts = result["artifacts"]
-    # XLA's buffer assignment (its -values/-live-range siblings are found by the parser) or
-    # Inductor's output code
-    dumps = [run_dir / p for p in artifacts.values()
-             if p.endswith("-buffer-assignment.txt") or p.startswith("inductor_output_code")]
-    peak = (result.get("memory") or {}).get("runtime_peak_bytes")
-    if not dumps and peak is None and "trace" not in artifacts:
-        return   # nothing to collect: spare the run pandas' import (~1 s of harness overhead)
-    from harness.collect import memory
-    try:
-        summary, buffers = memory.memory_table_from_files(dumps) if dumps else (None, None)
-        if peak is not None:
-            row = memory.runtime_peak_row(peak, result["memory"].get("runtime_peak_source", "runtime peak"))
-            summary = row if summary is None else memory.pd.concat([summary, row], ignore_index=True)
-        if summary is not None:
-            summary.to_parquet(run_dir / "memory.parquet")
-            artifacts["memory_table"] = "memory.parquet"
-            result["memory"]["by_kind"] = {
-                f"{g}:{k}" if g else k: (None if memory.pd.isna(b) else int(b))
-                for g, k, b in summary[["graph", "kind", "bytes"]].itertuples(index=False)}
-        if buffers is not None and len(buffers):
-            buffers.to_parquet(run_dir / "memory_buffers.parquet")
-            artifacts["memory_buffers"] = "memory_buffers.parquet"
-    except Exception as e:  # noqa: BLE001 - reported, not hidden
-        result.setdefault("flags", []).append(f"memory collector: {type(e).__name__}: {e}")
+def _evidence(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """How the compiled program ran, with the graph replays of the timed window apart."""
+    out = {}
+    for key, value in after.items():
+        value = dict(value)
+        if "graph_replays" in value and key in before:
+            value["replays_during_timing"] = value["graph_replays"] - before[key].get("graph_replays", 0)
+        out[key] = value
+    return out
 
-    trace = artifacts.get("trace")
-    if trace and result["environment"].get("device") == "cuda":   # CPU traces have no GPU kernels
-        from harness.collect import kernels
-        env = result["environment"]
-        try:
-            hlo_dir = run_dir / "xla_dump"
-            table = kernels.kernel_table(run_dir / trace, iters=result.get("profile_iters"),
-                                         device=env.get("gpu_name"), sm_clock_mhz=env.get("sm_clock_mhz"),
-                                         hlo_dir=hlo_dir if hlo_dir.is_dir() else None)
-            table.to_parquet(run_dir / "kernels.parquet")
-            artifacts["kernel_table"] = "kernels.parquet"
-            summary = dict(table.attrs)
-            if result.get("timing"):
-                summary.update(kernels.launch_overhead(table, result["timing"]["median_ms"] * 1e3))
-            summary["by_category_us_per_iter"] = {
-                k: float(v) for k, v in table.groupby("category")["time_us_per_iter"].sum().items()}
-            result["kernels"] = json.loads(json.dumps(summary, default=str))
-        except Exception as e:  # noqa: BLE001
-            result.setdefault("flags", []).append(f"kernel collector: {type(e).__name__}: {e}")
 
+def collect(run_dir: Path, artifacts: list, result: dict[str, Any]) -> None:
+    from harness import run_tables
+    env = result["environment"]
+    peak = result["memory"].get("runtime_peak_bytes")
+    tables = run_tables.collect(run_dir, artifacts, gpu_name=env.get("gpu_name"), sm_clock_mhz=env.get("sm_clock_mhz"),
+                                on_gpu=env.get("device") == "cuda", profile_iters=result.get("profile_iters"),
+                                runtime_peak=(peak, result["memory"]["runtime_peak_source"]) if peak is not None else None)
+    artifacts.extend(tables.artifacts)
+    if tables.memory_by_kind:
+        result["memory"]["by_kind"] = tables.memory_by_kind
+    result["kernels"] = tables.kernels
+    result["flags"].extend(tables.flags)
+
+
+def _watchdog(task: WorkerTask) -> None:
+    """Die with the orchestrator and at the deadline, whatever the main thread is stuck in.
+    (The orchestrator also sets PR_SET_PDEATHSIG; this covers a parent that died before it.)"""
+    started = time.monotonic()
+    while True:
+        time.sleep(0.5)
+        orphaned = task.orchestrator_pid and os.getppid() != task.orchestrator_pid
+        late = task.deadline_s and time.monotonic() - started > task.deadline_s
+        if orphaned or late:
+            print(f"[worker] {'orchestrator gone' if orphaned else 'past its deadline'}: exiting",
+                  file=sys.stderr, flush=True)
+            os.killpg(os.getpgid(0), 9)
 
 
 def main(argv: list[str]) -> int:
-    run_dir = Path(argv[0])
-    cfg = json.loads((run_dir / CONFIG_NAME).read_text())
+    result_fd = int(argv[0])
+    task = WorkerTask(**json.loads(sys.stdin.read()))
+    threading.Thread(target=_watchdog, args=(task,), daemon=True).start()
     from harness.errors import ConfigError
-    from harness.record import write_json_atomic
     try:
-        result = measure(cfg, run_dir)
+        result = measure(task)
     except ConfigError as e:
         print(f"{CONFIG_ERROR_PREFIX}{e}", file=sys.stderr, flush=True)
         return 2
     except Exception as e:  # recorded as a failed run, with the traceback in the stderr tail
         traceback.print_exc()
-        result = {"status": "failed", "reason": f"{type(e).__name__}: {e}".strip()[:2000]}
-    write_json_atomic(run_dir / RESULT_NAME, result)
+        text = str(e).strip()
+        reason = text if text.startswith(CPU_FALLBACK_PREFIX) else f"{type(e).__name__}: {text}"
+        result = {"status": "failed", "reason": reason[:2000],
+                  "flags": [{"code": "cpu_fallback", "detail": text}] if text.startswith(CPU_FALLBACK_PREFIX) else []}
+    with os.fdopen(result_fd, "w") as pipe:
+        json.dump(result, pipe, default=str)
     return 0
 
 

@@ -1,12 +1,15 @@
-"""What a workload module hands the worker: a module, its inputs and what to expect of them.
+"""What a workload hands the worker: a module, its inputs and what to expect of them.
 
 A workload knows nothing about backends. Backends get `forward(module, *inputs)` and
 decide how to run it (eagerly, through torch.compile, or traced into JAX).
+
+The contract, as a Protocol: a workload package registers a schema (harness/plugins.py) whose
+`build` target satisfies `BuildWorkload`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import torch
 
@@ -29,9 +32,16 @@ class Workload:
     mode: str = "fwd"                       # fwd | fwd_bwd
     grad_outputs: tuple[torch.Tensor, ...] | None = None  # cotangents of forward's outputs (fwd_bwd)
     tokens_per_iter: int | None = None
-    # Inputs that forward updates in place (a KV cache). Backends own them after prepare():
-    # torch backends mutate them as eager does; XLA passes them in, returns and donates them.
-    mutated_inputs: tuple[int, ...] = ()
+    # Module buffers that forward updates in place (a KV cache), by name as in
+    # `module.named_buffers()`: gpt-fast's idiom, which lets CUDA graphs replay (the buffers'
+    # addresses never change). Torch backends mutate them as eager does; XLA, whose jit drops
+    # in-place writes to module state, passes them in, returns and donates them.
+    state_buffers: tuple[str, ...] = ()
+    # The state after the check steps, float32 on the CPU, per buffer name: the numerics check
+    # compares each backend's final state with it (a lost cache write shows here directly).
+    reference_state: Callable[[], dict[str, torch.Tensor]] | None = None
+    # A backend's state buffers (by name) -> the entries the check steps wrote, float32 on the CPU.
+    state_probe: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
     # The numerics check runs these input tuples in order (decode: several steps, so a cache
     # that is not carried over shows up). Defaults to one call on `inputs`.
     check_inputs: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
@@ -45,6 +55,10 @@ class Workload:
         """What fwd_bwd differentiates: inputs that require grad, then parameters, in order."""
         return [t for t in inputs if t.requires_grad] + [
             p for p in self.module.parameters() if p.requires_grad]
+
+
+class BuildWorkload(Protocol):
+    def __call__(self, cfg: dict[str, Any], device: torch.device) -> Workload: ...
 
 
 def as_outputs(out: Any) -> Outputs:
@@ -62,12 +76,11 @@ def run_torch(workload: Workload, forward: Callable[..., Any], inputs: Sequence[
     return tuple(o.detach() for o in outs) + tuple(grads)
 
 
-def resolve_params(cfg: Mapping[str, Any], presets: Mapping[str, Mapping[str, Any]],
-                   device: str, defaults: Mapping[str, str]) -> dict[str, Any]:
-    """Preset values overlaid with explicitly set (non-None) config keys.
-
-    `defaults` maps a device type to the preset `auto` means there.
-    """
+def resolve(cfg: Mapping[str, Any], presets: Mapping[str, Mapping[str, Any]], device: str,
+            defaults: Mapping[str, str], validate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The validated parameters of a config, without building anything: the preset's values
+    overlaid with the explicitly set (non-None) config keys. `defaults` maps a device type to
+    the preset `auto` means there."""
     preset = cfg.get("preset", "auto")
     if preset == "auto":
         preset = defaults.get(device, defaults.get("cpu"))
@@ -77,6 +90,7 @@ def resolve_params(cfg: Mapping[str, Any], presets: Mapping[str, Mapping[str, An
     params = dict(presets[preset])
     params.update({k: v for k, v in cfg.items() if k != "preset" and (v is not None or k not in params)})
     params["preset"] = preset
+    validate(params)
     return params
 
 

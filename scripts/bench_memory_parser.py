@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.collect.memory import memory_table_from_files  # noqa: E402
+from harness.collect.memory_table import memory_table_from_files  # noqa: E402
 from harness.collect.xla_buffer_assignment import parse_buffer_assignment  # noqa: E402
 
 SEED = REPO / "tests/fixtures/seeds/004_xla_gpu_buffer_assignment_qwen_decode.txt"

@@ -27,3 +27,9 @@ def records(root: Path) -> list[dict]:
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
     return tmp_path / "sweep"
+
+
+def resolve(model, cfg: dict, device_type: str) -> dict:
+    """A workload's validated parameters for a device type, without building anything."""
+    from harness.workload import resolve as resolve_params
+    return resolve_params(cfg, model.PRESETS, device_type, model.DEFAULT_PRESET, model.validate)

@@ -32,15 +32,20 @@ def test_phases_present_and_within_first_call(cold_warm, backend):
         assert phases["notes"]   # what could not be separated is said, not invented
 
 
-# What each cache covers: Inductor's FX-graph/AOT caches skip lowering, codegen and kernel
-# compiles (the whole first call shrinks); JAX's persistent cache skips XLA's compile() but
-# not torchax tracing and lower(), which dominate a tiny program.
-@pytest.mark.parametrize("backend,measure", [("inductor", lambda r: r["compile_s"]),
-                                             ("xla", lambda r: r["compile"]["phases"]["graph_codegen_s"])])
-def test_warm_cache_compiles_faster(cold_warm, backend, measure):
-    cold, warm = cold_warm[(backend, "cold")], cold_warm[(backend, "warm")]
-    assert warm["compile"]["priming_run"]["status"] == "ok"
-    assert measure(warm) < measure(cold)
+# The mechanism, not a duration (a loaded machine once made warm slower than cold): the warm
+# run is served by the cache its priming run filled, the cold one compiles everything.
+def test_warm_cache_is_hit_and_cold_is_not(cold_warm):
+    cold, warm = cold_warm[("inductor", "cold")]["compile"], cold_warm[("inductor", "warm")]["compile"]
+    assert warm["priming_run"]["ok"]
+    assert warm["cache_counters"].get("fxgraph_cache_hit", 0) >= 1
+    assert warm["cache_counters"].get("fxgraph_cache_miss", 0) == 0
+    assert cold["cache_counters"].get("fxgraph_cache_hit", 0) == 0
+    assert cold["cache_counters"]["fxgraph_cache_miss"] >= 1
+    cold, warm = cold_warm[("xla", "cold")]["compile"], cold_warm[("xla", "warm")]["compile"]
+    assert warm["priming_run"]["ok"]
+    assert warm["persistent_cache"]["hits"] >= 1
+    assert cold["persistent_cache"] == {"requests": cold["persistent_cache"]["requests"], "hits": 0}
+    assert cold["persistent_cache"]["requests"] >= 1
 
 
 def test_recompiling_workload_is_flagged(tmp_path):
@@ -49,4 +54,5 @@ def test_recompiling_workload_is_flagged(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (r,) = records(tmp_path)
     assert r["compile"]["recompiles_during_timing"] > 0
-    assert any(f.startswith("recompiled during timing") for f in r["flags"])
+    assert [f["code"] for f in r["flags"]].count("recompiled") == 1
+    assert "!! recompiled" in proc.stdout        # the console line says it

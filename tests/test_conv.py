@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import records, run_harness
+from conftest import resolve, records, run_harness
 from harness.errors import ConfigError
 from harness.numerics import compare
 from harness.workload import run_torch
-from workloads import conv
+from workloads.conv import model as conv
 
 CPU = torch.device("cpu")
 SEED002_CONV_FLOPS = 12_355_200   # seed 002: "aten.convolution   12355.200K"
@@ -58,15 +58,15 @@ def test_min_bytes_count_each_tensor_once():
 
 @pytest.mark.parametrize("stage,channels,size", [(2, 64, 56), (3, 128, 28), (4, 256, 14), (5, 512, 7)])
 def test_resnet50_presets_resolve_without_building(stage, channels, size):
-    p = conv.resolve(cfg(preset=f"resnet50_stage{stage}"), "cuda")
+    p = resolve(conv, cfg(preset=f"resnet50_stage{stage}"), "cuda")
     assert (p["batch"], p["in_channels"], p["height"], p["dtype"], p["channels_last"]) == (
         32, channels, size, "bfloat16", True)
     assert conv.conv_flops(p) == 2 * 32 * channels * size * size * channels * 9
 
 
 def test_auto_preset_per_device():
-    assert conv.resolve(cfg(preset="auto"), "cuda")["preset"] == "resnet50_stage3"
-    assert conv.resolve(cfg(preset="auto"), "cpu")["preset"] == "cpu_small"
+    assert resolve(conv, cfg(preset="auto"), "cuda")["preset"] == "resnet50_stage3"
+    assert resolve(conv, cfg(preset="auto"), "cpu")["preset"] == "cpu_small"
 
 
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])

@@ -7,7 +7,7 @@ import torch
 from harness.errors import ConfigError
 from harness.numerics import compare
 from harness.workload import run_torch
-from workloads import fp8_linear
+from workloads.fp8_linear import model as fp8_linear
 
 CPU = torch.device("cpu")
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import FIXTURES
 from harness.collect.kernels import category_summary, kernel_table
-from harness.collect.memory import memory_table_from_files
+from harness.collect.memory_table import memory_table_from_files
 
 TRACES = FIXTURES / "traces"
 H100 = "NVIDIA H100 80GB HBM3"

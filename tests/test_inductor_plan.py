@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from harness.collect import inductor_plan as ind
-from harness.collect.memory import memory_table_from_files
+from harness.collect.memory_table import memory_table_from_files
 from harness.errors import InputError
 
 SEED_001 = Path(__file__).parent / "fixtures/seeds/001_torchao_float8_profile_inductor_output_code.txt"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.collect.memory import KINDS, memory_table_from_files, runtime_peak_row
+from harness.collect.memory_table import KINDS, memory_table_from_files, runtime_peak_row
 from harness.memory import main
 
 FIXTURES = Path(__file__).parent / "fixtures"

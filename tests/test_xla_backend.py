@@ -18,28 +18,36 @@ import torch
 
 pytest.importorskip("torchax")
 
-from backends import xla  # noqa: E402
-from harness.config import WORKLOAD_SCHEMAS  # noqa: E402
+from backends.xla import autograd, backend as xla, dump  # noqa: E402
+from backends.xla.convert import jax_to_torch  # noqa: E402
+from harness import plugins  # noqa: E402
+from harness.backend import RunContext  # noqa: E402
+from harness.collect.hlo import fp8_dot_generals, input_output_aliases  # noqa: E402
+from harness.collect.xla_buffer_assignment import aliased_parameters  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
 from harness.numerics import compare  # noqa: E402
-from harness.registry import workload_module  # noqa: E402
 from harness.workload import run_torch  # noqa: E402
 from tests.conftest import records, run_harness  # noqa: E402
 
 CPU = torch.device("cpu")
-XLA_CFG = {"name": "xla", "platform": "cpu", "xla_flags": "", "autotune_level": None, "dump_hlo": True}
+XLA_CFG = dataclasses.asdict(plugins.backend_spec("xla").schema(name="xla", platform="cpu"))
 
 
 def build(name: str, **overrides):
-    cfg = dataclasses.asdict(WORKLOAD_SCHEMAS[name]())
+    spec = plugins.workload_spec(name)
+    cfg = dataclasses.asdict(spec.schema(name=name))
     cfg.update(overrides)
     torch.manual_seed(0)
-    return workload_module(name).build(cfg, CPU)
+    return plugins.load(spec.build)(cfg, CPU)
+
+
+def ctx(tmp_path: Path) -> RunContext:
+    return RunContext(tmp_path, CPU, tmp_path / "compile_cache")
 
 
 def run_checks(workload, tmp_path: Path):
     """What the worker does up to numerics: prepare, first call, the remaining check steps."""
-    prepared = xla.prepare(workload, XLA_CFG, CPU, tmp_path)
+    prepared = xla.prepare(workload, XLA_CFG, ctx(tmp_path))
     outputs = []
     for inputs in [prepared.convert(i) for i in workload.check_inputs]:
         out = prepared.step(*inputs)
@@ -80,13 +88,13 @@ def test_fp8_linear_passes_numerics_and_runs_fp8_dots(mode, tmp_path):
 def test_jax_derivative_of_the_forward_would_not_be_the_fp8_backward(tmp_path):
     """Without the custom_vjp, JAX differentiates through the fp8 cast and dot: no e5m2 GEMMs."""
     w = build("fp8_linear", mode="fwd_bwd")
-    original = xla._autograd_functions_as_custom_vjp
+    original = autograd.autograd_functions_as_custom_vjp
     try:
-        xla._autograd_functions_as_custom_vjp = lambda env: __import__("contextlib").nullcontext()
-        prepared = xla.prepare(w, XLA_CFG, CPU, tmp_path)
+        autograd.autograd_functions_as_custom_vjp = lambda env: __import__("contextlib").nullcontext()
+        prepared = xla.prepare(w, XLA_CFG, ctx(tmp_path))
         prepared.synchronize(prepared.step(*prepared.inputs))
     finally:
-        xla._autograd_functions_as_custom_vjp = original
+        autograd.autograd_functions_as_custom_vjp = original
     assert prepared.compile_info["fp8_dot_generals_before_opt"] == 1
 
 
@@ -111,21 +119,27 @@ def test_conv_passes_numerics(overrides, tmp_path):
 def test_qwen_decode_carries_the_donated_cache(cache, dtype, tmp_path):
     w = build("qwen_decoder", phase="decode", cache=cache, dtype=dtype)
     assert len(w.check_inputs) >= 3
-    eager_cache = [t.clone() for t in w.inputs]              # eager replays the steps on its own copy
     prepared, _, check = run_checks(w, tmp_path)
     assert check.passed, check.detail
     info = prepared.compile_info
-    assert info["mutated_inputs"] == list(w.mutated_inputs)
+    assert info["state_buffers"] == list(w.state_buffers)
     assert info["state_donated_and_aliased"]                 # input_output_alias in the HLO header
-    cache_bytes = sum(w.inputs[i].numel() * w.inputs[i].element_size() for i in w.mutated_inputs)
+    buffers = dict(w.module.named_buffers())
+    cache_bytes = sum(buffers[n].numel() * buffers[n].element_size() for n in w.state_buffers)
     assert info["memory"]["alias_bytes"] == cache_bytes
-    # the cache XLA carries is the cache eager leaves after the same decode steps
+    # XLA's form (functional, donated) against eager's (buffers updated in place), same weights
+    # and steps: the cache XLA carries is the cache eager leaves
     with torch.no_grad():
         for inputs in w.check_inputs:
-            w.forward(w.module, *inputs[:2], *eager_cache[2:])
+            w.forward(w.module, *inputs)
     written = {"float32": 100, "bfloat16": 40}[dtype]     # bf16: k/v rounded apart by an ulp here and there
-    for i, state in zip(w.mutated_inputs, prepared.step.carried_state()):
-        assert compare([[xla.jax_to_torch(state)]], [[eager_cache[i]]], written).passed
+    carried = prepared.state()
+    assert set(carried) == set(w.state_buffers)
+    for name in w.state_buffers:
+        assert compare([[carried[name]]], [[buffers[name]]], written).passed, name
+    # and the entries the steps wrote match the float32 reference's
+    state = compare([list(w.state_probe(carried).values())], [list(w.reference_state().values())], w.min_sqnr_db)
+    assert state.passed, state.detail
 
 
 @pytest.mark.parametrize("cache", ["static", "paged"])
@@ -138,10 +152,10 @@ def test_lost_cache_write_fails_numerics(tmp_path):
     """Feeding each decode step the warm cache again (what a dropped in-place write amounts to)
     must fail the decode check: the carried state is what makes it pass."""
     w = build("qwen_decoder", phase="decode", cache="static")
-    prepared = xla.prepare(w, XLA_CFG, CPU, tmp_path)
+    prepared = xla.prepare(w, XLA_CFG, ctx(tmp_path))
     outputs = []
     for inputs in w.check_inputs:
-        stale = xla.prepare(w, XLA_CFG, CPU, tmp_path) if outputs else prepared
+        stale = xla.prepare(w, XLA_CFG, ctx(tmp_path)) if outputs else prepared
         out = stale.step(*stale.convert(inputs))
         outputs.append(stale.to_torch(out))
     assert not compare(outputs, w.reference(), w.min_sqnr_db).passed
@@ -149,21 +163,21 @@ def test_lost_cache_write_fails_numerics(tmp_path):
 
 def test_gpu_platform_without_gpu_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="backend.platform"):
-        xla.prepare(build("fp8_linear"), dict(XLA_CFG, platform="gpu"), CPU, tmp_path)
+        xla.prepare(build("fp8_linear"), dict(XLA_CFG, platform="gpu"), ctx(tmp_path))
 
 
 def test_hlo_text_helpers():
     header = ("HloModule jit_harness_xla_step, is_scheduled=true, input_output_alias={ {1}: (21, {}, may-alias), "
               "{2}: (22, {}, may-alias) }, entry_computation_layout={(f32[2]{0})->f32[2]{0}}")
-    assert [a["parameter"] for a in xla.input_output_aliases(header)] == [21, 22]
+    assert [a["parameter"] for a in input_output_aliases(header)] == [21, 22]
     assignment = ("allocation 8: size 16384, parameter 21, shape |f32[2,16,4,2,16]| at ShapeIndex {}, maybe-live-out:\n"
                   "allocation 10: size 16384, parameter 2, shape |f32[64,64]| at ShapeIndex {}:\n")
-    assert xla.aliased_parameters(assignment) == [21]
+    assert aliased_parameters(assignment) == [21]
     stablehlo = ("%0 = stablehlo.dot_general %a, %b, contracting_dims = [1] x [0] : "
                  "(tensor<64x128xf8E4M3FN>, tensor<128x256xf8E5M2>) -> tensor<64x256xf32>\n"
                  "%1 = stablehlo.dot_general %c, %d, contracting_dims = [1] x [0] : "
                  "(tensor<64x128xbf16>, tensor<128x256xbf16>) -> tensor<64x256xf32>")
-    assert xla.fp8_dot_generals(stablehlo) == 1
+    assert fp8_dot_generals(stablehlo) == 1
 
 
 # ------------------------------------------------------------------------------------ the CLI
@@ -195,13 +209,16 @@ def test_cli_fp8_linear_fwd_bwd_dumps_and_profile(tmp_path):
     assert info["xla_flags_applied"] and f"--xla_dump_to={run_dir}" in info["xla_flags"]
     assert info["fp8_dot_generals_before_opt"] == 3
     # only our module, only what the memory collector and a reader need
-    dump = sorted(p.name for p in (run_dir / xla.DUMP_DIR).rglob("*") if p.is_file())
-    assert 3 <= len(dump) <= 6 and all(xla.STEP_NAME in n for n in dump), dump
-    assert any(n.endswith("-buffer-assignment.txt") for n in dump)
-    assert any(n.endswith("-memory-usage-report.txt") for n in dump)
+    kept = sorted(p.name for p in (run_dir / dump.DUMP_DIR).rglob("*") if p.is_file())
+    assert 3 <= len(kept) <= 6 and all(dump.STEP_NAME in n for n in kept), kept
+    assert any(n.endswith("-buffer-assignment.txt") for n in kept)
+    assert any(n.endswith("-memory-usage-report.txt") for n in kept)
     assert (run_dir / info["optimized_hlo"]).read_text().startswith("HloModule jit_harness_xla_step")
-    assert record["artifacts"]["xla_optimized_hlo"] == info["optimized_hlo"]
-    trace = run_dir / record["artifacts"]["trace"]
+    kinds = {a["kind"]: a for a in record["artifacts"]}
+    assert kinds["xla_optimized_hlo"]["path"] == info["optimized_hlo"]
+    assert kinds["trace"]["format"] == "perfetto"
+    assert record["compile"]["command_buffers"]["enabled"] is False   # a CPU: none
+    trace = run_dir / kinds["trace"]["path"]
     events = json.loads(gzip.decompress(trace.read_bytes()))
     names = {e.get("name") for e in (events["traceEvents"] if isinstance(events, dict) else events)}
     assert {f"harness_iter_{i}" for i in range(record["profile_iters"])} <= names
@@ -221,8 +238,8 @@ def test_cli_qwen_decode_donation_shows_in_buffer_assignment(tmp_path):
         info = record["compile"]
         assert info["state_donated_and_aliased"] and info["buffer_assignment_state_aliased"]
         # e.g. "allocation 8: size 16384, parameter 21, ..., maybe-live-out": the cache's own buffer
-        [assignment] = (run_dir / xla.DUMP_DIR).glob("*-buffer-assignment.txt")
-        assert len(xla.aliased_parameters(assignment.read_text())) == len(info["mutated_inputs"])
+        [assignment] = (run_dir / dump.DUMP_DIR).glob("*-buffer-assignment.txt")
+        assert len(aliased_parameters(assignment.read_text())) == len(info["state_buffers"])
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.collect import xla_buffer_assignment as xba
-from harness.collect.memory import memory_table_from_files
+from harness.collect.memory_table import memory_table_from_files
 from harness.errors import InputError
 
 SEED_004 = Path(__file__).parent / "fixtures/seeds/004_xla_gpu_buffer_assignment_qwen_decode.txt"

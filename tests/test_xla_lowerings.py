@@ -12,7 +12,8 @@ import torch
 pytest.importorskip("torchax")
 
 from harness.numerics import sqnr_db  # noqa: E402
-from workloads import fp8_linear, qwen_decoder  # noqa: E402
+from workloads.fp8_linear import model as fp8_linear  # noqa: E402
+from workloads.qwen_decoder import model as qwen_decoder  # noqa: E402
 
 E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
 
@@ -23,10 +24,11 @@ def on_xla(fn, *tensors):
     import jax
     import torchax
 
-    from backends import _xla_ops, xla
+    from backends.xla import lowerings
+    from backends.xla.convert import jax_to_torch, torch_to_numpy
 
     env = torchax.default_env()
-    _xla_ops.register(env)
+    lowerings.register(env)
 
     def traced(*arrays):
         with env:
@@ -34,8 +36,8 @@ def on_xla(fn, *tensors):
             out = fn(*ts)
             return env.t2j_iso(env.v2t_iso(out)), env.t2j_iso(env.v2t_iso(ts))
 
-    out, after = jax.jit(traced)(*[xla.torch_to_numpy(t) for t in tensors])
-    convert = lambda tree: jax.tree_util.tree_map(xla.jax_to_torch, tree)  # noqa: E731
+    out, after = jax.jit(traced)(*[torch_to_numpy(t) for t in tensors])
+    convert = lambda tree: jax.tree_util.tree_map(jax_to_torch, tree)  # noqa: E731
     return convert(out), convert(after)
 
 
@@ -103,14 +105,15 @@ def test_index_copy_in_place_writes_the_input():
 
 def test_paged_cache_write_and_gather_match_eager():
     torch.manual_seed(0)
-    paged = qwen_decoder.PagedKVCache(batch=2, max_len=16, kv_heads=2, head_dim=8, block_size=4, num_blocks=11)
-    table, pool = paged.allocate(1, torch.float32, torch.device("cpu"))
-    pool.normal_()
+    paged = qwen_decoder.PagedKVCache(num_blocks=11, block_size=4, kv_heads=2, head_dim=8, dtype=torch.float32,
+                                      device=torch.device("cpu"))
+    table = torch.randperm(11)[:8].view(2, 4).to(torch.int32)     # 2 sequences of 16 positions
+    pool = torch.randn(paged.pool.shape)
     pos, k, v = torch.tensor([9]), torch.randn(2, 1, 2, 8), torch.randn(2, 1, 2, 8)
 
     def write_then_read(table, pool, pos, k, v):
-        paged.write(0, (table, pool), pos, k, v)
-        return paged.read(0, (table, pool))
+        paged.pool = pool          # the module's buffer, as functional_call swaps it in
+        return paged.update(pos, k, v, table)
 
     (k_all, v_all), (_, pool_after, *_) = on_xla(write_then_read, table, pool, pos, k, v)
     eager_pool = pool.clone()
@@ -169,10 +172,10 @@ def test_scaled_mm_fast_accum_is_the_dot_precision(fast_accum, precision):
     import jax
     import jax.numpy as jnp
 
-    from backends import _xla_ops
+    from backends.xla import lowerings
     a = jnp.ones((32, 64), jnp.float8_e4m3fn)
     b = jnp.ones((64, 16), jnp.float8_e4m3fn)
-    text = jax.jit(lambda a, b: _xla_ops.scaled_mm(a, b, jnp.float32(1), jnp.float32(1), out_dtype=torch.bfloat16,
+    text = jax.jit(lambda a, b: lowerings.scaled_mm(a, b, jnp.float32(1), jnp.float32(1), out_dtype=torch.bfloat16,
                                                    use_fast_accum=fast_accum)).lower(a, b).as_text()
     [dot] = [line for line in text.splitlines() if "dot_general" in line]
     assert f"precision = [{precision}, {precision}]" in dot

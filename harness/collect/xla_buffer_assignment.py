@@ -612,3 +612,11 @@ def memory_analysis(ba: BufferAssignment) -> dict[str, int]:
                and not a.constant and not a.thread_local)
     return {"argument_size_in_bytes": arg, "output_size_in_bytes": out,
             "alias_size_in_bytes": alias, "temp_size_in_bytes": temp}
+
+
+def aliased_parameters(buffer_assignment: str) -> list[int]:
+    """Parameters whose buffer is also an output's, from XLA's buffer assignment, e.g.
+    `allocation 8: size 16384, parameter 21, shape |f32[2,16,4,2,16]| at ShapeIndex {}, maybe-live-out:`
+    (the cache write, a scatter, then runs in that same allocation)."""
+    return sorted(int(m) for m in re.findall(r"^allocation \d+: size \d+, parameter (\d+),[^\n]*maybe-live-out",
+                                             buffer_assignment, flags=re.M))

@@ -1,4 +1,4 @@
-"""What the eager and Inductor backends share: device sync, the PyTorch profiler, peaks."""
+"""What the eager and Inductor backends share: device sync, the PyTorch profiler, peaks, state."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +6,10 @@ from typing import Any, Callable
 
 import torch
 
-from harness.backend import Prepared
+from harness.backend import TRACE, Artifact, Prepared
 from harness.workload import Workload, run_torch
+
+TRACE_NAME = "trace.json.gz"
 
 
 def synchronize(device: torch.device) -> Callable[[Any], None]:
@@ -16,8 +18,8 @@ def synchronize(device: torch.device) -> Callable[[Any], None]:
     return lambda out: None
 
 
-def profile(device: torch.device) -> Callable[[Callable[[], Any], int, Path], Path]:
-    def run(fn: Callable[[], Any], iters: int, out_dir: Path) -> Path:
+def profile(device: torch.device) -> Callable[[Callable[[], Any], int, Path], Artifact]:
+    def run(fn: Callable[[], Any], iters: int, out_dir: Path) -> Artifact:
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device.type == "cuda":
             activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -29,26 +31,30 @@ def profile(device: torch.device) -> Callable[[Callable[[], Any], int, Path], Pa
                 with torch.profiler.record_function(f"harness_iter_{i}"):
                     out = fn()
                 sync(out)
-        path = Path(out_dir) / "trace.json.gz"
-        prof.export_chrome_trace(str(path))
-        return path
+        prof.export_chrome_trace(str(Path(out_dir) / TRACE_NAME))
+        return Artifact(TRACE, TRACE_NAME, "kineto")
     return run
 
 
 def prepare_torch(workload: Workload, device: torch.device, forward: Callable[..., Any],
                   compile_info: dict | None = None) -> Prepared:
+    """Torch runs the workload as it is: state buffers are updated in place, as in eager."""
     def step(*inputs: torch.Tensor):
         return run_torch(workload, forward, inputs)
 
     cuda = device.type == "cuda"
+    state_names = set(workload.state_buffers)
     return Prepared(
         step=step,
         inputs=workload.inputs,
         convert=lambda inputs: tuple(inputs),
         synchronize=synchronize(device),
+        cuda_events=cuda,
         to_torch=lambda out: tuple(out),
         profile=profile(device),
+        trace_note="PyTorch profiler (Kineto), the timed program",
         reset_peak_memory=(lambda: torch.cuda.reset_peak_memory_stats(device)) if cuda else (lambda: None),
         peak_memory_bytes=(lambda: int(torch.cuda.max_memory_allocated(device))) if cuda else (lambda: None),
         compile_info=compile_info or {},
+        state=lambda: {k: v for k, v in workload.module.named_buffers() if k in state_names},
     )

@@ -10,11 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from harness.backend import Prepared
+from harness.backend import XLA_BUFFER_ASSIGNMENT, XLA_DUMP_FILE, XLA_OPTIMIZED_HLO, Artifact, Prepared, RunContext
 from harness.workload import Workload, run_torch
 
 DUMP_DIR = "xla_dump"
@@ -39,7 +38,8 @@ def _sync() -> None:
         xm.mark_step()
 
 
-def prepare(workload: Workload, cfg: dict, device: torch.device, run_dir: Path) -> Prepared:
+def prepare(workload: Workload, cfg: dict, ctx: RunContext) -> Prepared:
+    run_dir = ctx.run_dir
     flags = []
     if cfg.get("dump_hlo", True):
         flags += [f"--xla_dump_to={Path(run_dir).resolve() / DUMP_DIR}", "--xla_dump_hlo_as_text"]
@@ -65,16 +65,15 @@ def prepare(workload: Workload, cfg: dict, device: torch.device, run_dir: Path) 
         return out
 
     def convert(inputs) -> tuple:
-        # Mutated inputs (a KV cache) are moved once: torch_xla mutates the device tensor in place.
-        return tuple(cache.setdefault(id(t), move(t)) if i in workload.mutated_inputs else move(t)
-                     for i, t in enumerate(inputs))
+        # State buffers (a KV cache) live on the module, moved with it: torch_xla updates them in place.
+        return tuple(move(t) for t in inputs)
 
-    cache: dict[int, Any] = {}
-
-    def collect_artifacts(run_dir_: Path) -> dict[str, str]:
-        root = Path(run_dir_) / DUMP_DIR
+    def artifacts() -> list[Artifact]:
+        root = Path(run_dir) / DUMP_DIR
         files = sorted(root.glob("*after_optimizations*.txt")) if root.is_dir() else []
-        return {f"xla_dump_{i}": str(p.relative_to(run_dir_)) for i, p in enumerate(files)}
+        kinds = {"-buffer-assignment.txt": XLA_BUFFER_ASSIGNMENT, "after_optimizations.txt": XLA_OPTIMIZED_HLO}
+        return [Artifact(next((k for suffix, k in kinds.items() if p.name.endswith(suffix)), XLA_DUMP_FILE),
+                         str(p.relative_to(run_dir))) for p in files]
 
     return Prepared(
         step=step,
@@ -82,6 +81,6 @@ def prepare(workload: Workload, cfg: dict, device: torch.device, run_dir: Path) 
         convert=convert,
         synchronize=lambda out: xm.wait_device_ops(),
         to_torch=lambda out: tuple(o.detach().cpu() for o in out),
-        collect_artifacts=collect_artifacts,
+        artifacts=artifacts,
         compile_info={"xla_flags": os.environ["XLA_FLAGS"], "device": str(xla_device)},
     )

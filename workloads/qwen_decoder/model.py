@@ -5,9 +5,12 @@ RMSNorm of q and k per head before RoPE, RoPE with the rotate-half convention, g
 attention, output projection) -> residual -> RMSNorm -> SwiGLU MLP (fused gate/up, as seed 004's
 bf16[6144,1024] is) -> residual; final RMSNorm; lm_head (optionally tied to the embedding).
 
-The KV cache is *not* module state. Its tensors are inputs of `forward(model, *inputs)`, updated
-in place, and listed in `Workload.mutated_inputs`: under jax.jit torchax drops in-place writes to
-module buffers, so the XLA backend passes the cache in, takes it back and donates it.
+The KV cache is module state, as in gpt-fast: each attention layer owns its cache buffers and
+updates them in place (`index_copy_` / `index_put_`), so their addresses never change and
+Inductor's CUDA graphs replay (a cache passed in as graph inputs is copied into the graph's
+static inputs, or skips the graphs, every step). The buffers are listed in
+`Workload.state_buffers`: the XLA backend, whose jit drops in-place writes to module state,
+passes them in, takes them back and donates them: the functional form XLA wants.
 
 Phases:
 - prefill: a prompt of `prompt_len` tokens at positions 0..L-1 attends causally to itself and
@@ -20,14 +23,14 @@ Phases:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.workload import Workload, require_choice, require_positive, resolve_params, torch_dtype
+from harness.workload import Workload, require_choice, require_positive, resolve, torch_dtype
 
 _QWEN3_0_6B = dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
                    intermediate_size=3072, vocab_size=151936, rope_theta=1e6, rms_eps=1e-6,
@@ -107,67 +110,65 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+def block_slots(input_pos: torch.Tensor, block_table: torch.Tensor, block_size: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Physical blocks [B, T] and offsets [T] of positions input_pos [T]."""
+    return block_table[:, input_pos // block_size].long(), input_pos % block_size
+
+
+def written_entries(cache: dict[str, torch.Tensor], input_pos: torch.Tensor,
+                    block_table: torch.Tensor | None, block_size: int) -> dict[str, torch.Tensor]:
+    """What the cache buffers (by name, static `k_cache`/`v_cache` or paged `pool`) hold at
+    positions input_pos: the entries a check compares, float32 on the CPU."""
+    out = {}
+    for name, t in cache.items():
+        t = t.detach().cpu()
+        if name.endswith(".pool"):
+            blocks, offsets = block_slots(input_pos.cpu(), block_table.cpu(), block_size)
+            out[name] = t[:, blocks, offsets[None]].float()
+        else:
+            out[name] = t[:, input_pos.cpu()].float()
+    return out
+
+
 class StaticKVCache(nn.Module):
-    """Per layer a k and a v buffer [batch, max_len, kv_heads, head_dim]; state = (k0, v0, k1, v1, ...)."""
+    """One layer's k and v buffers [batch, max_len, kv_heads, head_dim], updated in place."""
 
-    def __init__(self, batch: int, max_len: int, kv_heads: int, head_dim: int):
+    def __init__(self, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device):
         super().__init__()
-        self.shape = (batch, max_len, kv_heads, head_dim)
-
-    def allocate(self, num_layers: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        shape = (batch, max_len, kv_heads, head_dim)
         # zeros, not empty: a NaN in an unwritten slot would survive its zero attention weight
-        return tuple(torch.zeros(self.shape, dtype=dtype, device=device) for _ in range(2 * num_layers))
+        self.register_buffer("k_cache", torch.zeros(shape, dtype=dtype, device=device))
+        self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype, device=device))
 
-    def cache_tensors(self, state: Sequence[torch.Tensor]) -> tuple[int, ...]:
-        return tuple(range(len(state)))
-
-    def write(self, layer: int, state: Sequence[torch.Tensor], input_pos: torch.Tensor,
-              k: torch.Tensor, v: torch.Tensor) -> None:
-        state[2 * layer].index_copy_(1, input_pos, k)
-        state[2 * layer + 1].index_copy_(1, input_pos, v)
-
-    def read(self, layer: int, state: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """k, v [batch, max_len, kv_heads, head_dim]."""
-        return state[2 * layer], state[2 * layer + 1]
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               block_table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v [B, T, kv_heads, D] at input_pos [T]; the whole cache, k and v."""
+        self.k_cache.index_copy_(1, input_pos, k)
+        self.v_cache.index_copy_(1, input_pos, v)
+        return self.k_cache, self.v_cache
 
 
 class PagedKVCache(nn.Module):
-    """Per layer one pool [2, num_blocks, block_size, kv_heads, head_dim] (k and v, as seed 004),
-    plus a block table [batch, max_len / block_size] int32 of physical block numbers.
-    state = (block_table, pool0, pool1, ...)."""
+    """One layer's pool [2, num_blocks, block_size, kv_heads, head_dim] (k and v, as seed 004),
+    addressed through the model's block table [batch, max_len / block_size] of physical blocks."""
 
-    def __init__(self, batch: int, max_len: int, kv_heads: int, head_dim: int, block_size: int,
-                 num_blocks: int):
+    def __init__(self, num_blocks: int, block_size: int, kv_heads: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device):
         super().__init__()
-        self.batch, self.block_size, self.num_blocks = batch, block_size, num_blocks
-        self.blocks_per_seq = max_len // block_size
-        self.pool_shape = (2, num_blocks, block_size, kv_heads, head_dim)
+        self.block_size = block_size
+        self.register_buffer("pool", torch.zeros((2, num_blocks, block_size, kv_heads, head_dim),
+                                                 dtype=dtype, device=device))
 
-    def allocate(self, num_layers: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-        # Sequences own scattered blocks, as an allocator that has run a while leaves them: a table
-        # that maps block i to block i would let a broken gather pass.
-        order = torch.randperm(self.num_blocks)[: self.batch * self.blocks_per_seq]
-        block_table = order.view(self.batch, self.blocks_per_seq).to(device=device, dtype=torch.int32)
-        pools = tuple(torch.zeros(self.pool_shape, dtype=dtype, device=device) for _ in range(num_layers))
-        return (block_table, *pools)
-
-    def cache_tensors(self, state: Sequence[torch.Tensor]) -> tuple[int, ...]:
-        return tuple(range(1, len(state)))
-
-    def write(self, layer: int, state: Sequence[torch.Tensor], input_pos: torch.Tensor,
-              k: torch.Tensor, v: torch.Tensor) -> None:
-        block_table, pool = state[0], state[1 + layer]
-        blocks = block_table[:, input_pos // self.block_size].long()          # [B, T]
-        offsets = input_pos % self.block_size                                  # [T]
-        kv_index = torch.arange(2, device=pool.device)[:, None, None]          # [2, 1, 1]
-        # index_put_ on the pool itself, not on a view of it: the in-place write stays on an input
-        pool.index_put_((kv_index, blocks[None], offsets[None, None]), torch.stack([k, v]))
-
-    def read(self, layer: int, state: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """k, v [batch, max_len, kv_heads, head_dim], gathered through the block table."""
-        block_table, pool = state[0], state[1 + layer]
-        kv = pool[:, block_table.long()]                                       # [2, B, blocks, bs, H, D]
-        kv = kv.flatten(2, 3)
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               block_table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v [B, T, kv_heads, D] at input_pos [T]; k, v [B, max_len, kv_heads, D]
+        gathered through the block table."""
+        blocks, offsets = block_slots(input_pos, block_table, self.block_size)
+        kv_index = torch.arange(2, device=self.pool.device)[:, None, None]      # [2, 1, 1]
+        self.pool.index_put_((kv_index, blocks[None], offsets[None, None]), torch.stack([k, v]))
+        kv = self.pool[:, block_table.long()].flatten(2, 3)                      # [2, B, max_len, H, D]
         return kv[0], kv[1]
 
 
@@ -180,23 +181,22 @@ class Attention(nn.Module):
         self.wo = nn.Linear(args.num_heads * args.head_dim, args.hidden_size, bias=False)
         self.q_norm = RMSNorm(args.head_dim, args.rms_eps)
         self.k_norm = RMSNorm(args.head_dim, args.rms_eps)
+        self.kv_cache: StaticKVCache | PagedKVCache | None = None     # Transformer.setup_caches
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: torch.Tensor,
-                cache: StaticKVCache | PagedKVCache, state: Sequence[torch.Tensor], layer: int,
-                attend_cache: bool) -> torch.Tensor:
+                block_table: torch.Tensor | None, attend_cache: bool) -> torch.Tensor:
         B, T, _ = x.shape
         H, KV, D = self.n_heads, self.n_kv_heads, self.head_dim
         q, k, v = self.wqkv(x).split([H * D, KV * D, KV * D], dim=-1)
         q = apply_rope(self.q_norm(q.view(B, T, H, D)), cos, sin)
         k = apply_rope(self.k_norm(k.view(B, T, KV, D)), cos, sin)
         v = v.view(B, T, KV, D)
-        cache.write(layer, state, input_pos, k, v)
+        k_all, v_all = self.kv_cache.update(input_pos, k, v, block_table)
 
         if attend_cache:
             # Decode reads the whole cache; rather than repeat each KV head for its query heads
             # (a copy of the cache per step), fold the query heads of a group into the query
             # length: q [B, KV, rep*T, D] against k, v [B, KV, S, D].
-            k_all, v_all = cache.read(layer, state)
             S, rep = k_all.shape[1], H // KV
             valid = torch.arange(S, device=x.device)[None, :] <= input_pos[:, None]   # [T, S]
             qg = q.transpose(1, 2).reshape(B, KV, rep * T, D)
@@ -232,16 +232,15 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(args.hidden_size, args.rms_eps)
         self.feed_forward = FeedForward(args)
 
-    def forward(self, x, cos, sin, input_pos, cache, state, layer, attend_cache) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, input_pos, cache, state, layer, attend_cache)
+    def forward(self, x, cos, sin, input_pos, block_table, attend_cache) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, input_pos, block_table, attend_cache)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
 class Transformer(nn.Module):
-    def __init__(self, args: ModelArgs, cache: StaticKVCache | PagedKVCache):
+    def __init__(self, args: ModelArgs):
         super().__init__()
         self.args = args
-        self.cache = cache
         self.tok_embeddings = nn.Embedding(args.vocab_size, args.hidden_size)
         self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.num_layers))
         self.norm = RMSNorm(args.hidden_size, args.rms_eps)
@@ -252,36 +251,48 @@ class Transformer(nn.Module):
         cos, sin = rope_table(args.head_dim, args.max_len, args.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("block_table", None, persistent=False)    # paged cache: setup_caches
 
-    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, state: Sequence[torch.Tensor],
-                attend_cache: bool, last_only: bool = False) -> torch.Tensor:
+    def setup_caches(self, p: dict[str, Any], dtype: torch.dtype, device: torch.device,
+                     block_table: torch.Tensor | None = None) -> None:
+        """A cache per layer (gpt-fast's setup_caches); the paged cache's block table is drawn
+        here unless given (a reference model shares the measured model's placement)."""
+        if p["cache"] == "paged":
+            if block_table is None:
+                # Sequences own scattered blocks, as an allocator that has run a while leaves
+                # them: a table mapping block i to block i would let a broken gather pass.
+                per_seq = p["max_len"] // p["block_size"]
+                order = torch.randperm(p["num_blocks"])[: p["batch"] * per_seq]
+                block_table = order.view(p["batch"], per_seq).to(dtype=torch.int32)
+            self.register_buffer("block_table", block_table.to(device), persistent=False)
+        for layer in self.layers:
+            layer.attention.kv_cache = (
+                StaticKVCache(p["batch"], p["max_len"], p["num_kv_heads"], p["head_dim"], dtype, device)
+                if p["cache"] == "static" else
+                PagedKVCache(p["num_blocks"], p["block_size"], p["num_kv_heads"], p["head_dim"], dtype, device))
+
+    def cache_buffers(self) -> tuple[str, ...]:
+        """Names (as in named_buffers) of the buffers the forward updates in place."""
+        return tuple(name for name, _ in self.named_buffers() if ".kv_cache." in name)
+
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, attend_cache: bool,
+                last_only: bool = False) -> torch.Tensor:
         """tokens [B, T] at positions input_pos [T] -> logits [B, T, vocab] ([B, vocab] if last_only)."""
         x = self.tok_embeddings(tokens)
         cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]
-        for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, input_pos, self.cache, state, i, attend_cache)
+        for layer in self.layers:
+            x = layer(x, cos, sin, input_pos, self.block_table, attend_cache)
         if last_only:
             x = x[:, -1]
         return self.output(self.norm(x))
 
-    def allocate_cache(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-        return self.cache.allocate(self.args.num_layers, dtype, device)
+
+def prefill(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+    return model(tokens, input_pos, attend_cache=False, last_only=True)
 
 
-def prefill(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor, *cache: torch.Tensor) -> torch.Tensor:
-    return model(tokens, input_pos, cache, attend_cache=False, last_only=True)
-
-
-def decode_one_token(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor,
-                     *cache: torch.Tensor) -> torch.Tensor:
-    return model(tokens, input_pos, cache, attend_cache=True)[:, -1]
-
-
-def make_cache(p: dict[str, Any]) -> StaticKVCache | PagedKVCache:
-    if p["cache"] == "static":
-        return StaticKVCache(p["batch"], p["max_len"], p["num_kv_heads"], p["head_dim"])
-    return PagedKVCache(p["batch"], p["max_len"], p["num_kv_heads"], p["head_dim"], p["block_size"],
-                        p["num_blocks"])
+def decode_one_token(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+    return model(tokens, input_pos, attend_cache=True)[:, -1]
 
 
 def init_weights(model: Transformer) -> None:
@@ -297,7 +308,7 @@ def init_weights(model: Transformer) -> None:
 
 def build_model(p: dict[str, Any], dtype: torch.dtype, device: torch.device) -> Transformer:
     """Random weights drawn from torch's global RNG (the worker seeds it), in `dtype` on `device`."""
-    model = Transformer(ModelArgs.from_params(p), make_cache(p))
+    model = Transformer(ModelArgs.from_params(p))
     init_weights(model)
     # parameters only: the RoPE table stays float32
     for param in model.parameters():
@@ -306,15 +317,19 @@ def build_model(p: dict[str, Any], dtype: torch.dtype, device: torch.device) -> 
     return model.eval().requires_grad_(False)
 
 
-def float32_copy(model: Transformer) -> Transformer:
-    """The same weights (as the model holds them, upcast) in a float32 model of its own."""
-    ref = Transformer(model.args, model.cache)
-    ref.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+def float32_copy(model: Transformer, p: dict[str, Any]) -> Transformer:
+    """The same weights (as the model holds them, upcast) in a float32 model of its own, with
+    float32 caches of its own at the same block placement."""
+    ref = Transformer(model.args)
+    ref.load_state_dict({k: v.float() for k, v in model.state_dict().items()
+                         if ".kv_cache." not in k})
     device = model.tok_embeddings.weight.device
-    return ref.to(device).eval().requires_grad_(False)
+    ref = ref.to(device).eval().requires_grad_(False)
+    ref.setup_caches(p, torch.float32, device, model.block_table)
+    return ref
 
 
-def _validate(p: dict[str, Any]) -> None:
+def validate(p: dict[str, Any]) -> None:
     require_choice(p, "mode", ("fwd",))
     require_choice(p, "phase", ("prefill", "decode"))
     require_choice(p, "cache", ("static", "paged"))
@@ -385,15 +400,8 @@ def count_min_bytes(p: dict[str, Any], model: Transformer, elem: int) -> float:
     return float((weights + cache_read + cache_write + logits) * elem)
 
 
-def resolve(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
-    """The validated parameters of a config, without building anything (big presets included)."""
-    p = resolve_params(cfg, PRESETS, device_type, DEFAULT_PRESET)
-    _validate(p)
-    return p
-
-
 def build(cfg: dict[str, Any], device: torch.device) -> Workload:
-    p = resolve(cfg, device.type)
+    p = resolve(cfg, PRESETS, device.type, DEFAULT_PRESET, validate)
     dtype = torch_dtype(p["dtype"])
     B, L, decode = p["batch"], p["prompt_len"], p["phase"] == "decode"
     model = build_model(p, dtype, device)
@@ -403,36 +411,44 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
     prompt_pos = torch.arange(L, device=device)
     steps = [(torch.randint(p["vocab_size"], (B, 1), device=device), torch.tensor([L + i], device=device))
              for i in range(DECODE_CHECK_STEPS)]
-    cache = model.allocate_cache(dtype, device)
-    cache_index = model.cache.cache_tensors(cache)       # positions within `cache` of the k/v tensors
-    mutated = tuple(2 + i for i in cache_index)          # inputs: tokens, input_pos, *cache
+    model.setup_caches(p, dtype, device)
 
     if decode:
         with torch.no_grad():
-            prefill(model, prompt, prompt_pos, *cache)       # the warm cache decode reads
-        check_inputs = [(tokens, pos, *cache) for tokens, pos in steps]
-        forward = decode_one_token
+            prefill(model, prompt, prompt_pos)       # the warm cache decode reads
+        check_inputs, forward = list(steps), decode_one_token
     else:
-        check_inputs = [(prompt, prompt_pos, *cache)]
-        forward = prefill
+        check_inputs, forward = [(prompt, prompt_pos)], prefill
+    written_pos = torch.cat([pos for _, pos in check_inputs]) if decode else prompt_pos
+    # The reference replays prefill and the check steps on a float32 copy with its own caches,
+    # so the measured model's caches are left to the backend.
+    ref_model: list[Transformer] = []
 
     def reference() -> list[tuple[torch.Tensor, ...]]:
-        # A float32 model on the same device with a cache of its own, so that the cache the
-        # backend owns is left alone; it replays the prefill and then the decode steps.
-        ref = float32_copy(model)
-        ref_cache = tuple(torch.zeros(t.shape, dtype=torch.float32, device=device) if i in cache_index
-                          else t.clone() for i, t in enumerate(cache))   # the same block table
+        ref = float32_copy(model, p)
+        ref_model[:] = [ref]
         with torch.no_grad():
-            logits = prefill(ref, prompt, prompt_pos, *ref_cache)
+            logits = prefill(ref, prompt, prompt_pos)
             if not decode:
                 return [(logits.cpu(),)]
-            return [(decode_one_token(ref, tokens, pos, *ref_cache).cpu(),) for tokens, pos in steps]
+            return [(decode_one_token(ref, tokens, pos).cpu(),) for tokens, pos in steps]
+
+    cache_names = model.cache_buffers()
+
+    def written(buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cache = {name: buffers[name] for name in cache_names}
+        return written_entries(cache, written_pos, model.block_table, p["block_size"])
+
+    def reference_state() -> dict[str, torch.Tensor]:
+        if not ref_model:
+            reference()
+        return written(dict(ref_model[0].named_buffers()))
 
     threshold = p["min_sqnr_db"] if p["min_sqnr_db"] is not None else DEFAULT_MIN_SQNR_DB[p["dtype"]]
     return Workload(
         name="qwen_decoder", params=p, module=model, inputs=check_inputs[0], forward=forward,
         flops=count_flops(p), min_bytes=count_min_bytes(p, model, torch.finfo(dtype).bits // 8),
         reference=reference, min_sqnr_db=threshold, mode="fwd",
-        tokens_per_iter=B if decode else B * L, mutated_inputs=mutated, check_inputs=check_inputs,
-        output_names=("logits",),
+        tokens_per_iter=B if decode else B * L, state_buffers=cache_names, check_inputs=check_inputs,
+        output_names=("logits",), reference_state=reference_state, state_probe=written,
     )

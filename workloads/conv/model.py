@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from harness.errors import ConfigError
-from harness.workload import Workload, require_choice, require_positive, resolve_params, torch_dtype
+from harness.workload import Workload, require_choice, require_positive, resolve, torch_dtype
 
 _RESNET50 = dict(batch=32, kernel_size=3, stride=1, padding=1, bias=False, channels_last=True,
                  unbatched=False, dtype="bfloat16")
@@ -56,7 +56,7 @@ def forward(module: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
-def _validate(p: dict[str, Any]) -> None:
+def validate(p: dict[str, Any]) -> None:
     require_positive(p, "batch", "in_channels", "out_channels", "height", "width", "kernel_size", "stride")
     if not isinstance(p["padding"], int) or isinstance(p["padding"], bool) or p["padding"] < 0:
         raise ConfigError("workload.padding", f"expected a non-negative integer, got {p['padding']!r}")
@@ -76,15 +76,8 @@ def _validate(p: dict[str, Any]) -> None:
                           f"does not fit a {p['height']}x{p['width']} input")
 
 
-def resolve(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
-    """The validated parameters of a config, without building anything."""
-    p = resolve_params(cfg, PRESETS, device_type, DEFAULT_PRESET)
-    _validate(p)
-    return p
-
-
 def build(cfg: dict[str, Any], device: torch.device) -> Workload:
-    p = resolve(cfg, device.type)
+    p = resolve(cfg, PRESETS, device.type, DEFAULT_PRESET, validate)
     dtype = torch_dtype(p["dtype"])
     train = p["mode"] == "fwd_bwd"
     N, C, K = p["batch"], p["in_channels"], p["out_channels"]

@@ -13,8 +13,7 @@ from typing import Any
 import torch
 
 from harness.errors import ConfigError
-from harness.workload import (Workload, fp8_supported, require_choice, require_positive, resolve_params,
-                              torch_dtype)
+from harness.workload import Workload, fp8_supported, require_choice, require_positive, resolve, torch_dtype
 
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": dict(M=2048, K=4096, N=8192),            # seeds 000/001
@@ -87,21 +86,24 @@ def forward(module: Float8Linear, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
-def build(cfg: dict[str, Any], device: torch.device) -> Workload:
-    p = resolve_params(cfg, PRESETS, device.type, DEFAULT_PRESET)
+def validate(p: dict[str, Any]) -> None:
     require_positive(p, "M", "K", "N")
     require_choice(p, "mode", ("fwd", "fwd_bwd"))
     require_choice(p, "recipe", ("tensorwise", "bf16"))
     dtype = torch_dtype(p["dtype"])
     if dtype not in (torch.bfloat16, torch.float16, torch.float32):
         raise ConfigError("workload.dtype", f"expected bfloat16, float16 or float32, got {p['dtype']}")
-    if p["recipe"] == "tensorwise":
-        if not fp8_supported(device):
-            cap = ".".join(map(str, torch.cuda.get_device_capability(device)))
-            raise ConfigError("workload.recipe", f"tensorwise fp8 needs compute capability >= 8.9, "
-                              f"this GPU has {cap}; use workload.recipe=bf16")
-        if p["K"] % 16 or p["N"] % 16:
-            raise ConfigError("workload.K", f"_scaled_mm needs K and N divisible by 16, got K={p['K']} N={p['N']}")
+    if p["recipe"] == "tensorwise" and (p["K"] % 16 or p["N"] % 16):
+        raise ConfigError("workload.K", f"_scaled_mm needs K and N divisible by 16, got K={p['K']} N={p['N']}")
+
+
+def build(cfg: dict[str, Any], device: torch.device) -> Workload:
+    p = resolve(cfg, PRESETS, device.type, DEFAULT_PRESET, validate)
+    dtype = torch_dtype(p["dtype"])
+    if p["recipe"] == "tensorwise" and not fp8_supported(device):
+        cap = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        raise ConfigError("workload.recipe", f"tensorwise fp8 needs compute capability >= 8.9, "
+                          f"this GPU has {cap}; use workload.recipe=bf16")
     M, K, N = p["M"], p["K"], p["N"]
     train = p["mode"] == "fwd_bwd"
     x = torch.randn(M, K, device=device, dtype=dtype, requires_grad=train)

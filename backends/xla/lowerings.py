@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import torch
 from torchax.ops import mappings
-from torchax.ops.ops_registry import Operator
+
+from backends.xla.compat import register_op
 
 
 def _jax_dtype(dtype: Any):
@@ -59,15 +60,10 @@ LOWERINGS: dict[Any, Callable[..., Any]] = {
 
 
 def register(env) -> list[str]:
-    """Put our lowerings into `env`'s op table (replacing torchax's where it has one).
-
-    `Environment._ops` maps an OpOverload or OpOverloadPacket to an `Operator`; the dispatcher
-    looks up the overload, then its packet. `is_jax_function=True`: torchax unwraps the
-    arguments to jax arrays and wraps the result back."""
+    """Put our lowerings into `env`'s op table, every overload of each op."""
     names = []
     for packet, func in LOWERINGS.items():
         for key in (packet, *(getattr(packet, o) for o in packet.overloads())):
-            env._ops[key] = Operator(key, func, is_jax_function=True, is_user_defined=True,
-                                     needs_env=False, is_view_op=False)
+            register_op(env, key, func)
         names.append(f"aten::{packet.__name__}")
     return names

@@ -1,0 +1,11 @@
+"""PyTorch eager: the baseline every compiler is measured against."""
+from dataclasses import dataclass
+
+from harness.config import BackendConfig
+from harness import plugins
+
+
+@plugins.backend("eager", module="backends.eager.backend", packages=("torch",))
+@dataclass
+class EagerConfig(BackendConfig):
+    pass

@@ -1,0 +1,37 @@
+"""TorchInductor through torch.compile.
+
+Variants, each a Hydra option: `inductor` (default mode: no CUDA graphs, no GEMM autotuning),
+`inductor_cudagraphs` (reduce-overhead: CUDA graphs) and `inductor_max_autotune` (GEMM template
+autotuning and CUDA graphs: Inductor at its best, the side of the headline pair against XLA's
+default, which has both).
+"""
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from harness.config import BackendConfig
+from harness import plugins
+
+MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
+GRAPH_MODES = ("reduce-overhead", "max-autotune")     # the modes that capture CUDA graphs
+CACHE_SUBDIR = "inductor"     # Inductor's cache (FX graphs, output code) under the run's compile cache
+
+
+def label(cfg: Mapping[str, Any]) -> str:
+    parts = [] if cfg.get("mode", "default") == "default" else [cfg["mode"]]
+    if cfg.get("dynamic"):
+        parts.append("dynamic")
+    if not cfg.get("fullgraph", True):
+        parts.append("graph-breaks")
+    return ":".join(["inductor", *parts])
+
+
+@plugins.backend("inductor", module="backends.inductor.backend", label=label,
+         compile_cache={"TORCHINDUCTOR_CACHE_DIR": CACHE_SUBDIR, "TRITON_CACHE_DIR": "triton"},
+         packages=("torch", "triton"),
+         variants={"inductor_cudagraphs": {"mode": "reduce-overhead"},
+                   "inductor_max_autotune": {"mode": "max-autotune"}})
+@dataclass
+class InductorConfig(BackendConfig):
+    mode: str = "default"           # default | max-autotune | max-autotune-no-cudagraphs | reduce-overhead
+    fullgraph: bool = True
+    dynamic: bool = False

@@ -1,0 +1,48 @@
+"""XLA through torchax: the workload's own module and inputs, traced to JAX, `jax.jit` -> XLA.
+
+Variants: `xla` (XLA's default: CUDA graphs, "command buffers", for fusions, cuBLAS(Lt),
+custom calls and cuDNN, and GEMM autotuning on) and `xla_no_cmdbuf` (command buffers off: the
+side of the control pair against Inductor's default mode, which has no CUDA graphs).
+"""
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from harness.config import BackendConfig
+from harness import plugins
+
+PLATFORMS = ("auto", "gpu", "cpu")
+
+
+def label(cfg: Mapping[str, Any]) -> str:
+    parts = ["xla"]
+    if not cfg.get("command_buffers", True):
+        parts.append("no-cmdbuf")
+    if cfg.get("autotune_level") is not None:
+        parts.append(f"autotune{cfg['autotune_level']}")
+    if cfg.get("xla_flags"):
+        parts.append("flags")
+    return ":".join(parts)
+
+
+@plugins.backend("xla", module="backends.xla.backend", label=label,
+         compile_cache={"JAX_COMPILATION_CACHE_DIR": "jax"},
+         # cache every executable, however small or quick to compile (JAX's defaults skip
+         # those); JAX would otherwise take 75% of the GPU up front and every memory figure
+         # would be that
+         env={"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+              "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
+         packages=("jax", "jaxlib", "torchax", "torch"),
+         variants={"xla_no_cmdbuf": {"command_buffers": False}})
+@dataclass
+class XlaConfig(BackendConfig):
+    platform: str = "auto"          # auto (gpu when jax sees one) | gpu | cpu
+    xla_flags: str = ""             # extra XLA flags, e.g. "--xla_gpu_enable_triton_gemm=false"
+    autotune_level: Optional[int] = None   # --xla_gpu_autotune_level=N (gpu only); null: XLA's default
+    dump_hlo: bool = True           # run_dir/xla_dump: optimised HLO, buffer assignment, memory report
+    # XLA's default (true): CUDA graphs for the command types XLA enables by default; false:
+    # --xla_gpu_enable_command_buffer= (none), the control against Inductor without graphs.
+    command_buffers: bool = True
+    # Profile the program as timed: with command buffers on, XLA's profiler replaces them by
+    # op-by-op launches unless --xla_enable_command_buffers_during_profiling=true.
+    profile_as_timed: bool = True

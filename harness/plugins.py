@@ -1,0 +1,158 @@
+"""Workloads and backends declare themselves once: a decorator on their config schema.
+
+    @workload("fp8_linear", build="workloads.fp8_linear.model:build")
+    @dataclass
+    class Fp8LinearConfig(WorkloadConfig): ...
+
+    @plugins.backend("inductor", module="backends.inductor.backend", label=inductor_label,
+             compile_cache={"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton"},
+             variants={"inductor_max_autotune": {"mode": "max-autotune"}})
+    @dataclass
+    class InductorConfig(BackendConfig): ...
+
+Discovery imports every subpackage of `workloads/` and `backends/` (their `__init__.py` holds
+the schema and nothing heavier: the orchestrator must start without importing torch), then
+the modules named by entry points of the group `harness.plugins`, so a package outside this
+repository can add a workload or a backend without editing a line here. Each schema, and
+each backend variant, is stored in Hydra's ConfigStore under its group: `workload=conv` and
+`backend=inductor_max_autotune` are Hydra options, and a key of another backend
+(`backend=xla backend.mode=max-autotune`) is rejected by Hydra itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from harness.errors import ConfigError
+
+ENTRY_POINT_GROUP = "harness.plugins"
+BUILTIN_PACKAGES = ("workloads", "backends")
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    schema: type            # a dataclass extending harness.config.WorkloadConfig
+    build: str              # "module:function", build(cfg: dict, device) -> harness.workload.Workload
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    schema: type            # a dataclass extending harness.config.BackendConfig
+    module: str             # defines unavailable() -> str | None and prepare(workload, cfg, ctx)
+    label: Callable[[Mapping[str, Any]], str]          # resolved backend config -> table label
+    compile_cache: Mapping[str, str] = field(default_factory=dict)  # env var -> subdir of the cache
+    env: Mapping[str, str] = field(default_factory=dict)             # set for the worker if unset
+    packages: tuple[str, ...] = ()                      # versions recorded with every run
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # option -> overrides
+
+
+_WORKLOADS: dict[str, WorkloadSpec] = {}
+_BACKENDS: dict[str, BackendSpec] = {}
+_discovered = False
+
+
+def _require_dataclass(schema: type, name: str) -> None:
+    if not dataclasses.is_dataclass(schema):
+        raise TypeError(f"{name}: the schema {schema.__name__} must be a @dataclass "
+                        "(put @dataclass below the registering decorator)")
+
+
+def workload(name: str, *, build: str) -> Callable[[type], type]:
+    """Register a workload: its config schema (this class) and where its build function is."""
+    def register(schema: type) -> type:
+        _require_dataclass(schema, name)
+        _WORKLOADS[name] = WorkloadSpec(name, schema, build)
+        return schema
+    return register
+
+
+def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str] | None = None,
+            compile_cache: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
+            packages: tuple[str, ...] = (), variants: Mapping[str, Mapping[str, Any]] | None = None
+            ) -> Callable[[type], type]:
+    """Register a backend: its config schema (this class), its module, how tables name a
+    configuration of it, the compile caches it writes and its named variants."""
+    def register(schema: type) -> type:
+        _require_dataclass(schema, name)
+        known = {f.name for f in dataclasses.fields(schema)}
+        for option, overrides in (variants or {}).items():
+            unknown = set(overrides) - known
+            if unknown:
+                raise TypeError(f"backend variant {option}: {', '.join(sorted(unknown))} "
+                                f"not in {schema.__name__}")
+        _BACKENDS[name] = BackendSpec(name, schema, module, label or (lambda cfg: name),
+                                      dict(compile_cache or {}), dict(env or {}), tuple(packages),
+                                      dict(variants or {}))
+        return schema
+    return register
+
+
+def discover() -> None:
+    """Import every built-in workload and backend package and every `harness.plugins` entry
+    point, once. Their decorators fill the registries."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for package_name in BUILTIN_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.ispkg and not info.name.startswith("_"):
+                _import(f"{package_name}.{info.name}")
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _import(entry.value)
+
+
+def _import(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # a broken plugin names itself, it does not stop the others silently
+        raise ConfigError("plugins", f"cannot import {module}: {type(e).__name__}: {e}") from None
+
+
+def workloads() -> dict[str, WorkloadSpec]:
+    discover()
+    return dict(_WORKLOADS)
+
+
+def backends() -> dict[str, BackendSpec]:
+    discover()
+    return dict(_BACKENDS)
+
+
+def workload_spec(name: str) -> WorkloadSpec:
+    found = workloads()
+    if name not in found:
+        raise ConfigError("workload", f"unknown workload {name!r}; available: {', '.join(sorted(found))}")
+    return found[name]
+
+
+def backend_spec(name: str) -> BackendSpec:
+    found = backends()
+    if name not in found:
+        raise ConfigError("backend", f"unknown backend {name!r}; available: {', '.join(sorted(found))}")
+    return found[name]
+
+
+def load(target: str) -> Any:
+    """`package.module:attribute` -> the attribute (imports the module)."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute) if attribute else importlib.import_module(module)
+
+
+def config_nodes() -> dict[str, dict[str, Any]]:
+    """group -> option -> the dataclass instance Hydra stores for it."""
+    nodes: dict[str, dict[str, Any]] = {"workload": {}, "backend": {}}
+    for spec in workloads().values():
+        nodes["workload"][spec.name] = spec.schema(name=spec.name)
+    for spec in backends().values():
+        nodes["backend"][spec.name] = spec.schema(name=spec.name)
+        for option, overrides in spec.variants.items():
+            nodes["backend"][option] = spec.schema(name=spec.name, **overrides)
+    return nodes

@@ -1,0 +1,216 @@
+"""One worker process: started, watched, stopped; its outcome whatever happens to it.
+
+The worker gets its task on stdin and hands its result back through a pipe (no files), runs in
+a process group of its own on its CPU set, dies with its orchestrator (PR_SET_PDEATHSIG, and
+a watchdog of its own), and is killed, with the reason recorded, past its time limit or its
+host-memory limit. `RLIMIT_AS` would break CUDA (it reserves far more address space than it
+uses), so memory is the resident set of the worker's process group, watched from here.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.worker import CONFIG_ERROR_PREFIX, WorkerTask
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STDERR_TAIL_LINES = 40
+POLL_S = 0.2
+PR_SET_PDEATHSIG = 1
+INTERRUPTING = (signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP, signal.SIGINT)
+
+
+class Interrupted(BaseException):
+    """The orchestrator itself was told to stop (Slurm time limit, preemption, hang-up, Ctrl-C)."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@dataclass
+class Outcome:
+    result: dict[str, Any] | None       # what the worker sent back (None: it sent nothing)
+    failure: str = ""                   # why there is no usable result
+    config_error: str = ""              # the worker's config-error line
+    interrupted: str = ""               # the signal the orchestrator received
+    stderr_tail: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+def host_memory_limit_bytes(limit_gb: float | None) -> int:
+    """bench.max_host_mem_gb, or 80% of this machine's memory: the cgroup's limit where one is
+    set, else MemTotal (read again each time: a VM's memory can grow while it runs)."""
+    if limit_gb is not None:
+        return int(limit_gb * 2 ** 30)
+    total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2 ** 60:
+            total = int(text)
+            break
+    if total is None:
+        with open("/proc/meminfo") as f:
+            total = next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemTotal:"))
+    return int(0.8 * total)
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in a process group (the worker and its compile pool)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:       # state, ppid, pgrp
+                continue
+            with open(f"/proc/{entry.name}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _preexec(cpus: list[int] | None):
+    def run() -> None:
+        # Die with the orchestrator: a killed orchestrator must not leave a GPU job running.
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return run
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _stream(pipe, tail: collections.deque, echo: bool) -> None:
+    for raw in iter(pipe.readline, b""):
+        line = raw.decode(errors="replace").rstrip("\n")
+        tail.append(line)
+        if echo and line.startswith("[worker]"):
+            print(f"  {line}", file=sys.stderr, flush=True)
+    pipe.close()
+
+
+def _read_result(fd: int, box: list) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        box.append(pipe.read())
+
+
+def _failure_reason(returncode: int, tail: list[str]) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"worker killed by signal {name}"
+    last = next((l for l in reversed(tail) if l.strip()), "")
+    return f"worker exited with code {returncode}: {last}"[:2000]
+
+
+def run_worker(task: WorkerTask, env: dict[str, str], cpus: list[int] | None, timeout_s: float,
+               mem_limit_gb: float | None, echo: bool = True) -> Outcome:
+    task.orchestrator_pid = os.getpid()
+    task.deadline_s = timeout_s + 30     # the worker's own deadline, behind ours
+    read_end, write_end = os.pipe()
+    started_at, start = time.time(), time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(write_end)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env, cwd=REPO_ROOT, start_new_session=True, pass_fds=(write_end,),
+                            preexec_fn=_preexec(cpus))
+    os.close(write_end)
+    box: list[bytes] = []
+    reader = threading.Thread(target=_read_result, args=(read_end, box), daemon=True)
+    reader.start()
+    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
+    streamer = threading.Thread(target=_stream, args=(proc.stdout, tail, echo), daemon=True)
+    streamer.start()
+    proc.stdin.write(json.dumps(asdict(task)).encode())
+    proc.stdin.close()
+    outcome = Outcome(result=None, started_at=started_at)
+    outcome.failure, outcome.interrupted = _wait(proc, timeout_s, mem_limit_gb)
+    streamer.join(timeout=5)
+    reader.join(timeout=5)
+    outcome.wall_s, outcome.finished_at = time.perf_counter() - start, time.time()
+    outcome.stderr_tail = list(tail)
+    if outcome.failure or outcome.interrupted:
+        return outcome
+    if proc.returncode == 2 and any(l.startswith(CONFIG_ERROR_PREFIX) for l in tail):
+        outcome.config_error = next(l for l in reversed(tail) if l.startswith(CONFIG_ERROR_PREFIX))
+    elif proc.returncode != 0:
+        outcome.failure = _failure_reason(proc.returncode, list(tail))
+    elif not box or not box[0]:
+        outcome.failure = "worker exited 0 without sending a result"
+    else:
+        outcome.result = json.loads(box[0])
+    return outcome
+
+
+@contextlib.contextmanager
+def interruptible():
+    """While a run is in the orchestrator's hands, the signals that stop a job (Slurm's USR2
+    before the time limit, TERM at it or on preemption, HUP when the terminal goes, Ctrl-C)
+    raise `Interrupted`, so that the worker is stopped and a failed record written."""
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in INTERRUPTING}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float, mem_limit_gb: float | None) -> tuple[str, str]:
+    """(failure, interrupted): why the worker was stopped, if it was."""
+    deadline = time.monotonic() + timeout_s
+    next_memory_check = 0.0
+    try:
+        while proc.poll() is None:
+            now = time.monotonic()
+            if now > deadline:
+                _kill_group(proc)
+                return f"timeout: worker still running after {timeout_s:g} s (bench.timeout_s), killed", ""
+            if now >= next_memory_check:
+                next_memory_check = now + 1.0
+                limit = host_memory_limit_bytes(mem_limit_gb)
+                rss = group_rss_bytes(proc.pid)
+                if rss > limit:
+                    _kill_group(proc)
+                    return (f"host memory above {limit / 2 ** 30:.1f} GiB (bench.max_host_mem_gb): the worker "
+                            f"and its children held {rss / 2 ** 30:.1f} GiB, killed"), ""
+            time.sleep(POLL_S)
+        return "", ""
+    except (Interrupted, KeyboardInterrupt) as e:
+        _kill_group(proc)
+        return "", str(e) or "SIGINT"

@@ -1,0 +1,12 @@
+"""Test-only: a tiny matmul that crashes, hangs, raises or returns wrong numbers on request."""
+from dataclasses import dataclass
+
+from harness.config import WorkloadConfig
+from harness import plugins
+
+
+@plugins.workload("faulty", build="workloads.faulty.model:build")
+@dataclass
+class FaultyConfig(WorkloadConfig):
+    fault: str = "none"             # none | crash | segfault | hang | wrong | raise | recompile
+    size: int = 64
