@@ -55,7 +55,12 @@ def _check_output(argv: list[str]) -> None:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def app(cfg: DictConfig) -> None:
+    from harness.config import check_bench
     from harness.orchestrator import run
+    try:
+        check_bench(cfg.bench)
+    except ConfigError as e:
+        die(str(e))
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN

@@ -179,12 +179,16 @@ def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
     timing of all, and the first failure's reason."""
     results = [o.result for o in outcomes if o.result is not None]
     first = results[0] if results else {}
-    for key in ("params", "environment", "numerics", "memory", "kernels", "artifacts", "profile_iters", "compile"):
+    for key in ("params", "environment", "numerics", "memory", "kernels", "artifacts", "profile_iters"):
         if first.get(key) is not None:
             setattr(record, key, first[key])
+    record.compile = {**(first.get("compile") or {}), **record.compile}     # with the priming run
     record.compile_s = first.get("first_call_s")
-    if len(results) > 1:
-        record.compile["warm_first_call_s"] = [r.get("first_call_s") for r in results[1:]]
+    if len(results) > 1:    # they compile from the cache the first filled: their cache counters say so
+        record.compile["later_processes"] = [
+            {"first_call_s": r.get("first_call_s"),
+             **{k: v for k, v in (r.get("compile") or {}).items() if k in ("cache_counters", "persistent_cache")}}
+            for r in results[1:]]
     timed = [dict(r["timing"], first_call_s=r.get("first_call_s")) for r in results if r.get("timing")]
     record.timing = combine.timing(timed)
     median = record.timing["median_ms"] if record.timing else None

@@ -108,9 +108,10 @@ def check_numerics(workload, prepared, first, check_inputs) -> dict[str, Any]:
     progress(f"numerics over {len(outputs)} step(s)")
     check = numerics.compare(outputs, workload.reference(), workload.min_sqnr_db, workload.output_names)
     if workload.state_probe is not None and workload.reference_state is not None:
-        state = numerics.compare([list(workload.state_probe(prepared.state()).values())],
-                                 [list(workload.reference_state().values())], workload.min_sqnr_db,
-                                 tuple(workload.reference_state()))
+        expected = workload.reference_state()
+        got = workload.state_probe(prepared.state())
+        state = numerics.compare([[got[k] for k in expected]], [list(expected.values())], workload.min_sqnr_db,
+                                 tuple(expected))
         check = numerics.with_state(check, state)
     return check.to_dict()
 
@@ -160,7 +161,9 @@ def measure(task: WorkerTask) -> dict[str, Any]:
     if task.first and bench["check_numerics"]:
         result["numerics"] = check_numerics(workload, prepared, first, check_inputs)
         if not result["numerics"]["passed"]:
+            # wrong numbers: no figure of this run could be used, so none is measured
             result.update(status="failed", reason=f"numerics: {result['numerics']['detail']}")
+            return result
 
     progress(f"timing (process {task.process_index + 1} of {task.processes})")
     graphs_before = prepared.graphs_compiled()

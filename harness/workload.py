@@ -57,6 +57,25 @@ class Workload:
             p for p in self.module.parameters() if p.requires_grad]
 
 
+class LazyMapping(Mapping):
+    """keys -> get(key), computed when asked for: state buffers are handed over one at a time
+    (a Qwen3-0.6B KV cache is 3.6 GB; copying it whole to the host for a check is not needed)."""
+
+    def __init__(self, keys: Sequence[str], get: Callable[[str], torch.Tensor]):
+        self._keys, self._get = tuple(keys), get
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._get(key)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 class BuildWorkload(Protocol):
     def __call__(self, cfg: dict[str, Any], device: torch.device) -> Workload: ...
 

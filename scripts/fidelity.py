@@ -1,91 +1,92 @@
-"""Does the harness time what a reference timer times? One config per process.
+"""Does the harness time what a reference timer times, and how much do fresh processes differ?
 
-    python scripts/fidelity.py workload=fp8_linear backend=inductor [more overrides]
+    python scripts/fidelity.py SWEEP_DIR [SWEEP_DIR ...]          # a table from finished runs
+    python scripts/fidelity.py --run OUT_DIR -- workload=fp8_linear backend=inductor,xla ...
 
-Builds exactly the callable the worker times (harness.worker.setup), then alternates
-rounds of the harness's own timing with an independent timer on the same callable:
-`triton.testing.do_bench` (median, CUDA events) for torch backends on CUDA, a plain
-`block_until_ready` loop for JAX, a plain perf_counter loop on CPU. Prints both medians,
-their ratio, and the harness's CV. The harness and the reference agree when the ratio is
-within 2%.
+`--run` sweeps the overrides with `bench.processes=5 bench.reference_timer=true` (each process
+also times the same callable with triton's `do_bench` where torch runs on CUDA, a
+block_until_ready loop for JAX, a plain loop on CPU). The table: harness median (median of the
+process medians), the reference's median, their ratio, the within-process CV, the spread of
+the process medians, the GPU's busy share of the step, and the verdict against the goal: a
+run whose GPU is busy >= 90% of its step within 2% of the reference with CV < 2%; any other
+run is host-bound and must say so (flag `host_bound`).
 """
 from __future__ import annotations
 
+import argparse
 import json
-import statistics
+import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from harness.describe import backend_label, flag_codes, variant  # noqa: E402
 
-def resolved_config(overrides: list[str]) -> dict:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from harness.config import register_configs
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
+GPU_BOUND_SHARE = 0.90
+WITHIN = 0.02
+MAX_CV = 0.02
 
 
-def reference_median_ms(fn, sync, device_type: str, jax_backend: bool) -> float:
-    if device_type == "cuda" and not jax_backend:
-        from triton.testing import do_bench
-        return float(do_bench(fn, warmup=100, rep=500, return_mode="median"))
-    # A plain loop: n back-to-back calls, block on the last output, median per call over 25
-    # repeats. n covers ~50 ms so the pipeline's start (the first launch, not overlapped)
-    # is spread thin, as it is in any steady-state loop.
-    start = time.perf_counter()
-    sync(fn())
-    n = max(20, int(0.05 / max(time.perf_counter() - start, 1e-6)))
-    samples = []
-    for _ in range(25):
-        start = time.perf_counter()
-        for _ in range(n):
-            out = fn()
-        sync(out)
-        samples.append((time.perf_counter() - start) * 1e3 / n)
-    return statistics.median(samples)
+def rows(sweeps: list[Path]) -> list[dict]:
+    out = []
+    for path in sorted(p for s in sweeps for p in Path(s).rglob("record.json")):
+        r = json.loads(path.read_text())
+        t, gpu = r.get("timing") or {}, r.get("gpu") or {}
+        if r.get("status") != "ok" or not t.get("reference_median_ms"):
+            continue
+        between = t.get("between") or {}
+        busy = 1.0 - gpu["idle_share"] if gpu.get("idle_share") is not None else None
+        ratio = t["median_ms"] / t["reference_median_ms"]
+        if busy is not None and busy >= GPU_BOUND_SHARE:
+            ok = abs(ratio - 1) <= WITHIN and t["cv"] < MAX_CV
+            verdict = "agree" if ok else "DISAGREE"
+        else:
+            verdict = "host-bound, flagged" if "host_bound" in flag_codes(r) else (
+                "no GPU time" if busy is None else "host-bound, NOT flagged")
+        out.append({"run": f"{r['workload']}[{variant(r.get('params') or {})}]", "backend": backend_label(r),
+                    "harness_ms": t["median_ms"], "reference_ms": t["reference_median_ms"],
+                    "reference": t.get("reference_timer", ""), "ratio": ratio, "cv_pct": 100 * t["cv"],
+                    "processes": between.get("n", 1),
+                    "process_min_ms": between.get("min_ms", t["median_ms"]),
+                    "process_max_ms": between.get("max_ms", t["median_ms"]),
+                    "process_cv_pct": 100 * between["cv"] if between.get("cv") is not None else None,
+                    "gpu_busy_pct": 100 * busy if busy is not None else None, "verdict": verdict})
+    return out
 
 
-def main(overrides: list[str]) -> None:
-    from harness import timing
-    from harness.worker import setup
+def markdown(table: list[dict]) -> str:
+    head = ("| run | backend | harness ms | reference ms | ratio | CV % | processes: min-max ms (CV %) "
+            "| GPU busy % | verdict |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in table:
+        spread = (f"{r['processes']}: {r['process_min_ms']:.4g}-{r['process_max_ms']:.4g}"
+                  + (f" ({r['process_cv_pct']:.1f})" if r["process_cv_pct"] is not None else ""))
+        busy = f"{r['gpu_busy_pct']:.0f}" if r["gpu_busy_pct"] is not None else "-"
+        lines.append(f"| {r['run']} | {r['backend']} | {r['harness_ms']:.4g} | {r['reference_ms']:.4g} "
+                     f"({r['reference']}) | {r['ratio']:.3f} | {r['cv_pct']:.2f} | {spread} | {busy} | {r['verdict']} |")
+    return "\n".join(lines)
 
-    cfg = resolved_config(overrides)
-    with tempfile.TemporaryDirectory() as tmp:
-        device, workload, prepared, why_not = setup(cfg, Path(tmp))
-        if why_not:
-            raise SystemExit(f"skipped: {why_not}")
-        fn = lambda: prepared.step(*prepared.inputs)  # noqa: E731
-        prepared.synchronize(fn())
-        bench = cfg["bench"]
-        jax_backend = cfg["backend"]["name"] == "xla"
-        rows = []
-        for _ in range(3):   # alternate, so drift (clocks, temperature) hits both alike
-            t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
-                               min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
-                       warmup_ms=bench["warmup_ms"])
-            ref = reference_median_ms(fn, prepared.synchronize, device.type, jax_backend)
-            rows.append((t.median_ms, t.cv, ref))
-    harness_ms = statistics.median(r[0] for r in rows)
-    ref_ms = statistics.median(r[2] for r in rows)
-    cv = statistics.median(r[1] for r in rows)
-    ref_name = "do_bench" if device.type == "cuda" and not jax_backend else "plain loop"
-    label = " ".join(overrides)
-    result = {"config": label, "harness_median_ms": harness_ms, "harness_cv": cv,
-              "reference": ref_name, "reference_median_ms": ref_ms, "ratio": harness_ms / ref_ms,
-              "rounds": rows}
-    print(json.dumps(result))
-    verdict = "agree" if abs(harness_ms / ref_ms - 1) <= 0.02 else "DISAGREE"
-    print(f"{label}: harness {harness_ms:.4f} ms (cv {100 * cv:.2f}%), {ref_name} {ref_ms:.4f} ms, "
-          f"ratio {harness_ms / ref_ms:.3f} -> {verdict} within 2%", file=sys.stderr)
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("sweeps", nargs="*", type=Path)
+    p.add_argument("--run", type=Path, metavar="OUT_DIR", help="sweep the overrides after -- into OUT_DIR first")
+    p.add_argument("--processes", type=int, default=5)
+    args, overrides = p.parse_known_args(argv)
+    overrides = [o for o in overrides if o != "--"]
+    if args.run:
+        cmd = [sys.executable, "-m", "harness", "-m", *overrides, f"bench.processes={args.processes}",
+               "bench.reference_timer=true", f"hydra.sweep.dir={args.run}"]
+        subprocess.run(cmd, cwd=REPO, check=False)
+        args.sweeps.append(args.run)
+    if not args.sweeps:
+        p.error("give SWEEP_DIRs, or --run OUT_DIR -- OVERRIDES")
+    table = rows(args.sweeps)
+    print(markdown(table))
+    return 0 if all(r["verdict"] in ("agree", "host-bound, flagged") for r in table) else 1
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -82,7 +82,6 @@ def test_documented_parallel_sweep_on_a_gpu_node_never_runs_on_the_cpu(two_gpu_n
         assert [f["code"] for f in r["flags"]] == ["cpu_fallback"]
     assert {r["environment"]["gpu_slot"] for r in recs} == {"0", "1"}
     assert {tuple(r["environment"]["cpu_set"]) for r in recs} == {(0,), (1,)}
-    assert proc.stdout.count("!! cpu_fallback") == 4
 
 
 @pytest.mark.slow

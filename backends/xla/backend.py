@@ -24,6 +24,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable, Sequence
 
 import torch
@@ -33,7 +34,7 @@ from backends.xla import dump
 from backends.xla.convert import is_channels_last, jax_to_torch, to_nchw, to_nhwc, torch_to_numpy
 from harness.backend import TRACE, Artifact, Prepared, RunContext
 from harness.errors import ConfigError
-from harness.workload import Workload, as_outputs, run_torch
+from harness.workload import LazyMapping, Workload, as_outputs, run_torch
 
 TRACE_NAME = "perfetto_trace.json.gz"
 
@@ -108,7 +109,7 @@ class XlaProgram:
         self.nhwc_cots = tuple(is_channels_last(g) for g in workload.grad_outputs) if self.train else ()
         self.cotangents = tuple(self.put(g, nhwc) for g, nhwc in zip(workload.grad_outputs or (), self.nhwc_cots))
         import jax
-        self.jitted = jax.jit(self._step, donate_argnums=(2,) if self.state_names else ())
+        self.jitted = jax.jit(self.harness_xla_step, donate_argnums=(2,) if self.state_names else ())
         self.compiled = None
         self.info: dict[str, Any] = {}
 
@@ -124,8 +125,9 @@ class XlaProgram:
         return tuple(jax_to_torch(x).permute(0, 3, 1, 2) if i < len(self.nhwc_outputs) and self.nhwc_outputs[i]
                      else jax_to_torch(x) for i, x in enumerate(outs))
 
-    def state_as_torch(self) -> dict[str, torch.Tensor]:
-        return {k: jax_to_torch(v) for k, v in self.state.items()}
+    def state_as_torch(self) -> Mapping[str, torch.Tensor]:
+        """The carried state as torch tensors, each copied to the host only when asked for."""
+        return LazyMapping(tuple(self.state), lambda name: jax_to_torch(self.state[name]))
 
     # -- the traced program -------------------------------------------------------------------
     def _forward(self, params, buffers, state, inputs):
@@ -137,7 +139,8 @@ class XlaProgram:
         outs = tuple(env.t2j_iso(as_outputs(res)))
         return outs, {k: env.t2j_iso(env.v2t_iso(s_t[k])) for k in self.state_names}
 
-    def _step(self, params, buffers, state, inputs, cots):
+    def harness_xla_step(self, params, buffers, state, inputs, cots):
+        """The traced program (jax.jit names the HLO module jit_<this name>: the dump keeps it)."""
         from backends.xla.autograd import autograd_functions_as_custom_vjp, entered
         import jax
         params = {k: to_nchw(v) if k in self.nhwc else v for k, v in params.items()}

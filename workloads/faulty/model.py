@@ -31,9 +31,10 @@ class Faulty(torch.nn.Module):
             raise RuntimeError("faulty workload raised on request")
         y = x @ self.weight
         if self.fault == "recompile":
-            # A Python int that changes every call: torch.compile (dynamic=False) guards on it
-            # and compiles again; the value itself adds nothing to the result.
-            self.calls += 1
+            # A Python int that changes over the first calls, then stays: torch.compile
+            # (dynamic=False) guards on its value and compiles again three times inside the timed
+            # window, below Dynamo's recompile limit; the value adds nothing to the result.
+            self.calls = min(self.calls + 1, 4)
             return y + (self.calls - self.calls)
         return y + 1.0 if self.fault == "wrong" else y
 

@@ -23,6 +23,7 @@ Phases:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.workload import Workload, require_choice, require_positive, resolve, torch_dtype
+from harness.workload import LazyMapping, Workload, require_choice, require_positive, resolve, torch_dtype
 
 _QWEN3_0_6B = dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
                    intermediate_size=3072, vocab_size=151936, rope_theta=1e6, rms_eps=1e-6,
@@ -116,18 +117,20 @@ def block_slots(input_pos: torch.Tensor, block_table: torch.Tensor, block_size: 
     return block_table[:, input_pos // block_size].long(), input_pos % block_size
 
 
-def written_entries(cache: dict[str, torch.Tensor], input_pos: torch.Tensor,
+def written_entries(cache: Mapping[str, torch.Tensor], input_pos: torch.Tensor,
                     block_table: torch.Tensor | None, block_size: int) -> dict[str, torch.Tensor]:
     """What the cache buffers (by name, static `k_cache`/`v_cache` or paged `pool`) hold at
-    positions input_pos: the entries a check compares, float32 on the CPU."""
+    positions input_pos: the entries a check compares, float32 on the CPU. Indexed where the
+    buffer lives, one buffer at a time (a backend may hand them over lazily: 3.6 GB at Qwen3-0.6B)."""
     out = {}
-    for name, t in cache.items():
-        t = t.detach().cpu()
+    for name in cache:
+        t = cache[name].detach()
+        pos = input_pos.to(t.device)
         if name.endswith(".pool"):
-            blocks, offsets = block_slots(input_pos.cpu(), block_table.cpu(), block_size)
-            out[name] = t[:, blocks, offsets[None]].float()
+            blocks, offsets = block_slots(pos, block_table.to(t.device), block_size)
+            out[name] = t[:, blocks, offsets[None]].float().cpu()
         else:
-            out[name] = t[:, input_pos.cpu()].float()
+            out[name] = t[:, pos].float().cpu()
     return out
 
 
@@ -435,9 +438,9 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
 
     cache_names = model.cache_buffers()
 
-    def written(buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        cache = {name: buffers[name] for name in cache_names}
-        return written_entries(cache, written_pos, model.block_table, p["block_size"])
+    def written(buffers: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return written_entries(LazyMapping(cache_names, buffers.__getitem__), written_pos, model.block_table,
+                               p["block_size"])
 
     def reference_state() -> dict[str, torch.Tensor]:
         if not ref_model:

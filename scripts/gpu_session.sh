@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The H200 reference runs, in parts that each fit one device call (10 minutes), on a
+# 2-GPU node (nvidia-h200-x2): sweeps go through the local_gpus launcher, one job per GPU.
+#   source scripts/device_setup.sh; scripts/gpu_session.sh PART [PART...]
+# Each part writes its runs under results/h200/<part> and, as soon as it ends, a tarball of
+# them without traces and dumps (records, tables, small output code) to $OUT/<part>.tgz, so a
+# call cut short still brings back every part it finished.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=results/h200
+OUT=${OUT:-/tmp/out}
+mkdir -p "$ROOT" "$OUT"
+H="python3 -m harness"
+PAIRS=inductor_max_autotune,xla,inductor,xla_no_cmdbuf      # conf/experiment/fair.yaml
+
+pack() {   # pack PART: the part's results, small files only, into $OUT
+  tar -czf "$OUT/$1.tgz" --exclude='*.json.gz' --exclude='compile_cache' --exclude='jax_trace' \
+      --exclude='*.tmp' --exclude='.submitit' -C "$ROOT" "$1" 2>/dev/null
+  ls -la "$OUT/$1.tgz"
+}
+sweep() { part=$1; shift; $H -m hydra/launcher=local_gpus "hydra.sweep.dir=$ROOT/$part" "$@" 2>&1 | grep -v '^  \[worker\]'; }
+
+part_first() {   # issue 18: the first processes on a fresh machine, nothing else running
+  nvidia-smi topo -m > "$OUT/topo.txt"; nvidia-smi --query-gpu=index,name,clocks.sm,clocks.max.sm --format=csv >> "$OUT/topo.txt"
+  $H workload=fp8_linear backend=inductor bench.processes=5 bench.reference_timer=true gpu_pool=[0] \
+     "hydra.run.dir=$ROOT/first/fp8_fwd_inductor" 2>&1 | grep -v '^  \[worker\]'
+  pack first
+}
+part_fair_fp8() {  # issues 18, 19: fp8 fwd, fwd_bwd, conv stage3 fwd_bwd on both pairs
+  sweep fair workload=fp8_linear workload.mode=fwd,fwd_bwd backend=$PAIRS bench.processes=3 bench.reference_timer=true
+  sweep fair workload=conv workload.mode=fwd_bwd backend=$PAIRS bench.processes=3 bench.reference_timer=true
+  pack fair
+}
+part_decode_smoke() {   # issue 19: does the decode step replay CUDA graphs? (4 layers, quick)
+  sweep smoke workload=qwen_decoder workload.num_layers=4 workload.cache=static,paged backend=inductor_cudagraphs bench=quick bench.profile=true
+  pack smoke
+}
+part_fair_qwen() {   # issue 19: decode static and paged, prefill, both pairs; graphs alone on decode
+  sweep fair workload=qwen_decoder workload.phase=decode workload.cache=static,paged backend=$PAIRS,inductor_cudagraphs bench.processes=2
+  sweep fair workload=qwen_decoder workload.phase=prefill backend=$PAIRS bench.processes=2 bench.reference_timer=true
+  pack fair
+}
+part_node() {   # issue 17: the default pool over both GPUs against one GPU; CV alone/unpinned/pinned
+  local args="workload=fp8_linear,conv workload.mode=fwd,fwd_bwd backend=inductor"
+  local t0=$SECONDS
+  sweep node/pool2 $args; echo "default pool (both GPUs): $((SECONDS - t0)) s" | tee -a "$OUT/node.txt"
+  t0=$SECONDS
+  sweep node/pool1 $args gpu_pool=[0]; echo "gpu_pool=[0]: $((SECONDS - t0)) s" | tee -a "$OUT/node.txt"
+  sweep node/unpinned workload=fp8_linear backend=inductor seed=0,1 cpu_pinning=none
+  sweep node/pinned workload=fp8_linear backend=inductor seed=0,1 cpu_pinning=auto
+  pack node
+}
+part_twice() {   # issue 18: the same sweep twice, compared
+  for n in 1 2; do sweep twice/$n workload=fp8_linear backend=inductor,xla bench.processes=3; done
+  python3 -m harness.report compare "$ROOT/twice/1" "$ROOT/twice/2" --out "$ROOT/twice/compare.md" | tail -30
+  pack twice
+}
+
+for part in "$@"; do
+  echo "=== $part $(date +%T)"
+  "part_$part"
+done
+echo "=== done $(date +%T)"
