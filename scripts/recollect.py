@@ -1,23 +1,49 @@
 """Re-run the collectors on finished run dirs: `python scripts/recollect.py RUN_DIR [...]`.
 
-For runs whose tables are missing or came from an older parser (the record's `flags` say
-which collector failed). Rewrites only the derived tables (memory.parquet,
-memory_buffers.parquet, kernels.parquet) from the run's own artifacts; record.json, the
-measurement, is never touched.
+For runs whose tables are missing or came from an older parser (the record's `collector` flags
+say which failed). Rewrites only the derived tables (memory.parquet, memory_buffers.parquet,
+kernels.parquet) from the run's own typed artifacts; record.json, the measurement, is never
+touched. A table whose collector fails now is left as it was.
 """
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.worker import collect_tables  # noqa: E402
+from harness import run_tables  # noqa: E402
+from harness.backend import KERNEL_TABLE, MEMORY_BUFFERS, MEMORY_TABLE, Artifact  # noqa: E402
+
+TABLES = (KERNEL_TABLE, MEMORY_TABLE, MEMORY_BUFFERS)
 
 
-TABLES = {"memory": ("memory.parquet", "memory_buffers.parquet"), "kernel": ("kernels.parquet",)}
+def recollect(run_dir: Path) -> str:
+    record = json.loads((run_dir / "record.json").read_text())
+    if not isinstance(record.get("artifacts"), list):
+        return "schema 1 record (artifacts by name): not re-collected"
+    inputs = [Artifact(**a) for a in record["artifacts"] if a["kind"] not in TABLES]
+    # Collect into a scratch dir first: a collector that fails now leaves the old table alone.
+    scratch = run_dir / ".recollect"
+    scratch.mkdir(exist_ok=True)
+    for a in inputs:
+        target = scratch / a.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to((run_dir / a.path).resolve())
+    env, memory = record.get("environment") or {}, record.get("memory") or {}
+    peak = memory.get("runtime_peak_bytes")
+    tables = run_tables.collect(scratch, inputs, gpu_name=env.get("gpu_name"), sm_clock_mhz=env.get("sm_clock_mhz"),
+                                on_gpu=env.get("device") == "cuda", profile_iters=record.get("profile_iters"),
+                                runtime_peak=(peak, memory.get("runtime_peak_source", "")) if peak is not None else None)
+    for table in tables.artifacts:
+        (scratch / table.path).replace(run_dir / table.path)
+    for leftover in sorted(scratch.rglob("*"), key=lambda p: -len(p.parts)):
+        leftover.rmdir() if leftover.is_dir() else leftover.unlink()
+    scratch.rmdir()
+    failed = "; ".join(f["detail"] for f in tables.flags)
+    return f"rewrote {', '.join(t.path for t in tables.artifacts) or 'nothing'}" + (f" (failed: {failed})" if failed else "")
 
 
 def main(run_dirs: list[str]) -> None:
@@ -25,31 +51,7 @@ def main(run_dirs: list[str]) -> None:
         if not (run_dir / "record.json").is_file():
             print(f"{run_dir}: no record.json, skipped")
             continue
-        record = json.loads((run_dir / "record.json").read_text())
-        result = copy.deepcopy(record)
-        result["flags"] = []
-        # Move the old tables aside; put back those whose collector fails now (e.g. a dump
-        # that was not kept), so a re-collection never loses a table it cannot rebuild.
-        backups = {}
-        for names in TABLES.values():
-            for name in names:
-                if (run_dir / name).exists():
-                    backups[name] = (run_dir / name).rename(run_dir / f".{name}.old")
-        collect_tables(run_dir, result)
-        for collector, names in TABLES.items():
-            failed = any(f.startswith(f"{collector} collector") for f in result["flags"])
-            for name in names:
-                old = backups.pop(name, None)
-                if old is None:
-                    continue
-                if failed or not (run_dir / name).exists():
-                    old.rename(run_dir / name)
-                else:
-                    old.unlink()
-        tables = sorted(set(result["artifacts"]) - set(record["artifacts"]) | {
-            k for k in ("memory_table", "memory_buffers", "kernel_table") if k in result["artifacts"]})
-        print(f"{run_dir}: {', '.join(tables) or 'no tables'}"
-              + (f"  flags: {result['flags']}" if result["flags"] else ""))
+        print(f"{run_dir}: {recollect(run_dir)}")
 
 
 if __name__ == "__main__":

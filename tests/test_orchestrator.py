@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import records, run_harness
+from conftest import REPO, records, run_harness
 from harness.orchestrator import run_id
 from harness.record import write_json_atomic
 
@@ -97,3 +97,17 @@ def test_run_id_is_stable_and_ignores_output_location():
     cfg = {"workload": {"name": "x", "M": 1}, "backend": {"name": "eager"}, "bench": {}, "device": "cpu", "seed": 0}
     assert run_id(cfg) == run_id(dict(cfg, hydra={"anything": 1}))
     assert run_id(cfg) != run_id(dict(cfg, seed=1))
+
+
+def test_recollect_rebuilds_tables_and_leaves_the_record(tmp_path):
+    proc = run_harness("workload=fp8_linear", "backend=inductor", "bench=quick", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = (tmp_path / "record.json").read_bytes()
+    (tmp_path / "memory.parquet").unlink()
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "scripts/recollect.py", str(tmp_path)], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    assert "rewrote memory.parquet, memory_buffers.parquet" in out.stdout
+    assert (tmp_path / "memory.parquet").is_file() and (tmp_path / "record.json").read_bytes() == record
+    assert not (tmp_path / ".recollect").exists()
