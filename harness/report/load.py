@@ -252,7 +252,7 @@ def load(roots: list[str | Path]) -> Sweep:
             return pd.concat(tables[name], ignore_index=True)
         return pd.DataFrame(columns=KEY_COLUMNS + columns)
 
-    from harness.collect.kernels import COLUMNS as KERNEL_COLUMNS
+    from harness.collect.kernel_table import COLUMNS as KERNEL_COLUMNS
     kernels = concat("kernels", KERNEL_COLUMNS)
     memory = concat("memory", ["kind", "bytes", "buffers", "source"])
     buffers = concat("memory_buffers", ["name", "bytes", "shape", "kind"])
