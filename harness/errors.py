@@ -1,7 +1,9 @@
 """User mistakes become one line and exit code 2, never a traceback."""
 from __future__ import annotations
 
+import os
 import sys
+from typing import Callable, NoReturn
 
 CONFIG_ERROR_EXIT = 2
 
@@ -20,4 +22,18 @@ class InputError(ValueError):
 
 def die(message: str, code: int = CONFIG_ERROR_EXIT) -> None:
     print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def exit_quietly_on_broken_pipe(main: Callable[[], int | None]) -> NoReturn:
+    """Run a CLI's `main` and exit with its code; a reader that stops early (`| head`) ends
+    it quietly with 0 instead of a BrokenPipeError traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()   # inside the try: a buffered tail fails here, not at exit
+    except BrokenPipeError:
+        # Python flushes stdout again at exit and would fail again: point it at nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
     raise SystemExit(code)

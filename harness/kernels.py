@@ -1,8 +1,11 @@
 """`python -m harness.kernels TRACE [TRACE...]`: any profiler trace -> kernel table.
 
 Works offline on a trace a user already has: a PyTorch Kineto `trace.json[.gz]` or a JAX
-`perfetto_trace.json.gz`. Prints the top kernels and torchao's time-by-category summary with
-one column per trace; two traces also get a diff (per category and per kernel, B - A).
+`perfetto_trace.json.gz`. Prints the top kernels (with the PyTorch op each comes from and that
+op's category) and torchao's time-by-category summary with one column per trace, by kernel
+category and by source-op category; two traces also get a diff (per category and per kernel,
+B - A). Iterations: the harness's markers, else ProfilerStep#N, else --iters; with none the
+figures are whole-trace totals and every heading says so.
 
     python -m harness.kernels eager.trace.json.gz inductor.trace.json.gz --top 15
     python -m harness.kernels run/perfetto_trace.json.gz --device "NVIDIA H100 80GB HBM3" \\
@@ -13,16 +16,19 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from harness.collect.kernels import (category_diff, category_summary, kernel_diff, kernel_table,
-                                     launch_overhead)
-from harness.errors import InputError, die
+from harness.collect.devices import DEVICES, lookup_device
+from harness.collect.kernel_diff import category_diff, category_summary, kernel_diff
+from harness.collect.kernel_table import kernel_table, launch_overhead
+from harness.errors import InputError, die, exit_quietly_on_broken_pipe
 
 NAME_WIDTH = 70
+OP_WIDTH = 40
+NO_ITERATIONS = ("no iteration markers (harness_iter_N, ProfilerStep#N) and no --iters: "
+                 "figures are totals over the whole trace, not per iteration")
 
 
 def labels_for(paths: list[str]) -> list[str]:
@@ -74,18 +80,21 @@ def _num(value: float, digits: int = 1) -> str:
 
 
 def format_table(table: pd.DataFrame, top: int) -> str:
-    """Top kernels by time; a suspect % of peak is printed with '?' (not reported as fact)."""
+    """Top kernels by time; a suspect % of peak is printed with '?' (not reported as fact).
+    Without known iterations the figures are totals, and the columns say so."""
     shown = table.head(top)
+    per = "/iter" if table.attrs.get("per_iteration", True) else " total"
     rows = []
 
     def pct(value: float, suspect: bool) -> str:
         return _num(value, 1) + ("?" if suspect and value == value else "")
 
     for r in shown.itertuples(index=False):
-        name = short_name(r.kernel)
         rows.append({
-            "kernel": name, "category": r.category, "calls/iter": _num(r.calls_per_iter, 2),
-            "us/iter": _num(r.time_us_per_iter, 1), "share%": _num(100 * r.share, 1),
+            "kernel": short_name(r.kernel), "category": r.category,
+            "op": short_name(r.op or "", OP_WIDTH), "op category": r.op_category,
+            f"calls{per}": _num(r.calls_per_iter, 2), f"us{per}": _num(r.time_us_per_iter, 1),
+            "share%": _num(100 * r.share, 1),
             "TFLOP/s": _num(r.achieved_tflops, 1), "GB/s": _num(r.achieved_gbps, 0),
             "%peak_flops": pct(r.pct_peak_flops, r.suspect),
             "%peak_bw": pct(r.pct_peak_bw, r.suspect),
@@ -94,7 +103,7 @@ def format_table(table: pd.DataFrame, top: int) -> str:
     hidden = len(table) - len(shown)
     if hidden > 0:
         rest = table["time_us_per_iter"].iloc[top:].sum()
-        text += f"\n... {hidden} more kernels, {rest:,.1f} us/iter"
+        text += f"\n... {hidden} more kernels, {rest:,.1f} us{per}"
     return text
 
 
@@ -102,11 +111,13 @@ def header(label: str, table: pd.DataFrame) -> str:
     a = table.attrs
     device = a.get("device_spec") or "unknown device (no % of peak; pass --device)"
     dump = f", HLO dump {a['hlo_dir']}" if a.get("hlo_dir") else ""
+    iters = (f"{a.get('iters')} iteration(s) [{a.get('iters_source')}]"
+             if a.get("per_iteration", True) else NO_ITERATIONS)
+    per = "us/iter" if a.get("per_iteration", True) else "us in total"
     return (f"== {label}: {a.get('trace')}{dump}\n"
-            f"   {a.get('source')} trace, {a.get('iters')} iteration(s) "
-            f"[{a.get('iters_source')}], device {device}, "
-            f"kernels {a.get('kernel_us_per_iter', 0):,.1f} us/iter, GPU busy "
-            f"{a.get('gpu_busy_us_per_iter', 0):,.1f} us/iter, "
+            f"   {a.get('source')} trace, {iters}, device {device}, "
+            f"kernels {a.get('kernel_us_per_iter', 0):,.1f} {per}, GPU busy "
+            f"{a.get('gpu_busy_us_per_iter', 0):,.1f} {per}, "
             f"{a.get('launches_excluded', 0)} launches outside the iterations")
 
 
@@ -116,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
                                             "(PyTorch Kineto or JAX perfetto, plain or .gz).")
     p.add_argument("traces", nargs="+", metavar="TRACE")
     p.add_argument("--iters", type=int, help="profiled iterations (default: count the "
-                                             "harness_iter_* markers)")
+                                             "harness_iter_N, else ProfilerStep#N markers)")
     p.add_argument("--top", type=int, default=20, help="kernels to print per trace (20)")
     p.add_argument("--device", help='GPU name or key, e.g. "NVIDIA H100 80GB HBM3", h100_sxm '
                                     "(default: from the Kineto trace)")
@@ -130,35 +141,86 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _check_args(args: argparse.Namespace) -> None:
     if args.iters is not None and args.iters <= 0:
         die("--iters: expected a positive integer")
     if args.top <= 0:
         die("--top: expected a positive integer")
     if args.wall_us and len(args.wall_us) != len(args.traces):
         die(f"--wall-us: expected {len(args.traces)} value(s), one per trace")
-    labels = labels_for(args.traces)
+    if args.device and lookup_device(args.device) is None:
+        known = ", ".join(f"{d.key} ({d.name})" for d in DEVICES)
+        die(f"--device: unknown GPU {args.device!r}; expected one of {known}, or the name the "
+            'driver reports, e.g. "NVIDIA H100 80GB HBM3"')
+
+
+def _hlo_dir(path: str, given: str | None) -> str | None:
+    """A harness run dir keeps XLA's dump next to the trace (`xla_dump/`); a saved trace may
+    carry it as `<name>.xla_dump/`: use it unless told otherwise."""
+    name = Path(path).name
+    if given is not None or "perfetto" not in name:
+        return given
+    stem = name.split(".perfetto")[0] if ".perfetto" in name else name.split(".")[0]
+    siblings = [Path(path).parent / "xla_dump", Path(path).parent / f"{stem}.xla_dump"]
+    return next((str(d) for d in siblings if d.is_dir()), None)
+
+
+def _tables(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     tables: dict[str, pd.DataFrame] = {}
-    for label, path in zip(labels, args.traces):
-        hlo_dir = args.hlo_dir
-        # a harness run dir keeps XLA's dump next to the trace (`xla_dump/`); a saved trace
-        # may carry it as `<name>.xla_dump/`: use it unless told otherwise
-        name = Path(path).name
-        stem = name.split(".perfetto")[0] if ".perfetto" in name else name.split(".")[0]
-        siblings = [Path(path).parent / "xla_dump", Path(path).parent / f"{stem}.xla_dump"]
-        found = next((d for d in siblings if d.is_dir()), None)
-        if hlo_dir is None and "perfetto" in name and found is not None:
-            hlo_dir = str(found)
+    for label, path in zip(labels_for(args.traces), args.traces):
         try:
             tables[label] = kernel_table(path, iters=args.iters, device=args.device,
-                                         hlo_dir=hlo_dir, sm_clock_mhz=args.sm_clock_mhz)
+                                         hlo_dir=_hlo_dir(path, args.hlo_dir),
+                                         sm_clock_mhz=args.sm_clock_mhz)
         except InputError as e:
             die(str(e))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             die(f"{path}: unexpected trace content ({type(e).__name__}: {e}); expected a "
                 "Kineto or JAX perfetto trace")
+    return tables
 
+
+def _write(tables: dict[str, pd.DataFrame], args: argparse.Namespace) -> None:
+    """All rows with a trace column, written before anything is printed: a reader that stops
+    early (`| head`) does not lose the files."""
+    if not (args.csv or args.parquet):
+        return
+    rows = pd.concat([t.assign(trace=label) for label, t in tables.items()], ignore_index=True)
+    rows = rows[["trace"] + [c for c in rows.columns if c != "trace"]]
+    try:
+        if args.csv:
+            rows.to_csv(args.csv, index=False)
+        if args.parquet:
+            rows.to_parquet(args.parquet, index=False)
+    except OSError as e:
+        die(f"cannot write output: {e}")
+
+
+def _print_summaries(tables: dict[str, pd.DataFrame], top: int) -> None:
+    per_iteration = all(t.attrs.get("per_iteration", True) for t in tables.values())
+    per = "per iteration" if per_iteration else "whole trace, not per iteration"
+    unit = "per iteration" if per_iteration else "in total"
+    print(f"Summary of time (ms) by kernel category, {per}")
+    print(category_summary(tables).round(3).to_string())
+    print(f"\nBy the category of the source PyTorch op (op_category), {per}")
+    print(category_summary(tables, by="op_category").round(3).to_string())
+    if len(tables) == 2:
+        (la, a), (lb, b) = tables.items()
+        print(f"\nDiff by category (ms {unit}, {lb} - {la})")
+        print(category_diff(a, b, (la, lb)).round(3).to_string())
+        print(f"\nDiff by source-op category (ms {unit}, {lb} - {la})")
+        print(category_diff(a, b, (la, lb), by="op_category").round(3).to_string())
+        diff = kernel_diff(a, b, (la, lb)).head(top)
+        diff["kernel"] = [short_name(k) for k in diff["kernel"]]
+        print(f"\nDiff by kernel (us {unit}, {lb} - {la}, largest first)")
+        print(diff.round(1).to_string(index=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _check_args(args)
+    tables = _tables(args)
+    _write(tables, args)
     for i, (label, table) in enumerate(tables.items()):
         print(header(label, table))
         print(format_table(table, args.top))
@@ -168,31 +230,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{gap['gpu_busy_us_per_iter']:,.1f}, gap (host/launch overhead) "
                   f"{gap['gap_us_per_iter']:,.1f} us = {100 * gap['gap_share']:.0f}% of wall")
         print()
-
-    print("Summary of time (ms) by kernel category, per iteration")
-    print(category_summary(tables).round(3).to_string())
-    if len(tables) == 2:
-        (la, a), (lb, b) = tables.items()
-        print(f"\nDiff by category (ms per iteration, {lb} - {la})")
-        print(category_diff(a, b, (la, lb)).round(3).to_string())
-        diff = kernel_diff(a, b, (la, lb)).head(args.top)
-        diff["kernel"] = [short_name(k) for k in diff["kernel"]]
-        print(f"\nDiff by kernel (us per iteration, {lb} - {la}, largest first)")
-        print(diff.round(1).to_string(index=False))
-
-    if args.csv or args.parquet:
-        rows = pd.concat([t.assign(trace=label) for label, t in tables.items()],
-                         ignore_index=True)
-        rows = rows[["trace"] + [c for c in rows.columns if c != "trace"]]
-        try:
-            if args.csv:
-                rows.to_csv(args.csv, index=False)
-            if args.parquet:
-                rows.to_parquet(args.parquet, index=False)
-        except OSError as e:
-            die(f"cannot write output: {e}")
+    _print_summaries(tables, args.top)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_quietly_on_broken_pipe(main)

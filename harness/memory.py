@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.collect.memory_table import memory_table_from_files
-from harness.errors import InputError, die
+from harness.errors import InputError, die, exit_quietly_on_broken_pipe
 
 
 def human_bytes(n) -> str:
@@ -39,7 +39,7 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(f"{path.stem}.buffers{path.suffix}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.memory", description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+", type=Path, help="dump files (XLA or Inductor)")
     parser.add_argument("--top", type=int, default=15, help="buffers to show per graph (default 15)")
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         summary, buffers = memory_table_from_files(args.files)
     except InputError as e:
         die(str(e))
+    _write(summary, buffers, args)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_colwidth", 80)
     print("memory summary (bytes; workspace notes say whether it overlaps other kinds)")
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     top = buffers.groupby("graph", sort=False).head(args.top) if args.top >= 0 else buffers
     print(f"\nlargest buffers (top {args.top} per graph)")
     print(_with_size(top).to_string(index=False))
+    return 0
+
+
+def _write(summary: pd.DataFrame, buffers: pd.DataFrame, args: argparse.Namespace) -> None:
+    """Written before anything is printed: a reader that stops early (`| head`) does not
+    lose the files."""
     try:
         if args.csv:
             summary.to_csv(args.csv, index=False)
@@ -70,4 +77,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_quietly_on_broken_pipe(main)

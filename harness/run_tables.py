@@ -61,7 +61,7 @@ def _memory(run_dir: Path, dumps: list[Path], runtime_peak: tuple[int, str] | No
 
 def _kernels(run_dir: Path, trace: Artifact, hlo: list[Path], gpu_name: str | None, sm_clock_mhz: float | None,
              profile_iters: int | None, out: RunTables) -> None:
-    from harness.collect.kernels import kernel_table
+    from harness.collect.kernel_table import kernel_table
     try:
         hlo_dir = hlo[0].parent if hlo else None
         table = kernel_table(run_dir / trace.path, iters=profile_iters, device=gpu_name,

@@ -56,7 +56,7 @@ def template(source: str | None) -> dict:
 
 
 def build(root: Path, base: dict, runs: int) -> None:
-    from harness.collect.kernels import kernel_table
+    from harness.collect.kernel_table import kernel_table
     traces = REPO / "tests" / "fixtures" / "traces"
     tables = {b: kernel_table(traces / f"h100_fp8_linear_fwd_bwd_{b}.trace.json.gz")
               for b in ("eager", "inductor")}

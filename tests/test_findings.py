@@ -122,7 +122,7 @@ def test_nothing_to_say_is_an_empty_table():
 
 
 def test_real_h100_traces_eager_vs_inductor():
-    from harness.collect.kernels import kernel_table
+    from harness.collect.kernel_table import kernel_table
     traces = FIXTURES / "traces"
     k = pd.concat([kernel_table(traces / f"h100_fp8_linear_fwd_bwd_{b}.trace.json.gz")
                    .assign(run_id=b, backend=b) for b in ("eager", "inductor")])

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import FIXTURES
-from harness.collect.kernels import category_summary, kernel_table
+from harness.collect.kernel_diff import category_summary
+from harness.collect.kernel_table import kernel_table
 from harness.collect.memory_table import memory_table_from_files
 
 TRACES = FIXTURES / "traces"
@@ -58,3 +59,55 @@ def test_qwen_decode_buffer_assignment_donates_the_cache():
     assert 3758096384 == 28 * 2 * 16 * 2048 * 8 * 128 * 2
     cache = buffers[buffers["shape"].str.startswith("bf16[16,2048,8,128]")]
     assert set(cache["storage"]) >= {f"allocation {i}" for i in range(1, 57)}
+
+
+# ------------------------------------------------ source ops: the same categories on both sides
+
+QWEN_DUMP = FIXTURES / "xla" / "h100_qwen3_0_6b_decode_static"
+
+
+def test_qwen_decode_attention_by_source_op():
+    """XLA runs torchax's math SDPA as two bmm dots, a softmax and two transposes of the KV
+    cache: gemm, reduction and copy by kernel, attention by the op they come from, as Kineto's
+    enclosing aten::_scaled_dot_product_* says for Inductor."""
+    t = kernel_table(TRACES / "h100_qwen3_0_6b_decode_static_xla.perfetto_trace.json.gz",
+                     device=H100, hlo_dir=QWEN_DUMP)
+    by_op = t.groupby("op_category")["time_us_per_iter"].sum().round(1).to_dict()
+    assert by_op == {"attention": 4109.7, "gemm": 747.2, "elementwise": 413.5, "copy": 124.5,
+                     "reduction": 1.4}
+    assert "attention" not in set(t["category"])          # no kernel is an attention kernel
+    rows = t.set_index("kernel")
+    for k, kind in (("wrapped_transpose", "copy"), ("wrapped_transpose_1", "copy"),
+                    ("gemm_fusion_dot_general_170", "gemm"), ("triton_softmax_333", "reduction")):
+        assert rows.loc[k, "category"] == kind and rows.loc[k, "op_category"] == "attention", k
+        assert rows.loc[k, "op"].startswith("scaled_dot_product_attention/"), k
+    # the two KV-cache transposes alone: 2.4 of the 5.4 ms step
+    assert rows.loc[["wrapped_transpose", "wrapped_transpose_1"], "time_us_per_iter"].sum() \
+        == pytest.approx(2442.0, abs=0.1)
+    assert rows.loc["gemm_fusion_dot_113", "op"] == "linear"
+    assert rows.loc["gemm_fusion_dot_113", "op_category"] == "gemm"
+
+
+def test_fp8_epilogue_is_elementwise_by_kernel_and_gemm_by_op(fp8_xla):
+    by_op = fp8_xla.groupby("op_category")["time_us_per_iter"].sum().round(1).to_dict()
+    assert by_op == {"gemm": 434.3, "fp8_cast": 208.1, "copy": 2.4}   # 319.5 + 114.9 epilogues
+    epilogue = fp8_xla[fp8_xla["kernel"].str.startswith("gemm_fusion_dot_general")]
+    assert len(epilogue) == 3 and (epilogue["category"] == "elementwise").all()
+    assert (epilogue["op"] == "aten::_scaled_mm").all() and (epilogue["op_category"] == "gemm").all()
+
+
+def test_epilogue_that_is_the_entry_root_is_still_elementwise(tmp_path):
+    """H200 fp8 forward: `ROOT %gemm_fusion_dot_general.1 = bf16[2048,8192]{1,0} fusion(...),
+    kind=kLoop`. The H100 fwd+bwd dump, edited so that one epilogue is the entry's ROOT."""
+    (src,) = (TRACES / "h100_fp8_linear_fwd_bwd_xla.xla_dump").glob("*.txt")
+    text = src.read_text()
+    assert text.count("  ROOT %tuple.1.0 = ") == 1 and text.count("  %gemm_fusion_dot_general.3 = ") == 1
+    dump = tmp_path / "xla_dump"
+    dump.mkdir()
+    (dump / src.name).write_text(text.replace("  ROOT %tuple.1.0 = ", "  %tuple.1.0 = ").replace(
+        "  %gemm_fusion_dot_general.3 = ", "  ROOT %gemm_fusion_dot_general.3 = "))
+    t = kernel_table(TRACES / "h100_fp8_linear_fwd_bwd_xla.perfetto_trace.json.gz", device=H100,
+                     hlo_dir=dump)
+    assert t.set_index("kernel").loc["gemm_fusion_dot_general_3", "category"] == "elementwise"
+    by = t.groupby("category")["time_us_per_iter"].sum().round(1).to_dict()
+    assert by == {"gemm": 319.5, "fp8_cast": 208.1, "elementwise": 114.9, "copy": 2.4}

@@ -156,3 +156,39 @@ def get_args():
     plan, = ind.parse_output_code(code)
     assert plan.unsized == ["buf0"] and plan.inputs == {"arg0_1": 256}
     assert (plan.peak_bytes, plan.output_bytes, plan.temp_peak_bytes) == (256, 256, 0)
+
+
+# --- graph partitions (torch >= 2.9) and files cut or made up (issue 20) ---------------
+
+def test_partitioned_wrapper_torch_2_13():
+    """`call` hands `partition0_args = [arg0_1, arg1_1]` to `partition_0`, which allocates
+    buf0 (the mm) and buf1 (the relu) and returns both; buf0 is read again by partition_1 after
+    the custom op, so buf0 + buf1 (2 x 64 KiB) is the peak, in partition_0 (line 72)."""
+    plan, = ind.parse_output_code((INDUCTOR / "partitioned.cpu.0.py").read_text())
+    assert plan.name == "0_inference" and plan.line == 141
+    assert plan.inputs == {"arg0_1": 65536, "arg1_1": 262144, "arg2_1": 262144}
+    assert (plan.peak_bytes, plan.peak_line, plan.temp_peak_bytes) == (131072, 72, 131072)
+    assert [plan.storages[s].first_name for s in plan.outputs] == ["buf4"]
+    assert plan.output_bytes == 65536 and plan.unsized == ["buf2"]   # the custom op's result
+    buf0 = plan.storages[next(b.storage for b in plan.buffers if b.name == "buf0")]
+    assert buf0.freed_line == 153             # after partition_1 returns, not at `del buf0`
+    summary, _ = memory_table_from_files([INDUCTOR / "partitioned.cpu.0.py"])
+    assert dict(zip(summary["kind"], summary["bytes"]))["total"] == 589824 + 131072
+
+
+def test_output_code_cut_after_calls_return(tmp_path):
+    """Without get_args() the inputs' dtypes are unknown: smaller figures would be wrong."""
+    for source in (SEED_001, INDUCTOR / "mlp_train.cuda.0.py", INDUCTOR / "partitioned.cpu.0.py"):
+        text = source.read_text()
+        end = text.index("\n", text.index("return (", text.rindex("def call"))) + 1
+        path = _cut(tmp_path, text[:end])
+        with pytest.raises(InputError, match=rf"^{path}:\d+: truncated: no dtype for input \w+ of "
+                                             r"'call' at line \d+: expected its 'rand_strided"):
+            memory_table_from_files([path])
+
+
+def test_a_call_that_takes_and_allocates_nothing_is_refused(tmp_path):
+    path = _cut(tmp_path, "def call(args):\n    return 1\n")
+    with pytest.raises(InputError, match=rf"^{path}:1: 'call' takes no inputs and allocates "
+                                         "nothing: expected Inductor output code"):
+        memory_table_from_files([path])

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.collect.kernel_categories import (CATEGORIES, RULES, Rule, classify, classify_cached,
-                                               explain)
+from harness.collect.kernel_categories import (CATEGORIES, OP_RULES, RULES, Rule, classify,
+                                               classify_cached, explain, op_category)
 
 FP8 = "fp8_trace"
 
@@ -161,3 +161,39 @@ def test_explain_and_cache_agree_with_classify():
     assert classify_cached("kineto", "triton_red_fused_abs_max_0",
                            "triton_red_fused_abs_max_0") == "fp8_cast"
     assert explain({"kernel": "mystery"}, "kineto") is None
+
+
+def test_cublas_epilogue_is_elementwise_also_as_the_entry_root():
+    root = ("  ROOT %gemm_fusion_dot_general.1 = bf16[2048,8192]{1,0} fusion(%cublas-gemm.1#0, "
+            "%fusion.3), kind=kLoop, calls=%fused_computation.2")
+    assert xla("gemm_fusion_dot_general_1", op="", hlo=root) == "elementwise"
+    assert xla("gemm_fusion_dot_general_1", op="", hlo=root.replace("  ROOT ", "  ")) \
+        == "elementwise"
+    assert xla("gemm_fusion_dot_general_1", op="",
+               hlo=root.replace("kind=kLoop", "kind=kCustom")) == "gemm"   # a Triton GEMM
+
+
+@pytest.mark.parametrize("op,category,expected", [
+    ("aten::scaled_dot_product_attention", "gemm", "attention"),     # eager/Inductor, Kineto
+    ("scaled_dot_product_attention/aten::bmm", "gemm", "attention"),  # XLA op_name path
+    ("scaled_dot_product_attention/aten::_softmax", "reduction", "attention"),
+    ("aten::_scaled_dot_product_flash_attention_backward", "other", "attention"),
+    ("aten::rms_norm", "elementwise", "norm"),
+    ("aten::native_layer_norm", "reduction", "norm"),
+    ("aten::_scaled_mm", "elementwise", "gemm"),   # XLA's cuBLASLt epilogue
+    ("linear", "gemm", "gemm"),
+    ("aten::linear", "copy", "gemm"),
+    ("aten::conv2d", "elementwise", "conv"),
+    ("aten::convolution_backward", "gemm", "conv"),
+    ("aten::mul.Tensor", "fp8_cast", "fp8_cast"),  # no op rule: the kernel's category
+    ("aten::index_copy_/aten::index_put_", "copy", "copy"),
+    ("", "elementwise", "elementwise"),
+    ("aten::mmx", "other", "other"),
+])
+def test_op_category(op, category, expected):
+    assert op_category(op, category) == expected
+
+
+def test_op_rules_are_well_formed():
+    assert [name for name, _, _ in OP_RULES] == ["attention", "conv", "norm", "gemm"]
+    assert all(why for _, _, why in OP_RULES)

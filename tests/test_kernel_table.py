@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from harness.collect.devices import lookup_device
-from harness.collect.kernels import (COLUMNS, category_diff, category_summary, kernel_diff,
-                                     kernel_table, launch_overhead, read_trace)
+from harness.collect.kernel_diff import category_diff, category_summary, kernel_diff
+from harness.collect.kernel_table import COLUMNS, kernel_table, launch_overhead
+from harness.collect.trace_io import read_trace
 from harness.errors import InputError
 
 TRACES = Path(__file__).resolve().parent / "fixtures" / "traces"
@@ -279,6 +280,7 @@ def test_iters_argument_markers_and_fallbacks(tmp_path):
             dims=[[8, 8], [8, 8]], types=["float", "float"])
     t = kernel_table(bare.write(tmp_path / "bare.json"))
     assert t.attrs["iters_source"] == "none" and t["calls_per_iter"].tolist() == [2.0]
+    assert not t.attrs["per_iteration"]      # totals, and the CLI says so
 
 
 def test_peaks_clock_scaling_and_suspects(tmp_path):
@@ -456,3 +458,45 @@ def test_malformed_input(tmp_path):
         {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/host:CPU"}}]}))
     assert "no GPU device process" in error(no_gpu)
     assert "positive integer" in error(H100["fwd_inductor"], iters=0)
+
+
+# --------------------------------------------------- traces the harness did not write (issue 20)
+
+def renamed_markers(tmp_path: Path, name: bytes) -> Path:
+    """The H100 Inductor trace with its harness_iter_N markers renamed (`name` + N)."""
+    path = tmp_path / "user.trace.json"
+    path.write_bytes(gzip.decompress(H100["fwd_bwd_inductor"].read_bytes())
+                     .replace(b"harness_iter_", name))
+    return path
+
+
+def test_profiler_step_markers_count_iterations(tmp_path, h100):
+    t = kernel_table(renamed_markers(tmp_path, b"ProfilerStep#"))
+    assert t.attrs["iters_source"] == "ProfilerStep" and t.attrs["iters"] == 5
+    assert t.attrs["per_iteration"]
+    pd.testing.assert_frame_equal(t, h100["fwd_bwd_inductor"])
+
+
+def test_without_markers_figures_are_totals_and_say_so(tmp_path, h100):
+    path = renamed_markers(tmp_path, b"my_region_")
+    t = kernel_table(path)
+    assert t.attrs["iters_source"] == "none" and not t.attrs["per_iteration"]
+    ours = h100["fwd_bwd_inductor"]
+    assert t["time_us_per_iter"].sum() == pytest.approx(5 * ours["time_us_per_iter"].sum())
+    given = kernel_table(path, iters=5)     # --iters: every launch of the trace, divided by 5
+    assert given.attrs["per_iteration"] and given.attrs["iters_source"] == "argument"
+    pd.testing.assert_frame_equal(given, ours)
+
+
+def test_kineto_source_op_is_the_outermost_aten_op(h100):
+    eager = h100["fwd_bwd_eager"]
+    # aten::max of a transposed weight copies it first: the copy belongs to aten::max
+    copy = eager[eager["kernel"].str.contains("elementwise_kernel<128, 4") &
+                 eager["kernel"].str.contains("direct_copy")].iloc[0]
+    assert (copy["category"], copy["op"], copy["op_category"]) == ("copy", "aten::max", "copy")
+    assert set(eager.loc[eager["category"] == "gemm", "op"]) == {"aten::_scaled_mm"}
+    inductor = h100["fwd_bwd_inductor"]
+    triton = inductor[inductor["kernel"].str.startswith("triton_")]
+    # Inductor's own kernels run under no aten op: their op category is the kernel's
+    assert triton["op"].isna().all() and (triton["op_category"] == triton["category"]).all()
+    assert set(inductor.loc[inductor["category"] == "gemm", "op"]) == {"aten::_scaled_mm"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.collect.kernels import COLUMNS
+from harness.collect.kernel_table import COLUMNS
 from harness.kernels import labels_for, main, short_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,3 +97,43 @@ def test_labels_and_short_names():
             "unsigned int, c10::BFloat16, 4, 4> >(at::native::ReduceOp<c10::BFloat16, ...>)")
     assert short_name(name) == "reduce_kernel<512, 1, ReduceOp, MaxNanFunctor>"
     assert short_name("triton_red_fused_abs_max_0") == "triton_red_fused_abs_max_0"
+
+
+def test_unknown_device_is_an_error_naming_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as e:
+        main([str(INDUCTOR), "--device", "bogus"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device: unknown GPU 'bogus'; expected one of h100_pcie")
+    assert "h200 (H200 SXM)" in err and "b200" in err and len(err.splitlines()) == 1
+
+
+def test_a_trace_without_iteration_markers_says_its_figures_are_totals(tmp_path, capsys):
+    path = tmp_path / "user.trace.json"
+    path.write_bytes(gzip.decompress(INDUCTOR.read_bytes()).replace(b"harness_iter_", b"step_"))
+    assert main([str(path), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert ("no iteration markers (harness_iter_N, ProfilerStep#N) and no --iters: figures are "
+            "totals over the whole trace, not per iteration") in out
+    assert "us total" in out and "us/iter" not in out and "iteration(s)" not in out
+    assert "Summary of time (ms) by kernel category, whole trace, not per iteration" in out
+    assert main([str(path), "--top", "3", "--iters", "5"]) == 0
+    assert "5 iteration(s) [argument]" in capsys.readouterr().out
+
+
+def test_source_op_columns_and_summary(capsys):
+    assert main([str(EAGER), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "op category" in out and "aten::mul" in out
+    assert "By the category of the source PyTorch op (op_category), per iteration" in out
+
+
+def test_reader_that_stops_early_ends_it_quietly():
+    """`python -m harness.kernels TRACE | head`: stdout closed before anything is written."""
+    read, write = os.pipe()
+    os.close(read)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "harness.kernels", str(INDUCTOR)], stdout=write,
+                          stderr=subprocess.PIPE, env=env, text=True, timeout=300)
+    os.close(write)
+    assert proc.returncode == 0 and proc.stderr == ""

@@ -114,3 +114,16 @@ def test_cli_errors_exit_2_without_traceback(tmp_path, make, expected):
     assert result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and expected in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_reader_that_stops_early_ends_it_quietly(tmp_path):
+    """`python -m harness.memory DUMP | head`: stdout closed; the CSV is still written."""
+    read, write = os.pipe()
+    os.close(read)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "harness.memory", str(SEED_004), "--csv",
+                           str(tmp_path / "m.csv")], stdout=write, stderr=subprocess.PIPE,
+                          env=env, text=True, timeout=120)
+    os.close(write)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert len(pd.read_csv(tmp_path / "m.csv")) == 6

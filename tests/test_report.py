@@ -29,7 +29,7 @@ def make_cpu_sweep(tmp_path_factory) -> Path:
     tests): fp8_linear and faulty x eager and inductor, plus a faulty run that raises."""
     if "sweep" in _CACHE:
         return _CACHE["sweep"]
-    from harness.collect.kernels import kernel_table
+    from harness.collect.kernel_table import kernel_table
 
     sweep = tmp_path_factory.mktemp("report") / "sweep"
     proc = run_harness("-m", "workload=fp8_linear,faulty", "backend=eager,inductor", "bench=quick",

@@ -172,10 +172,12 @@ XLA_RULES: tuple[Rule, ...] = (
          "an HLO dump shows the instruction is a cuDNN convolution"),
     Rule("conv", {"kernel": _CONV_KERNEL},
          "cuDNN 'sm90_xmma_fprop_implicit_gemm_...' without an hlo_op"),
-    Rule("elementwise", {"hlo": r"^\s*%gemm_fusion[\w.]* = [^\n]*\bkind=kLoop\b"},
+    Rule("elementwise", {"hlo": r"^\s*(ROOT\s+)?%gemm_fusion[\w.]* = [^\n]*\bkind=kLoop\b"},
          "XLA names the epilogue of a cuBLAS call after its dot ('gemm_fusion_dot_general.5' = "
          "fusion(cublas-gemm.0, ...), kind=kLoop: the f32 result times the scales, cast to bf16; "
-         "H100 fp8 fwd+bwd dump), but a kLoop fusion is elementwise, not a GEMM"),
+         "H100 fp8 fwd+bwd dump), but a kLoop fusion is elementwise, not a GEMM; also when it is "
+         "the entry's ROOT (H200 fp8 forward: 'ROOT %gemm_fusion_dot_general.1 = bf16[2048,8192]"
+         "{1,0} fusion(...), kind=kLoop')"),
     Rule("gemm", {"op": r"gemm|cublas|matmul|^dot|triton_gemm|__cublas"},
          "'gemm_fusion_dot.2' (Triton GEMM), 'cublas-gemm.1', 'cublas-lt-matmul.3'"),
     Rule("gemm", {"hlo": r"custom_call_target=\"__cublas|\bdot\("},
@@ -209,8 +211,9 @@ XLA_RULES: tuple[Rule, ...] = (
          "kernel names of the same when hlo_op is missing (command buffers)"),
     Rule("reduction", {"op": r"reduce|reduction|scatter|sort|topk|argmax"},
          "'input_reduce_fusion', 'loop_reduce_fusion.1', 'reduce-window'"),
-    Rule("reduction", {"kernel": r"reduce|reduction|sort|topk"},
-         "kernel 'input_reduce_fusion_1', 'row_reduction'"),
+    Rule("reduction", {"kernel": r"reduce|reduction|sort|topk|softmax"},
+         "kernel 'input_reduce_fusion_1', 'row_reduction', 'triton_softmax_333' (a row "
+         "reduction, as Inductor's softmax)"),
     Rule("elementwise", {"op": r"fusion|convert|multiply|add|subtract|divide|exp|select|"
                                r"broadcast|maximum|minimum|clamp|negate|abs|iota"},
          "'loop_convert_fusion.1', 'loop_multiply_fusion', 'wrapped_convert'"),
@@ -219,6 +222,38 @@ XLA_RULES: tuple[Rule, ...] = (
 )
 
 RULES: dict[str, tuple[Rule, ...]] = {"kineto": KINETO_RULES, "perfetto": XLA_RULES}
+
+# The category of the PyTorch op a kernel comes from (`op`: Kineto's outermost aten op around
+# the launch, XLA's op_name path such as "scaled_dot_product_attention/aten::bmm"), searched
+# anywhere in the path, first match wins. What matches none keeps the kernel's own category:
+# fp8 casts, elementwise and copies are told apart by the kernel and its dtypes, not the op.
+_OP = r"(^|/)(aten::)?"
+_END_OP = r"($|[./])"
+OP_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (category, re.compile(pattern), why) for category, pattern, why in (
+        ("attention", r"scaled_dot_product|flash_attention|efficient_attention|"
+                      r"cudnn_attention|flex_attention|multi_head_attention|(^|/)attention",
+         "aten::scaled_dot_product_attention on Inductor; XLA's 'scaled_dot_product_attention/"
+         "aten::bmm' dots, '.../aten::_softmax' and the KV-cache transposes feeding them"),
+        ("conv", _OP + r"(_?convolution\w*|conv\d?d|conv_transpose\d?d|cudnn_convolution\w*|"
+                 r"_slow_conv\w*)" + _END_OP,
+         "aten::conv2d / aten::convolution and their backward"),
+        ("norm", r"(layer|rms|batch|group|instance)_norm|native_norm",
+         "aten::layer_norm, aten::rms_norm (a hand-written norm is its parts: mul, mean, rsqrt)"),
+        ("gemm", _OP + r"(mm|addmm|bmm|baddbmm|_scaled_mm|_scaled_grouped_mm|_grouped_mm|"
+                 r"matmul|linear|addmv|mv|dot|_int_mm|einsum)" + _END_OP,
+         "aten::linear, aten::_scaled_mm (its cuBLASLt epilogue on XLA too: a kLoop fusion XLA "
+         "names 'gemm_fusion_dot_general.N' is elementwise by kernel, gemm by op)"),
+    ))
+
+
+@lru_cache(maxsize=None)
+def op_category(op: str, category: str) -> str:
+    """The category of the source op `op`; the kernel's `category` when no op rule says."""
+    for name, pattern, _ in OP_RULES:
+        if op and pattern.search(op):
+            return name
+    return category
 
 
 def classify(record: dict[str, str], source: str) -> str:

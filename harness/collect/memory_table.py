@@ -40,6 +40,7 @@ import pandas as pd
 
 from harness.collect import inductor_plan as ind
 from harness.collect import xla_buffer_assignment as xba
+from harness.collect.trace_io import gc_paused
 from harness.errors import InputError
 
 SUMMARY_COLUMNS = ["graph", "kind", "bytes", "buffers", "source", "note"]
@@ -94,7 +95,7 @@ def memory_table_from_files(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, 
     """Parse each file (kind detected from content), pair the split XLA files of one module
     (siblings on disk are picked up when only `-buffer-assignment.txt` is given), and return
     (summary, buffers). Raises InputError naming file and line on anything malformed."""
-    with xba.gc_paused():
+    with gc_paused():
         return _memory_table_from_files([Path(p) for p in paths])
 
 

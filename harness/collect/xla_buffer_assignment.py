@@ -19,13 +19,11 @@ file and line, so a garbled or cut file never parses into wrong numbers. Unknown
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import re
 from dataclasses import dataclass, field
-from typing import Iterator
 
+from harness.collect.trace_io import gc_paused
 from harness.errors import InputError
 
 # One line of the allocation list, a header or one of its values:
@@ -218,20 +216,6 @@ def _attrs_cached(rest: str) -> tuple:
         pos = m.end()
     return (parameter, pshape, oshape, flags["maybe-live-out"], flags["constant"], flags["thread-local"],
             flags["preallocated-temp"], color, tuple(other))
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Parsing a 100 MB dump creates ~10^5 small objects at once; the cyclic collector would
-    rescan them all several times (a third of the parse time, measured). Nothing we build
-    has cycles, so pause it."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def parse_dump(text: str, path: str = "<text>") -> DumpParts:
@@ -614,9 +598,14 @@ def memory_analysis(ba: BufferAssignment) -> dict[str, int]:
             "alias_size_in_bytes": alias, "temp_size_in_bytes": temp}
 
 
-def aliased_parameters(buffer_assignment: str) -> list[int]:
-    """Parameters whose buffer is also an output's, from XLA's buffer assignment, e.g.
-    `allocation 8: size 16384, parameter 21, shape |f32[2,16,4,2,16]| at ShapeIndex {}, maybe-live-out:`
-    (the cache write, a scatter, then runs in that same allocation)."""
-    return sorted(int(m) for m in re.findall(r"^allocation \d+: size \d+, parameter (\d+),[^\n]*maybe-live-out",
-                                             buffer_assignment, flags=re.M))
+def aliased_parameters(buffer_assignment_text: str) -> list[int]:
+    """Parameters whose buffer is also an output's (donated), from an allocation list, e.g.
+    `allocation 8: size 16384, parameter 21, shape |f32[2,16,4,2,16]| at ShapeIndex {},
+    maybe-live-out:` (the cache write, a scatter, then runs in that same allocation); jax
+    0.11 GPU dumps put `page 0` before `parameter`."""
+    found = []
+    for m in _ALLOC_HEADER.finditer(buffer_assignment_text):
+        parameter, _, _, live_out, *_ = _attrs_cached(m[3])
+        if parameter is not None and live_out:
+            found.append(parameter)
+    return sorted(found)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.collect.kernels import category_diff, kernel_diff
+from harness.collect.kernel_diff import category_diff, kernel_diff
 from harness.report import tables as T
 from harness.report.load import Sweep, match_key
 

@@ -3,7 +3,7 @@
 A sweep is any folder tree with `record.json` files in it (earlier attempts kept beside a
 re-run, `record.<stamp>.<status>.json`, are history, not results, and are not read). Each run
 dir may also hold the normalised tables its record's `artifacts` names:
-`kernels.parquet` (harness.collect.kernels.COLUMNS), `memory.parquet` (kind, bytes, buffers,
+`kernels.parquet` (harness.collect.kernel_table.COLUMNS), `memory.parquet` (kind, bytes, buffers,
 source) and `memory_buffers.parquet` (name, bytes, shape, kind, ...). Any of them may be
 missing: a run that was not profiled, or failed, still gets its summary row, and every table
 says why it has no rows for it (`status`, `reason`).
@@ -252,7 +252,7 @@ def load(roots: list[str | Path]) -> Sweep:
             return pd.concat(tables[name], ignore_index=True)
         return pd.DataFrame(columns=KEY_COLUMNS + columns)
 
-    from harness.collect.kernels import COLUMNS as KERNEL_COLUMNS
+    from harness.collect.kernel_table import COLUMNS as KERNEL_COLUMNS
     kernels = concat("kernels", KERNEL_COLUMNS)
     memory = concat("memory", ["kind", "bytes", "buffers", "source"])
     buffers = concat("memory_buffers", ["name", "bytes", "shape", "kind"])
