@@ -125,8 +125,12 @@ class CudaGraphWatch:
                 if "cudagraph" in message and message not in watch.skips:
                     watch.skips.append(message[:500])
 
+        # torch 2.13 logs skips on the `cudagraphs` artifact logger, older releases on `perf_hints`
         from torch._inductor import cudagraph_utils
-        cudagraph_utils.cudagraphs_log.addHandler(_Skips(level=logging.WARNING))
+        for name in ("cudagraphs_log", "perf_hint_log"):
+            logger = getattr(cudagraph_utils, name, None)
+            if isinstance(logger, logging.Logger):
+                logger.addHandler(_Skips(level=logging.WARNING))
 
     def evidence(self) -> dict[str, Any]:
         from torch._dynamo.utils import counters
