@@ -50,7 +50,10 @@ def prepare_torch(workload: Workload, device: torch.device, forward: Callable[..
         convert=lambda inputs: tuple(inputs),
         synchronize=synchronize(device),
         cuda_events=cuda,
-        to_torch=lambda out: tuple(out),
+        # Copied at once: under CUDA graphs (reduce-overhead, max-autotune) the next replay
+        # overwrites a step's outputs in place, and the numerics check holds several steps'
+        # ("accessing tensor output of CUDAGraphs that has been overwritten", seen on the H200).
+        to_torch=lambda out: tuple(t.detach().cpu() for t in out),
         profile=profile(device),
         trace_note="PyTorch profiler (Kineto), the timed program",
         reset_peak_memory=(lambda: torch.cuda.reset_peak_memory_stats(device)) if cuda else (lambda: None),

@@ -16,6 +16,11 @@ class ConfigError(ValueError):
         super().__init__(f"{key}: {message}")
 
 
+class Unsupported(RuntimeError):
+    """The backend tried and cannot run this program here (an op it has no lowering for):
+    the run is `skipped` with this reason, not `failed`."""
+
+
 class InputError(ValueError):
     """A file a user handed us that we cannot read: names the file (and line)."""
 

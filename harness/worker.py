@@ -132,6 +132,7 @@ def time_it(prepared, bench: dict[str, Any]) -> dict[str, Any]:
 
 def measure(task: WorkerTask) -> dict[str, Any]:
     from harness import environment, plugins
+    from harness.errors import Unsupported
     from harness.backend import Artifact
 
     cfg, run_dir = task.config, Path(task.run_dir)
@@ -150,8 +151,12 @@ def measure(task: WorkerTask) -> dict[str, Any]:
     check_inputs = [prepared.convert(inputs) for inputs in workload.check_inputs]
     progress("first call (compile)")
     t0 = work_start = time.perf_counter()
-    first = prepared.step(*check_inputs[0])
-    prepared.synchronize(first)
+    try:
+        first = prepared.step(*check_inputs[0])
+        prepared.synchronize(first)
+    except Unsupported as e:     # the backend cannot run this program: skipped, with the op named
+        result.update(status="skipped", reason=str(e))
+        return result
     result["first_call_s"] = time.perf_counter() - t0
     phases = prepared.compile_phases(result["first_call_s"])
     artifacts: list[Artifact] = prepared.artifacts() if task.first else []

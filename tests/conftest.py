@@ -24,6 +24,32 @@ def records(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("record.json"))]
 
 
+def build_workload(name: str, **overrides):
+    """A workload as the worker builds it on the CPU: its schema's defaults, the overrides, seed 0."""
+    import dataclasses
+
+    import torch
+
+    from harness import plugins
+    spec = plugins.workload_spec(name)
+    cfg = dataclasses.asdict(spec.schema(name=name))
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    return plugins.load(spec.build)(cfg, torch.device("cpu"))
+
+
+def check_steps(prepared, workload):
+    """What the worker does up to numerics: every check step through the prepared backend
+    (the first one compiles), then the outputs against the workload's float32 reference."""
+    from harness.numerics import compare
+    outputs = []
+    for inputs in [prepared.convert(i) for i in workload.check_inputs]:
+        out = prepared.step(*inputs)
+        prepared.synchronize(out)
+        outputs.append(prepared.to_torch(out))
+    return outputs, compare(outputs, workload.reference(), workload.min_sqnr_db, workload.output_names)
+
+
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
     return tmp_path / "sweep"

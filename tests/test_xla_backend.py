@@ -19,7 +19,6 @@ import torch
 pytest.importorskip("torchax")
 
 from backends.xla import autograd, backend as xla, dump  # noqa: E402
-from backends.xla.convert import jax_to_torch  # noqa: E402
 from harness import plugins  # noqa: E402
 from harness.backend import RunContext  # noqa: E402
 from harness.collect.hlo import fp8_dot_generals, input_output_aliases  # noqa: E402
@@ -27,18 +26,13 @@ from harness.collect.xla_buffer_assignment import aliased_parameters  # noqa: E4
 from harness.errors import ConfigError  # noqa: E402
 from harness.numerics import compare  # noqa: E402
 from harness.workload import run_torch  # noqa: E402
-from tests.conftest import records, run_harness  # noqa: E402
+from tests.conftest import build_workload, check_steps, records, run_harness  # noqa: E402
 
 CPU = torch.device("cpu")
 XLA_CFG = dataclasses.asdict(plugins.backend_spec("xla").schema(name="xla", platform="cpu"))
 
 
-def build(name: str, **overrides):
-    spec = plugins.workload_spec(name)
-    cfg = dataclasses.asdict(spec.schema(name=name))
-    cfg.update(overrides)
-    torch.manual_seed(0)
-    return plugins.load(spec.build)(cfg, CPU)
+build = build_workload
 
 
 def ctx(tmp_path: Path) -> RunContext:
@@ -48,12 +42,7 @@ def ctx(tmp_path: Path) -> RunContext:
 def run_checks(workload, tmp_path: Path):
     """What the worker does up to numerics: prepare, first call, the remaining check steps."""
     prepared = xla.prepare(workload, XLA_CFG, ctx(tmp_path))
-    outputs = []
-    for inputs in [prepared.convert(i) for i in workload.check_inputs]:
-        out = prepared.step(*inputs)
-        prepared.synchronize(out)
-        outputs.append(prepared.to_torch(out))
-    check = compare(outputs, workload.reference(), workload.min_sqnr_db, workload.output_names)
+    outputs, check = check_steps(prepared, workload)
     return prepared, outputs, check
 
 

@@ -1,14 +1,23 @@
-"""PyTorch/XLA (lazy tensors), where `torch_xla` imports (its own environment: torch 2.9 +
-torch_xla 2.9, `scripts/torch_xla_env.sh`); elsewhere the run is `skipped`."""
+"""PyTorch/XLA (lazy tensors, or torch.compile's openxla backend), where `torch_xla` imports:
+its own environment (torch 2.9 + torch_xla 2.9, `scripts/torch_xla_env.sh`, the XLA CPU
+device); elsewhere the run is `skipped`."""
 from dataclasses import dataclass
+from typing import Any, Mapping
 
-from harness.config import BackendConfig
 from harness import plugins
+from harness.config import BackendConfig
+
+MODES = ("default", "dynamo")
 
 
-@plugins.backend("torch_xla", module="backends.torch_xla.backend", packages=("torch", "torch_xla"),
-         env={"PJRT_DEVICE": "CPU"})
+def label(cfg: Mapping[str, Any]) -> str:
+    return "torch_xla" if cfg.get("mode", "default") == "default" else f"torch_xla:{cfg['mode']}"
+
+
+@plugins.backend("torch_xla", module="backends.torch_xla.backend", label=label, packages=("torch", "torch_xla"),
+                 env={"PJRT_DEVICE": "CPU"})
 @dataclass
 class TorchXlaConfig(BackendConfig):
+    mode: str = "default"       # default: lazy tensors, torch_xla.compile per step | dynamo: torch.compile(backend="openxla")
     dump_hlo: bool = True       # XLA_FLAGS --xla_dump_to=run_dir/xla_dump (set before torch_xla starts)
     xla_flags: str = ""

@@ -19,11 +19,14 @@ KEEP = {"after_optimizations.txt": XLA_OPTIMIZED_HLO, "-buffer-assignment.txt": 
 DEFAULT_COMMAND_BUFFER_TYPES = "FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN"
 
 
+def dump_flags(run_dir: Path, module_name: str = STEP_NAME) -> list[str]:
+    """XLA dumps the modules whose name contains module_name into run_dir/xla_dump, as text."""
+    return [f"--xla_dump_to={Path(run_dir).resolve() / DUMP_DIR}", "--xla_dump_hlo_as_text",
+            f"--xla_dump_hlo_module_re={module_name}"]
+
+
 def xla_flags(cfg: Mapping[str, Any], run_dir: Path) -> list[str]:
-    flags = []
-    if cfg.get("dump_hlo", True):
-        flags += [f"--xla_dump_to={Path(run_dir).resolve() / DUMP_DIR}", "--xla_dump_hlo_as_text",
-                  f"--xla_dump_hlo_module_re={STEP_NAME}"]
+    flags = dump_flags(run_dir) if cfg.get("dump_hlo", True) else []
     if cfg.get("platform", "auto") != "cpu":
         if cfg.get("autotune_level") is not None:
             flags.append(f"--xla_gpu_autotune_level={int(cfg['autotune_level'])}")
@@ -60,18 +63,19 @@ def _dump_files(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
 
 
-def _kind(path: Path) -> str | None:
-    if STEP_NAME not in path.name:
+def _kind(path: Path, module_name: str) -> str | None:
+    if module_name not in path.name:
         return None
     return next((kind for suffix, kind in KEEP.items() if path.name.endswith(suffix)), None)
 
 
-def prune(run_dir: Path) -> list[Artifact]:
-    """Keep our module's after-optimisations HLO, buffer assignment and memory report; the
+def prune(run_dir: Path, module_name: str = STEP_NAME) -> list[Artifact]:
+    """Keep our module's after-optimisations HLO, buffer assignment and memory report (the CPU
+    backend also writes LLVM IR, MLIR and object files per fusion: megabytes, deleted); the
     kept files as artifacts, paths relative to the run dir."""
     kept = []
     for path in _dump_files(run_dir):
-        kind = _kind(path)
+        kind = _kind(path, module_name)
         if kind is None:
             path.unlink()
         else:
