@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, records, run_harness
+from conftest import FIXTURES, REPO, records, run_harness
 from harness import gpus
 
 TOPO = ("\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\n"
@@ -55,6 +55,14 @@ def test_the_pool_is_the_nodes_gpus_whatever_the_launcher_set(two_gpu_node, monk
     assert gpus.pool("auto") == ["0", "1"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")       # an allocation (Slurm) is kept
     assert gpus.pool("auto") == ["1"]
+
+
+def test_the_affinity_of_a_real_two_gpu_h200_node():
+    # `nvidia-smi topo -m` on nvidia-h200-x2 (2026-11-30): both GPUs on NUMA node 0, cores 0-31,
+    # with the terminal's underline escapes around the header
+    affinity = gpus.gpu_affinity((FIXTURES / "nvidia_smi" / "h200x2_topo_m.txt").read_text())
+    assert affinity == {"0": list(range(32)), "1": list(range(32))}
+    assert gpus.cpu_sets(["0", "1"], list(range(32)), affinity) == {"0": list(range(16)), "1": list(range(16, 32))}
 
 
 def test_cpu_sets_follow_the_affinity_column_else_split_evenly():
