@@ -28,11 +28,10 @@ FLAG_CODES = {
 }
 
 
-# Backend labels whose runs are meant to run as CUDA graphs, and by which mechanism: Inductor's
-# graph modes (cudagraph trees) and XLA's default (command buffers: FUSION, CUBLAS, CUBLASLT,
-# CUSTOM_CALL, CUDNN in openxla/xla debug_options_flags.cc).
-GRAPH_MODES = {"inductor:reduce-overhead": "cudagraphs", "inductor:max-autotune": "cudagraphs",
-               "xla": "command_buffers"}
+# Inductor modes that capture CUDA graphs (cudagraph trees); `max-autotune-no-cudagraphs` does
+# not. XLA's default runs command buffers (CUDA graphs) for FUSION, CUBLAS, CUBLASLT,
+# CUSTOM_CALL and CUDNN (openxla/xla debug_options_flags.cc); `xla:no-cmdbuf` turns them off.
+INDUCTOR_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,20 @@ def gpu_figures(record: dict[str, Any]) -> dict[str, float] | None:
     return out
 
 
+def graph_mode(record: dict[str, Any]) -> str | None:
+    """How a run is meant to launch its kernels as graphs: `cudagraphs` (an Inductor graph
+    mode), `command_buffers` (XLA with command buffers on, as its record states or, without
+    a statement, as its label implies) or None."""
+    family, *options = backend_label(record).split(":")
+    if family == "inductor" and set(options) & set(INDUCTOR_GRAPH_MODES):
+        return "cudagraphs"
+    if family == "xla":
+        buffers = (record.get("compile") or {}).get("command_buffers")
+        on = buffers.get("enabled") if isinstance(buffers, dict) else "no-cmdbuf" not in options
+        return "command_buffers" if on else None
+    return None
+
+
 def between_processes(record: dict[str, Any]) -> dict[str, Any] | None:
     """The spread of the per-process medians (schema 2, `bench.processes` > 1), else None."""
     between = (record.get("timing") or {}).get("between") or {}
@@ -106,9 +119,10 @@ def between_processes(record: dict[str, Any]) -> dict[str, Any] | None:
 def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[dict[str, str]]:
     """The flags a record's own figures call for, each {"code", "detail"} with the figures.
 
-    The one place these are decided: the orchestrator calls it when it writes a record (and
-    adds the events only it knows: collector failures, a CPU fallback); the report calls it
-    on schema-1 records, which were written before it existed."""
+    The one place these are decided: the orchestrator calls it when it writes a record (the
+    worker adds the events only it sees: recompiles during timing, collector failures, a CPU
+    fallback); the report calls it on schema-1 records, which were written before it
+    existed."""
     flags = []
     timing = record.get("timing") or {}
     wall = _number(timing.get("median_ms"))
@@ -133,14 +147,10 @@ def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[
                       f"{between['n']} processes: medians {between['min_ms']:.4g}-"
                       f"{between['max_ms']:.4g} ms, CV {100 * between['cv']:.1f}%"})
     compile_info = record.get("compile") or {}
-    recompiles = _number(compile_info.get("recompiles_during_timing"))
-    if recompiles:
-        flags.append({"code": "recompiled", "detail":
-                      f"{recompiles:.0f} graph(s) compiled during timing: the timing "
-                      f"mixes compile and run"})
     graphs = compile_info.get("cudagraphs") or {}
-    meant = GRAPH_MODES.get(backend_label(record)) == "cudagraphs" or graphs.get("graphs_recorded")
-    if graphs and meant and not _number(graphs.get("graph_replays")):
+    replays = _number(graphs.get("graph_replays"))
+    replayed = bool(replays) if replays is not None else bool(graphs.get("replayed"))
+    if graphs and graph_mode(record) == "cudagraphs" and not replayed:
         skips = "; ".join(map(str, graphs.get("skips") or [])) or "no skip reason recorded"
         flags.append({"code": "no_graph_replay", "detail":
                       f"{graphs.get('graphs_recorded', 0)} graph(s) recorded, none replayed: "

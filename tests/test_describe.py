@@ -7,8 +7,8 @@ import copy
 
 import pytest
 
-from harness.describe import (GRAPH_MODES, Thresholds, assess, backend_label, flag_codes,
-                              gpu_figures, merge_flags, record_flags, summary_line)
+from harness.describe import (Thresholds, assess, backend_label, flag_codes, gpu_figures,
+                              graph_mode, merge_flags, record_flags, summary_line)
 from schema2 import DECODE, FP8_FWD, reference, schema2
 
 
@@ -44,13 +44,6 @@ def test_a_cv_of_185_percent_is_flagged_high_cv_with_its_samples():
     assert "high_cv" not in codes(assess(r))
 
 
-def test_a_recompile_during_timing_is_flagged_from_the_compile_counter():
-    r = reference(FP8_FWD["inductor"])
-    r["compile"]["recompiles_during_timing"] = 2
-    (flag,) = [f for f in assess(r) if f["code"] == "recompiled"]
-    assert flag["detail"].startswith("2 graph(s) compiled during timing")
-
-
 def test_process_spread_from_the_between_process_medians():
     r = schema2(reference(FP8_FWD["inductor"]), process_medians_ms=[0.302, 0.238, 0.190, 0.180, 0.177])
     (flag,) = [f for f in r["flags"] if f["code"] == "process_spread"]
@@ -75,7 +68,19 @@ def test_graph_mode_without_replays_and_profile_without_command_buffers():
     xla = schema2(reference(DECODE["xla"]), command_buffers={
         "enabled": True, "types": ["FUSION", "CUBLAS"], "during_profiling": False})
     assert "profile_differs" in codes(xla["flags"])
-    assert GRAPH_MODES["xla"] == "command_buffers"
+
+
+@pytest.mark.parametrize("label,buffers,expected", [
+    ("inductor:reduce-overhead", None, "cudagraphs"),
+    ("inductor:max-autotune:dynamic", None, "cudagraphs"),
+    ("inductor:max-autotune-no-cudagraphs", None, None), ("inductor", None, None),
+    ("xla", None, "command_buffers"), ("xla:no-cmdbuf", None, None),
+    ("xla", {"enabled": False, "why": "no command buffers on cpu"}, None),
+    ("xla:autotune0", {"enabled": True}, "command_buffers"), ("eager", None, None)])
+def test_graph_mode_from_the_label_and_the_stated_settings(label, buffers, expected):
+    r = schema2(reference(DECODE["xla" if label.startswith("xla") else "inductor"]), label=label,
+                command_buffers=buffers)
+    assert graph_mode(r) == expected
 
 
 def test_schema1_text_flags_and_assessed_flags_merge_by_code():
