@@ -23,7 +23,7 @@ from harness.collect.devices import Peaks, lookup_device, peak_dtype
 from harness.describe import (TAG_KEYS, THRESHOLDS, backend_label, between_processes,
                               gpu_figures, record_flags, variant)
 from harness.errors import InputError
-from harness.record import RECORD_NAME
+from harness.record import KNOWN_SCHEMA_VERSIONS, RECORD_NAME
 
 # Columns that identify a run in every table.
 KEY_COLUMNS = ["workload", "variant", "backend", "run_id"]
@@ -36,8 +36,6 @@ ARTIFACT_KEYS = {"kernels": ("kernels", "kernel_table"), "memory": ("memory", "m
 # fp8 recipes run their GEMMs in fp8 whatever the workload's (activation) dtype says.
 FP8_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp", "fp8")
 MEMORY_KINDS = ("parameter", "output", "temp", "workspace", "constant", "total", "runtime_peak")
-# Record schemas this reader understands (harness/record.py SCHEMA_VERSION, and the one before).
-KNOWN_SCHEMAS = (1, 2)
 # Figures a table is made of: a record whose value here is not a number (`"median_ms": "fast"`)
 # would become a row with a blank, so it is refused instead. None/null is allowed (not measured).
 NUMERIC_KEYS = {"timing": ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "min_ms"),
@@ -94,9 +92,9 @@ def read_record(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: corrupt record, status {record['status']!r} is not "
                          "ok, failed or skipped")
     version = record.get("schema_version")
-    if version not in KNOWN_SCHEMAS or isinstance(version, bool):
+    if version not in KNOWN_SCHEMA_VERSIONS or isinstance(version, bool):
         raise InputError(f"{path}: unknown schema_version {version!r} (this harness reads "
-                         f"{' and '.join(map(str, KNOWN_SCHEMAS))})")
+                         f"{' and '.join(map(str, KNOWN_SCHEMA_VERSIONS))})")
     for key in ("timing", "numerics", "gpu", "compile"):
         if record.get(key) is not None and not isinstance(record[key], dict):
             raise InputError(f"{path}: corrupt record, {key} is not an object")

@@ -103,8 +103,9 @@ def pairs_markdown(pairs: pd.DataFrame, summary: pd.DataFrame) -> str:
             "Inductor GPU ms": pairs["inductor_gpu_ms"], "XLA GPU ms": pairs["xla_gpu_ms"],
             "Inductor host gap ms": pairs["inductor_host_gap_ms"],
             "XLA host gap ms": pairs["xla_host_gap_ms"],
-            "flags": [", ".join(f for f in (a, b) if f) for a, b in
-                      zip(pairs["inductor_flags"], pairs["xla_flags"])],
+            "flags": ["; ".join(f"{label}: {f}" for label, f in ((i, a), (x, b)) if f)
+                      for i, x, a, b in zip(pairs["inductor"], pairs["xla"],
+                                            pairs["inductor_flags"], pairs["xla_flags"])],
         })
         lines += [md_table(view), "Inductor / XLA wall > 1: XLA is faster end to end. GPU ms is "
                   "what each compiler's kernels cost per iteration; host gap ms the GPU's idle "
