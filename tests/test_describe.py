@@ -95,6 +95,7 @@ def test_schema1_text_flags_and_assessed_flags_merge_by_code():
     r["compile"]["recompiles_during_timing"] = 1
     r["flags"] = ["recompiled during timing (1 graph(s)): the timing mixes compile and run"]
     assert codes(record_flags(r)) == ["recompiled"]
+    assert summary_line(r).endswith("!! recompiled")       # the console line shows it
 
 
 def test_schema2_flags_are_the_records_own():
