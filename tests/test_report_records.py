@@ -311,3 +311,16 @@ def test_the_h100_reference_reports_with_its_flags(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text()
     assert "### Flags" in md and "## Inductor vs XLA: the headline and control pairs" in md
     assert "settings not recorded (schema 1; XLA's default has command buffers on)" in md
+
+
+def test_compile_table_reads_the_priming_run_of_either_schema(tmp_path):
+    from harness.report.tables import compile_table
+    one = reference(FP8_FWD["inductor"])
+    one["compile"].update(cache="warm", priming_run={"ok": True, "compile_s": 7.5})
+    two = schema2(reference(FP8_FWD["xla"]))
+    two["compile"].update(cache="warm", priming_run={"ok": True, "first_call_s": 12.5})
+    write_run(tmp_path / "sweep", "one", one)
+    write_run(tmp_path / "sweep", "two", two)
+    c = compile_table(load([tmp_path / "sweep"])).set_index("backend")
+    assert c.loc["inductor", "priming_first_call_s"] == 7.5
+    assert c.loc["xla", "priming_first_call_s"] == 12.5

@@ -339,11 +339,15 @@ def compile_table(sweep: Sweep) -> pd.DataFrame:
         record = by_dir.get(row["run_dir"], {})
         comp = record.get("compile") or {}
         phases = comp.get("phases") or {}
+        priming = comp.get("priming_run") or {}
         rows.append({"workload": row["workload"], "variant": row["variant"], "backend": row["backend"],
                      "run_id": row["run_id"], "cache": comp.get("cache", ""),
                      "first_call_s": row["compile_s"],
                      **{k: phases.get(k) for k in COMPILE_PHASES},
-                     "priming_first_call_s": (comp.get("priming_run") or {}).get("compile_s"),
+                     # schema 2 names it first_call_s, schema 1 compile_s
+                     "priming_first_call_s": next((v for v in (priming.get("first_call_s"),
+                                                               priming.get("compile_s"))
+                                                   if v is not None), None),
                      "recompiles_during_timing": comp.get("recompiles_during_timing"),
                      "flags": row["flags"], "status": row["status"], "reason": row["reason"]})
     table = pd.DataFrame(rows, columns=["workload", "variant", "backend", "run_id", "cache", "first_call_s",
