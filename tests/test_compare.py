@@ -267,3 +267,17 @@ def test_compare_of_a_host_regression_names_the_host(tmp_path):
     assert row["cause"] == HOST and row["gpu_change_pct"] == 0.0
     assert row["host_change_pct"] == pytest.approx(100 / one["timing"]["median_ms"])
     assert "| host |" in proc.stdout and "GPU Δ %" in proc.stdout
+
+
+def test_output_cut_by_a_pipe_keeps_the_exit_code_and_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    base = copy_reference(tmp_path / "base", *FP8_FWD.values())
+    new = copy_reference(tmp_path / "new", FP8_FWD["eager"])
+    for command in (["compare", base, new], ["explain", base]):
+        proc = subprocess.Popen([sys.executable, "-m", "harness.report", *map(str, command)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()                 # the reader is gone before a line is written
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=120) == (3 if command[0] == "compare" else 0), stderr
+        assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

@@ -92,7 +92,7 @@ def _compare(argv: list[str]) -> int:
         print(f"compare: incomplete, {incomplete_reason(c)} (exit {EXIT_INCOMPLETE} unless "
               "something regressed; --allow-missing accepts this)", file=sys.stderr)
     try:
-        print(md)
+        print(md, flush=True)   # flushed here: a pipe closed early fails now, not at exit
     except BrokenPipeError:   # `compare ... | head`: the verdict's exit code still counts
         _stdout_closed()
     return code
@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         handler = {"compare": _compare, "history": _history, "explain": _explain}[argv.pop(0)]
     try:
-        return handler(argv)
+        code = handler(argv)
+        sys.stdout.flush()
+        return code
     except InputError as e:
         die(str(e))
     except BrokenPipeError:   # `... | head` closed the pipe: the reader has what it wanted
