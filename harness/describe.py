@@ -2,10 +2,13 @@
 
 Kept free of torch and pandas: the orchestrator imports it to print each run's line.
 Records of schema 2 carry `backend_label` and typed `flags` themselves; schema-1 records (the
-H100 reference) are read through the same functions.
+H100 reference) are read through the same functions, and get the data-derived flags from
+`assess` when they are read, so that old records show them too.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 # Workload parameters that name a variant, in this order: `fp8_linear[fwd,tensorwise,seed]`.
@@ -21,34 +24,32 @@ FLAG_CODES = {
     "no_graph_replay": "a CUDA-graph mode did not replay graphs",
     "profile_differs": "the profiled program is not the timed one",
     "cpu_fallback": "a GPU node ran on the CPU",
+    "flagged": "a schema-1 flag in free text (its detail says what)",
 }
 
 
-def assess(record: dict[str, Any]) -> list[dict[str, str]]:
-    """The flags a record's own figures call for (the worker adds those only it can see:
-    recompiles, collector failures, a CPU fallback)."""
-    flags = []
-    gpu = record.get("gpu") or {}
-    if gpu.get("host_bound"):
-        flags.append({"code": "host_bound", "detail": (
-            f"GPU busy {gpu['busy_ms_per_iter']:.4g} ms of a {record['timing']['median_ms']:.4g} ms step: "
-            f"idle {100 * gpu['idle_share']:.0f}% (host gap {gpu['host_gap_ms']:.3g} ms)")})
-    timing = record.get("timing") or {}
-    if (timing.get("cv") or 0) > 0.10:
-        flags.append({"code": "high_cv", "detail": f"within-process CV {100 * timing['cv']:.1f}%"})
-    between = timing.get("between") or {}
-    if (between.get("cv") or 0) > 0.05:
-        flags.append({"code": "process_spread", "detail": (
-            f"{between['n']} processes: medians {between['min_ms']:.4g}-{between['max_ms']:.4g} ms, "
-            f"CV {100 * between['cv']:.1f}%")})
-    graphs = (record.get("compile") or {}).get("cudagraphs") or {}
-    if graphs and not graphs.get("replayed"):
-        skips = "; ".join(graphs.get("skips") or []) or "no skip reason logged"
-        flags.append({"code": "no_graph_replay", "detail": f"no CUDA graph replayed ({skips})"})
-    buffers = (record.get("compile") or {}).get("command_buffers") or {}
-    if buffers.get("enabled") and not buffers.get("during_profiling"):
-        flags.append({"code": "profile_differs", "detail": "command buffers were off while profiling"})
-    return flags
+# Inductor modes that capture CUDA graphs (cudagraph trees); `max-autotune-no-cudagraphs` does
+# not. XLA's default runs command buffers (CUDA graphs) for FUSION, CUBLAS, CUBLASLT,
+# CUSTOM_CALL and CUDNN (openxla/xla debug_options_flags.cc); `xla:no-cmdbuf` turns them off.
+INDUCTOR_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a figure becomes a flag (docs/DESIGN.md, "What a figure is")."""
+    host_bound_idle_share: float = 0.10   # GPU idle share of the step (host gap / wall)
+    high_cv: float = 0.10                 # within-process CV of the samples
+    process_spread_cv: float = 0.05       # CV of the per-process medians
+
+
+THRESHOLDS = Thresholds()
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (missing, text, bool, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def variant(params: dict[str, Any]) -> str:
@@ -68,20 +69,137 @@ def backend_label(record: dict[str, Any]) -> str:
     return f"{backend}:{mode}" if mode and mode != "default" else backend
 
 
+def gpu_figures(record: dict[str, Any]) -> dict[str, float] | None:
+    """GPU time per iteration beside the wall time: `busy_ms_per_iter` (GPU busy, overlapping
+    streams once), `kernel_ms_per_iter` (kernel sum), `host_gap_ms` (wall median - busy) and
+    `idle_share` (gap / wall). Schema 2 records carry them as `gpu`; schema 1 records as the
+    kernel summary's launch-overhead figures (microseconds). None when not profiled."""
+    gpu = record.get("gpu") or {}
+    if _number(gpu.get("busy_ms_per_iter")) is not None:
+        out = {k: _number(gpu.get(k)) for k in
+               ("busy_ms_per_iter", "kernel_ms_per_iter", "host_gap_ms", "idle_share")}
+    else:
+        kernels = record.get("kernels") or {}
+        busy_us, gap_us = (_number(kernels.get("gpu_busy_us_per_iter")),
+                           _number(kernels.get("gap_us_per_iter")))
+        if busy_us is None or gap_us is None:
+            return None
+        kernel_us = _number(kernels.get("kernel_us_per_iter"))
+        out = {"busy_ms_per_iter": busy_us / 1e3,
+               "kernel_ms_per_iter": None if kernel_us is None else kernel_us / 1e3,
+               "host_gap_ms": gap_us / 1e3, "idle_share": _number(kernels.get("gap_share"))}
+    wall = _number((record.get("timing") or {}).get("median_ms"))
+    if out["host_gap_ms"] is None and wall:
+        out["host_gap_ms"] = wall - out["busy_ms_per_iter"]
+    if out["idle_share"] is None and out["host_gap_ms"] is not None and wall:
+        out["idle_share"] = out["host_gap_ms"] / wall
+    return out
+
+
+def graph_mode(record: dict[str, Any]) -> str | None:
+    """How a run is meant to launch its kernels as graphs: `cudagraphs` (an Inductor graph
+    mode), `command_buffers` (XLA with command buffers on, as its record states or, without
+    a statement, as its label implies) or None."""
+    family, *options = backend_label(record).split(":")
+    if family == "inductor" and set(options) & set(INDUCTOR_GRAPH_MODES):
+        return "cudagraphs"
+    if family == "xla":
+        buffers = (record.get("compile") or {}).get("command_buffers")
+        on = buffers.get("enabled") if isinstance(buffers, dict) else "no-cmdbuf" not in options
+        return "command_buffers" if on else None
+    return None
+
+
+def between_processes(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The spread of the per-process medians (schema 2, `bench.processes` > 1), else None."""
+    between = (record.get("timing") or {}).get("between") or {}
+    return between if (_number(between.get("n")) or 1) > 1 else None
+
+
+def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[dict[str, str]]:
+    """The flags a record's own figures call for, each {"code", "detail"} with the figures.
+
+    The one place these are decided: the orchestrator calls it when it writes a record (the
+    worker adds the events only it sees: recompiles during timing, collector failures, a CPU
+    fallback); the report calls it on schema-1 records, which were written before it
+    existed."""
+    flags = []
+    timing = record.get("timing") or {}
+    wall = _number(timing.get("median_ms"))
+    gpu = gpu_figures(record)
+    if gpu and wall and gpu["idle_share"] is not None \
+            and gpu["idle_share"] > thresholds.host_bound_idle_share:
+        flags.append({"code": "host_bound", "detail":
+                      f"GPU idle {100 * gpu['idle_share']:.0f}% of the {wall:.4g} ms step: "
+                      f"GPU busy {gpu['busy_ms_per_iter']:.4g} ms, host gap "
+                      f"{gpu['host_gap_ms']:.4g} ms per iteration"})
+    cv = _number(timing.get("cv"))
+    if cv is not None and cv > thresholds.high_cv:
+        samples = [x for x in (_number(v) for v in timing.get("samples_ms") or []) if x is not None]
+        spread = (f"samples {min(samples):.4g}-{max(samples):.4g} ms" if samples else
+                  f"p10-p90 {timing.get('p10_ms')}-{timing.get('p90_ms')} ms")
+        median = f", median {wall:.4g} ms" if wall is not None else ""
+        flags.append({"code": "high_cv",
+                      "detail": f"within-process CV {100 * cv:.0f}% ({spread}{median})"})
+    between = between_processes(record)
+    if between and (_number(between.get("cv")) or 0.0) > thresholds.process_spread_cv:
+        flags.append({"code": "process_spread", "detail":
+                      f"{between['n']} processes: medians {between['min_ms']:.4g}-"
+                      f"{between['max_ms']:.4g} ms, CV {100 * between['cv']:.1f}%"})
+    compile_info = record.get("compile") or {}
+    graphs = compile_info.get("cudagraphs") or {}
+    replays = _number(graphs.get("graph_replays"))
+    replayed = bool(replays) if replays is not None else bool(graphs.get("replayed"))
+    if graphs and graph_mode(record) == "cudagraphs" and not replayed:
+        skips = "; ".join(map(str, graphs.get("skips") or [])) or "no skip reason recorded"
+        flags.append({"code": "no_graph_replay", "detail":
+                      f"{graphs.get('graphs_recorded', 0)} graph(s) recorded, none replayed: "
+                      f"{skips}"})
+    buffers = compile_info.get("command_buffers") or {}
+    if buffers.get("enabled") and buffers.get("during_profiling") is False:
+        flags.append({"code": "profile_differs", "detail":
+                      "XLA command buffers on while timing, off while profiling: the kernel "
+                      "table and GPU time are of the op-by-op program"})
+    return flags
+
+
+def _typed(flag: Any) -> dict[str, str]:
+    """A record flag as {"code", "detail"}; schema-1 flags were free text (collector failures
+    and recompiles), mapped here."""
+    if isinstance(flag, dict):
+        return {"code": str(flag.get("code") or "flagged"), "detail": str(flag.get("detail") or "")}
+    text = str(flag)
+    code = ("recompiled" if text.startswith("recompiled") else
+            "collector" if "collector" in text else "flagged")
+    return {"code": code, "detail": text}
+
+
+def merge_flags(flags: list[Any]) -> list[dict[str, str]]:
+    """One flag per code, in first-seen order; details of the same code joined (a memory and
+    a kernel collector failure are one `collector` flag with both)."""
+    merged: dict[str, dict[str, str]] = {}
+    for flag in map(_typed, flags):
+        seen = merged.get(flag["code"])
+        if seen is None:
+            merged[flag["code"]] = dict(flag)
+        elif flag["detail"] and flag["detail"] not in seen["detail"]:
+            seen["detail"] = "; ".join(d for d in (seen["detail"], flag["detail"]) if d)
+    return list(merged.values())
+
+
+def record_flags(record: dict[str, Any]) -> list[dict[str, str]]:
+    """A record's flags as {"code", "detail"}: schema 2 records carry them (the orchestrator
+    ran `assess`); schema 1 records get `assess` now, for the codes their own text flags do
+    not already give (their recompile text says what the counter says)."""
+    own = merge_flags(list(record.get("flags") or []))
+    if record.get("schema_version", 1) == 1:
+        have = {flag["code"] for flag in own}
+        own += [flag for flag in assess(record) if flag["code"] not in have]
+    return own
+
+
 def flag_codes(record: dict[str, Any]) -> list[str]:
-    """The codes of a record's flags; schema 1 flags were free text (collector failures and
-    recompiles), mapped here so that old records show them too."""
-    codes = []
-    for flag in record.get("flags") or []:
-        if isinstance(flag, dict):
-            code = str(flag.get("code") or "")
-        else:
-            text = str(flag)
-            code = ("recompiled" if text.startswith("recompiled") else
-                    "collector" if "collector" in text else "flagged")
-        if code and code not in codes:
-            codes.append(code)
-    return codes
+    return [flag["code"] for flag in record_flags(record)]
 
 
 def summary_line(record: dict[str, Any]) -> str:
@@ -91,15 +209,17 @@ def summary_line(record: dict[str, Any]) -> str:
     name = f"{record.get('workload')}[{tags}]" if tags else str(record.get("workload"))
     parts = [f"{name:<40}", f"{backend_label(record):<22}", f"{record.get('status', '?'):<7}"]
     timing = record.get("timing") or {}
-    if timing.get("median_ms") is not None:
+    if _number(timing.get("median_ms")) is not None:
         text = f"wall {timing['median_ms']:.4g} ms (cv {100 * (timing.get('cv') or 0):.1f}%"
-        between = timing.get("between") or {}
-        if between.get("n", 1) > 1:
+        between = between_processes(record)
+        if between:
             text += f", {between['n']} procs {between['min_ms']:.4g}-{between['max_ms']:.4g}"
         parts.append(text + ")")
-    gpu = record.get("gpu") or {}
-    if gpu.get("busy_ms_per_iter") is not None:
-        parts.append(f"gpu {gpu['busy_ms_per_iter']:.4g} ms, host gap {gpu['host_gap_ms']:.3g} ms")
+    gpu = gpu_figures(record)
+    if gpu:
+        gap = gpu["host_gap_ms"]
+        parts.append(f"gpu {gpu['busy_ms_per_iter']:.4g} ms"
+                     + (f", host gap {gap:.3g} ms" if gap is not None else ""))
     thr = record.get("throughput") or {}
     if thr.get("tflops"):
         parts.append(f"{thr['tflops']:.3g} TFLOP/s")

@@ -146,3 +146,138 @@ def test_verdict_band_is_max_of_threshold_and_k_cv(ratio, cv, expected):
     base = {"status": "ok", "median_ms": 1.0, "cv": cv}
     new = {"status": "ok", "median_ms": ratio, "cv": cv}
     assert verdict(base, new, CompareConfig(threshold=0.05, k=3.0))["verdict"] == expected
+
+
+# ------------------------------------------- never vacuous; noise and cause (issues 18, 20)
+
+from harness.report.compare import KERNELS, HOST, BOTH, UNKNOWN, split_change  # noqa: E402
+from schema2 import DECODE, FP8_FWD, copy_reference, reference, schema2, write_run  # noqa: E402
+
+FP8_NAME = "fp8_linear [fwd,tensorwise,seed]"
+
+
+def test_nothing_matched_exits_3_and_says_so(tmp_path):
+    base = copy_reference(tmp_path / "base", FP8_FWD["eager"])
+    new = copy_reference(tmp_path / "new", DECODE["inductor"])
+    proc = report_cli("compare", base, new)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "**INCOMPLETE**: no runs matched: nothing was compared." in proc.stdout
+    assert "No regression" not in proc.stdout
+    assert proc.stderr.strip() == ("compare: incomplete, no runs matched: nothing was compared "
+                                   "(exit 3 unless something regressed; --allow-missing accepts "
+                                   "this)")
+    accepted = report_cli("compare", base, new, "--allow-missing")
+    assert accepted.returncode == 0 and accepted.stderr == ""
+    assert "no runs matched: nothing was compared (accepted with --allow-missing)." in accepted.stdout
+
+
+def test_an_ok_run_of_base_missing_from_new_exits_3_and_is_listed(tmp_path):
+    base = copy_reference(tmp_path / "base", *FP8_FWD.values())
+    new = copy_reference(tmp_path / "new", FP8_FWD["eager"], FP8_FWD["xla"])
+    proc = report_cli("compare", base, new)
+    assert proc.returncode == 3
+    assert f"**INCOMPLETE**: 1 ok run(s) of BASE missing from NEW: {FP8_NAME} inductor." in proc.stdout
+    assert f"- {FP8_NAME} inductor (`{base / FP8_FWD['inductor']}`)" in proc.stdout
+    assert f"missing from NEW: {FP8_NAME} inductor (exit 3" in proc.stderr
+    accepted = report_cli("compare", base, new, "--allow-missing")
+    assert accepted.returncode == 0
+    assert "No regression among the matched runs; 1 ok run(s) of BASE missing" in accepted.stdout
+    # runs only in NEW are no gap in the results
+    assert report_cli("compare", new, base).returncode == 0
+
+
+def test_a_regression_beside_a_missing_run_exits_1_and_says_both(tmp_path):
+    base = copy_reference(tmp_path / "base", *FP8_FWD.values())
+    new = copy_reference(tmp_path / "new", FP8_FWD["eager"])
+    r = reference(FP8_FWD["xla"])
+    r["timing"]["median_ms"] *= 1.5
+    write_run(new, FP8_FWD["xla"], r, tables_from=FP8_FWD["xla"])
+    proc = report_cli("compare", base, new, "--allow-missing")
+    assert proc.returncode == 1
+    proc = report_cli("compare", base, new)
+    assert proc.returncode == 1
+    assert "**REGRESSED**; also **INCOMPLETE**: 1 ok run(s) of BASE missing from NEW" in proc.stdout
+
+
+@pytest.mark.parametrize("processes,expected,noise,band_pct", [
+    (5, NOISE, "between", 300 * np.hypot(0.2, 0.2)),     # 3 x the medians' CV on both sides
+    (1, REGRESSION, "within", 5.0)])                     # max(5%, 3 x hypot(1%, 1%))
+def test_noise_floor_is_the_between_process_spread_where_processes_ran(processes, expected, noise,
+                                                                       band_pct):
+    base = {"status": "ok", "median_ms": 1.0, "cv": 0.01, "processes": processes, "between_cv": 0.2}
+    new = dict(base, median_ms=1.3)
+    v = verdict(base, new, CompareConfig(threshold=0.05, k=3.0))
+    assert v["verdict"] == expected and v["noise"] == noise
+    assert v["band_pct"] == pytest.approx(band_pct)
+
+
+def test_h200_process_spread_hides_no_change_and_flags_none(tmp_path):
+    """Inductor's fp8 forward on the H200: medians of fresh processes 0.177-0.302 ms. A second
+    night whose processes landed in another order is within the between-process noise; the
+    within-process CV (0.15%) alone would have called it a 14% regression."""
+    h200 = [0.302, 0.238, 0.190, 0.180, 0.177]
+    base, new = tmp_path / "base", tmp_path / "new"
+    write_run(base, "r", schema2(reference(FP8_FWD["inductor"]), process_medians_ms=h200),
+              tables_from=FP8_FWD["inductor"])
+    write_run(new, "r", schema2(reference(FP8_FWD["inductor"]),
+                                process_medians_ms=[0.302, 0.238, 0.216, 0.190, 0.180]),
+              tables_from=FP8_FWD["inductor"])
+    proc = report_cli("compare", base, new, "--out", tmp_path / "c.md")
+    assert proc.returncode == 0, proc.stdout
+    row = pd.read_csv(tmp_path / "c.csv").iloc[0]
+    assert row["verdict"] == NOISE and row["noise"] == "between"
+    assert row["change_pct"] == pytest.approx(100 * (0.216 / 0.190 - 1))
+    # one process on each side (the schema-1 record against a schema-2 one): within-process CV
+    single = tmp_path / "single"
+    write_run(single, "r", schema2(reference(FP8_FWD["inductor"]), process_medians_ms=[0.216]),
+              tables_from=FP8_FWD["inductor"])
+    one = copy_reference(tmp_path / "one", FP8_FWD["inductor"])
+    assert report_cli("compare", one, single).returncode == 1
+
+
+@pytest.mark.parametrize("gpu,host,cause", [
+    ((1.0, 1.3), (0.2, 0.2), KERNELS), ((1.0, 1.0), (0.2, 0.5), HOST),
+    ((1.0, 1.15), (0.2, 0.35), BOTH), ((1.0, float("nan")), (0.2, 0.5), UNKNOWN)])
+def test_cause_says_whether_the_kernels_or_the_host_changed(gpu, host, cause):
+    base = {"status": "ok", "median_ms": gpu[0] + host[0], "cv": 0.001,
+            "gpu_busy_ms_per_iter": gpu[0], "host_gap_ms": host[0]}
+    new = {"status": "ok", "median_ms": 1.5, "cv": 0.001,
+           "gpu_busy_ms_per_iter": gpu[1], "host_gap_ms": host[1]}
+    v = verdict(base, new, CompareConfig())
+    assert v["verdict"] == REGRESSION and v["cause"] == cause
+    if cause != UNKNOWN:
+        # the two parts are in % of BASE's wall and add up to the wall change
+        assert v["gpu_change_pct"] == pytest.approx(100 * (gpu[1] - gpu[0]) / 1.2)
+        assert v["gpu_change_pct"] + v["host_change_pct"] == pytest.approx(v["change_pct"])
+    assert split_change(base, dict(new), CompareConfig(cause_share=0.0))["cause"] in (BOTH, UNKNOWN)
+
+
+def test_compare_of_a_host_regression_names_the_host(tmp_path):
+    """qwen decode on Inductor: same kernels, the host gap grown by 1 ms per step."""
+    one = reference(DECODE["inductor"])
+    base, new = tmp_path / "base", tmp_path / "new"
+    write_run(base, "r", schema2(one), tables_from=DECODE["inductor"])
+    slower = schema2(one)
+    slower["timing"]["median_ms"] += 1.0
+    slower["gpu"]["host_gap_ms"] += 1.0
+    write_run(new, "r", slower, tables_from=DECODE["inductor"])
+    proc = report_cli("compare", base, new, "--out", tmp_path / "c.md")
+    assert proc.returncode == 1
+    row = pd.read_csv(tmp_path / "c.csv").iloc[0]
+    assert row["cause"] == HOST and row["gpu_change_pct"] == 0.0
+    assert row["host_change_pct"] == pytest.approx(100 / one["timing"]["median_ms"])
+    assert "| host |" in proc.stdout and "GPU Δ %" in proc.stdout
+
+
+def test_output_cut_by_a_pipe_keeps_the_exit_code_and_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    base = copy_reference(tmp_path / "base", *FP8_FWD.values())
+    new = copy_reference(tmp_path / "new", FP8_FWD["eager"])
+    for command in (["compare", base, new], ["explain", base]):
+        proc = subprocess.Popen([sys.executable, "-m", "harness.report", *map(str, command)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()                 # the reader is gone before a line is written
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=120) == (3 if command[0] == "compare" else 0), stderr
+        assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

@@ -134,3 +134,112 @@ def test_real_h100_traces_eager_vs_inductor():
     # Inductor's three fp8 GEMMs run at 66-72% of the H100's dense fp8 peak: no roofline finding
     assert not ((f["kind"] == "roofline") & (f["backends"] == "inductor")
                 & f["unit"].str.contains("FLOP")).any()
+
+
+# ------------------------------------------------ Finding, flags, pairs, graphs, source ops
+
+from harness.report.findings import Finding  # noqa: E402
+from harness.report.graphs import COLUMNS as GRAPH_COLUMNS  # noqa: E402
+
+
+def test_a_finding_is_one_row_of_the_table():
+    f = Finding("speed", "w", "v", ("inductor", "xla"), 2, "x", 1.7, "ev", "s.")
+    assert f.row() == dict(kind="speed", workload="w", variant="v", backends="inductor,xla",
+                           magnitude=2.0, unit="x", score=1.0, evidence="ev", sentence="s.")
+
+
+def test_flags_rank_first_after_failures_with_their_figures():
+    s = summary({"backend": "inductor", "cv": 1.85, "median_ms": 1.0},
+                {"backend": "eager", "median_ms": 3.0},
+                {"backend": "xla", "status": "failed", "reason": "timeout"})
+    flags = pd.DataFrame([{"workload": "w", "variant": "v", "backend": "inductor",
+                           "run_id": "inductor", "code": "high_cv", "detail": "within-process CV 185%"},
+                          {"workload": "w", "variant": "v", "backend": "inductor",
+                           "run_id": "inductor", "code": "recompiled", "detail": "2 graph(s)"}])
+    f = findings_from(s, flags=flags)
+    assert kinds(f) == ["status", "flag", "flag"]     # and no speed finding on a CV of 185%
+    cv, recompiled = f.iloc[1], f.iloc[2]
+    assert (cv["magnitude"], cv["unit"], cv["score"]) == (pytest.approx(185.0),
+                                                         "% CV within a process", 1.0)
+    assert "inductor on w [v] is flagged high_cv: within-process CV 185%." in cv["sentence"]
+    assert (recompiled["unit"], recompiled["score"]) == ("flag", 1.0)
+    assert recompiled["sentence"] == ("inductor on w [v] is flagged recompiled: 2 graph(s). "
+                                      "Meaning: the compiler compiled again during timing: the "
+                                      "timing mixes compile and run.")
+
+
+def graphs(*rows: dict) -> pd.DataFrame:
+    base = dict(workload="w", variant="v", status="ok", mechanism="cudagraphs", graph_mode=True,
+                evidence=True, graphs_recorded=1, graph_replays=100, skips="", partitions=1,
+                cudagraphable_partitions=1, command_buffers_enabled=None,
+                command_buffer_types="", command_buffers_why="", during_profiling=None, trace="")
+    return pd.DataFrame([{**base, "run_id": r["backend"], **r} for r in rows], columns=GRAPH_COLUMNS)
+
+
+@pytest.mark.parametrize("evidence,cause", [
+    (dict(graph_replays=0, skips="mutated inputs (2 instances)"),
+     "no CUDA graph replayed (skipped: mutated inputs (2 instances))"),
+    (dict(skips="cpu device (1 instances)"), "cudagraphs were skipped for part of the program: cpu"),
+    (dict(partitions=3, cudagraphable_partitions=2),
+     "1 of 3 graph partitions are not cudagraphable"),
+    (dict(), "by elimination, host work between graph launches"),
+    (dict(evidence=False), "cause unknown: the record carries no CUDA-graph evidence")])
+def test_graph_mode_idle_names_its_cause(evidence, cause):
+    label = "inductor:reduce-overhead"
+    s = summary({"backend": label, "median_ms": 9.1, "gpu_busy_ms_per_iter": 2.5,
+                 "host_gap_ms": 6.6, "idle_share": 6.6 / 9.1})
+    k = kernels(label, ("gemm", "gemm", 2500))
+    f = findings_from(s, k, graphs=graphs({"backend": label, **evidence}))
+    (row,) = f[f["kind"] == "graphs"].itertuples()
+    assert row.magnitude == pytest.approx(6.6) and row.score == pytest.approx(6.6 / 9.1)
+    assert cause in row.sentence
+    assert "idle" not in kinds(f)           # the graph rule explains a graph mode's idle time
+
+
+def test_xla_command_buffer_settings_name_the_cause():
+    s = summary({"backend": "xla", "median_ms": 1.0, "gpu_busy_ms_per_iter": 0.6, "host_gap_ms": 0.4,
+                 "idle_share": 0.4})
+    k = kernels("xla", ("gemm", "gemm", 600))
+    xla = dict(backend="xla", mechanism="command_buffers", command_buffers_enabled=True,
+               command_buffer_types="FUSION,CUBLAS", during_profiling=False)
+    row = findings_from(s, k, graphs=graphs(xla)).query("kind == 'graphs'").iloc[0]
+    assert "the profile ran without command buffers" in row["sentence"]
+    assert "command buffers: on (FUSION,CUBLAS); off while profiling" in row["evidence"]
+    busy = s.assign(gpu_busy_ms_per_iter=0.95, host_gap_ms=0.05, idle_share=0.05)
+    assert "graphs" not in kinds(findings_from(busy, k, graphs=graphs(xla)))
+
+
+def test_pairs_say_which_is_which_and_use_the_between_process_noise():
+    s = summary({"backend": "inductor:max-autotune", "median_ms": 0.59, "cv": 0.001,
+                 "gpu_busy_ms_per_iter": 0.5, "host_gap_ms": 0.09},
+                {"backend": "xla", "median_ms": 0.60, "cv": 0.001, "gpu_busy_ms_per_iter": 0.55,
+                 "host_gap_ms": 0.05},
+                {"backend": "inductor", "median_ms": 0.85, "processes": 5, "between_cv": 0.2},
+                {"backend": "xla:no-cmdbuf", "median_ms": 0.60, "processes": 5, "between_cv": 0.01})
+    f = findings_from(s).query("kind == 'pair'")
+    head, ctrl = f.iloc[0], f.iloc[1]
+    assert head["backends"] == "inductor:max-autotune,xla" and head["sentence"].startswith(
+        "Headline pair on w [v] (inductor:max-autotune vs xla: each compiler at its best")
+    assert head["magnitude"] == pytest.approx(0.59 / 0.60)
+    assert "Inductor is 1.02x faster end to end; wall 0.59 vs 0.6 ms; GPU 0.5 ms vs 0.55 ms; " \
+           "host gap 0.09 ms vs 0.05 ms" in head["sentence"]
+    # 0.85 vs 0.60 is 1.42x, inside 3 x hypot(20%, 1%): no winner called
+    assert ctrl["sentence"].startswith("Control pair on w [v] (inductor vs xla:no-cmdbuf")
+    assert "level within noise" in ctrl["sentence"]
+
+
+def test_categories_by_source_op_make_attention_comparable():
+    s = summary({"backend": "inductor"}, {"backend": "xla"})
+    ind = kernels("inductor", ("sdpa_flash", "attention", 1700), ("nvjet", "gemm", 850))
+    xla = kernels("xla", ("dot_170", "gemm", 840), ("dot_171", "gemm", 750),
+                  ("transpose", "copy", 120), ("dot_2", "gemm", 850))
+    ind["op_category"] = ["attention", "gemm"]
+    xla["op_category"] = ["attention", "attention", "attention", "gemm"]
+    f = findings_from(s, pd.concat([ind, xla]))
+    # by kernel name, XLA would "spend 1.7 ms less in attention and 1.6 ms more in gemm";
+    # by source op, attention is 1.7 vs 1.71 ms and gemm 0.85 vs 0.85 ms: nothing to say
+    assert "category" not in kinds(f)
+    xla.loc[xla["kernel"] == "transpose", "time_us_per_iter"] = 1000
+    row = findings_from(s, pd.concat([ind, xla])).query("kind == 'category'").iloc[0]
+    assert row["backends"] == "xla,inductor" and "in attention (by source op)" in row["sentence"]
+    assert "transpose [copy] (1,000.0 us)" in row["evidence"] and "dot_170 [gemm]" in row["evidence"]

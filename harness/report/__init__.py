@@ -17,7 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report import tables as T
+from harness.report.graphs import graphs_markdown, graphs_table
 from harness.report.load import Sweep, load
+from harness.report.pairs import pair_table, pairs_markdown
 
 PLOTS_DIR = "plots"
 REPORT_NAME = "report.md"
@@ -41,6 +43,9 @@ def build_tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
         "memory_top_buffers": _buffers(sweep),
         "speedup": T.speedup_table(sweep.summary),
         "compile": T.compile_table(sweep),
+        "flags": T.flags_long(sweep),
+        "pairs": pair_table(sweep.summary),
+        "graphs": graphs_table(sweep),
     }
 
 
@@ -136,6 +141,10 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
         from harness.report.findings import render_markdown
         lines += ["## Findings\n", render_markdown(found)]
     lines += ["## Summary\n", T.summary_markdown(s)]
+    flagged = T.flags_markdown(tables["flags"])
+    if flagged:
+        lines += ["### Flags\n", "What a run did not measure as asked; its figures above hold "
+                  "only with this in mind.\n", flagged]
     bad = s[s["status"] != "ok"]
     if len(bad):
         lines.append("### Failed and skipped runs\n")
@@ -143,10 +152,20 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
             lines.append(f"- **{r.workload} [{r.variant}] {r.backend}** {r.status}: "
                          f"{T.md_escape(r.reason) or '(no reason recorded)'} (`{r.run_dir}`)")
         lines.append("")
+    lines += ["## Inductor vs XLA: the headline and control pairs\n",
+              pairs_markdown(tables["pairs"], s)]
+    lines += ["## CUDA graphs and command buffers\n",
+              "Per graph-mode run (Inductor reduce-overhead / max-autotune) and per XLA run: "
+              "whether CUDA graphs were recorded and replayed, skips with their reasons, graph "
+              "partitions; XLA's command-buffer settings and whether the profile kept them.\n",
+              graphs_markdown(tables["graphs"])]
     if "speedup" in plots:
         lines += ["## Speedup over eager\n", _img(plots, "speedup", out, "speedup over eager")]
 
     lines.append("## Time by kernel category (ms per iteration)\n")
+    lines.append("Categories are those of each kernel's source PyTorch op where the kernel table "
+                 "names it (so attention means the same on Inductor and XLA), else of the kernel "
+                 "itself; where ops are known, the split by kernel category follows.\n")
     cat = tables["kernels_by_category"]
     top = tables["kernels_top"]
     for workload in dict.fromkeys(s["workload"]):
@@ -157,17 +176,24 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
             lines.append(f"**{w} [{v}]**\n")
             if not wide.empty:
                 lines.append(T.md_table(wide, index=True))
+            split = T.category_split(cat, w, v)
+            if not split.empty:
+                lines += ["<details><summary>by source op and kernel category</summary>\n",
+                          T.md_table(split), "</details>\n"]
             lines.append(_missing_note(cat, w, v, "kernel table"))
             sub = top[(top["workload"] == w) & (top["variant"] == v) & top["kernel"].notna()]
             if len(sub):
-                view = sub[["backend", "rank", "kernel", "category", "time_us_per_iter", "share",
-                            "achieved_tflops", "achieved_gbps", "pct_peak_flops", "pct_peak_bw",
-                            "suspect"]].copy()
+                ops = [c for c in ("op", "op_category") if c in sub.columns
+                       and sub[c].notna().any()]
+                view = sub[["backend", "rank", "kernel", *ops, "category", "time_us_per_iter",
+                            "share", "achieved_tflops", "achieved_gbps", "pct_peak_flops",
+                            "pct_peak_bw", "suspect"]].copy()
                 view = view[view["rank"] <= 5]
                 view["kernel"] = view["kernel"].map(lambda k: k if len(k) <= 60 else k[:57] + "...")
                 view["share"] = view["share"] * 100.0
-                view.columns = ["backend", "#", "kernel", "category", "us/iter", "share %",
-                                "TFLOP/s", "GB/s", "% peak FLOP/s", "% peak BW", "suspect"]
+                view.columns = ["backend", "#", "kernel", *[o.replace("_", " ") for o in ops],
+                                "category", "us/iter", "share %", "TFLOP/s", "GB/s",
+                                "% peak FLOP/s", "% peak BW", "suspect"]
                 lines.append("<details><summary>top kernels</summary>\n")
                 lines.append(T.md_table(view, {"suspect": lambda v: "suspect" if v is True or
                                                            v == True else ""}))  # noqa: E712
@@ -197,6 +223,6 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
                  "Triton/C++ compiles (not separable on XLA); other: the rest of the first call. "
                  "Blank = the compiler does not separate it.\n")
     lines.append("Tables: `summary`, `kernels_by_category`, `kernels_top`, `memory_by_kind`, "
-                 "`memory_top_buffers`, `speedup`, `compile` (and `findings`), each as `.csv` and "
-                 "`.parquet` beside this file.\n")
+                 "`memory_top_buffers`, `speedup`, `compile`, `flags`, `pairs`, `graphs` (and "
+                 "`findings`), each as `.csv` and `.parquet` beside this file.\n")
     return "\n".join(lines)

@@ -2,21 +2,28 @@
 
     python -m harness.report SWEEP_DIR [SWEEP_DIR...] [--out DIR]   tables + plots + report.md
     python -m harness.report compare BASE NEW [--threshold 0.05] [--k 3] [--out FILE]
-                                           exit 1 when something regressed, else 0
+                                           [--allow-missing]
+                                           exit 1 when something regressed; 3 when nothing
+                                           matched or an ok run of BASE is missing from NEW
+                                           (unless --allow-missing); else 0
     python -m harness.report history SWEEP_DIR [...] [--store results/history]
     python -m harness.report explain SWEEP_DIR [...]                 findings, ranked
 
-User mistakes (no records, a corrupt record.json) are one line naming the file, exit 2.
+User mistakes (no records, a corrupt record.json, a record of an unknown schema_version) are
+one line naming the file, exit 2.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from harness.errors import InputError, die
 
 COMMANDS = ("compare", "history", "explain")
+EXIT_REGRESSED = 1
+EXIT_INCOMPLETE = 3     # 2 is a user mistake (harness.errors)
 
 
 def _report(argv: list[str]) -> int:
@@ -36,28 +43,42 @@ def _report(argv: list[str]) -> int:
     print(f"{len(s)} runs ({counts}) -> {report.markdown}")
     print(f"tables: {', '.join(sorted({p.stem for p in report.written if p.suffix == '.csv'}))}"
           f" (.csv, .parquet); plots: {len(report.plots)}")
+    flags = report.tables["flags"]
+    if len(flags):
+        codes = ", ".join(f"{code} {n}" for code, n in flags["code"].value_counts().items())
+        print(f"!! {flags['run_id'].nunique()} run(s) flagged ({codes}): see Flags in report.md")
     return 0
 
 
 def _compare(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.report compare",
                                 description="Per matching run, NEW/BASE of the median with a "
-                                            "noise-aware verdict. Exit 1 if anything regressed.")
+                                            "noise-aware verdict, and whether the kernels or the "
+                                            "host changed. Exit 1 if anything regressed, 3 if "
+                                            "nothing matched or an ok run of BASE is missing "
+                                            "from NEW.")
     p.add_argument("base", metavar="BASE")
     p.add_argument("new", metavar="NEW")
     p.add_argument("--threshold", type=float, default=0.05,
                    help="smallest relative change counted (0.05 = 5%%)")
     p.add_argument("--k", type=float, default=3.0,
-                   help="a change must also exceed k x sqrt(cv_base^2 + cv_new^2) (3)")
+                   help="a change must also exceed k x sqrt(noise_base^2 + noise_new^2), noise "
+                        "being the between-process CV where several processes ran, else the "
+                        "within-process CV (3)")
     p.add_argument("--out", help="also write the Markdown here (and FILE.csv beside it)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="accept on purpose that nothing matched or that ok runs of BASE are "
+                        "missing from NEW (still listed); exit 0 unless something regressed")
     args = p.parse_args(argv)
     if args.threshold < 0 or args.k < 0:
         die("--threshold and --k must be non-negative")
-    from harness.report.compare import CompareConfig, compare, render_markdown
+    from harness.report.compare import (CompareConfig, compare, incomplete_reason,
+                                        render_markdown)
     from harness.report.load import load
     c = compare(load([args.base]), load([args.new]), CompareConfig(args.threshold, args.k))
-    md = render_markdown(c, args.base, args.new)
-    print(md)
+    md = render_markdown(c, args.base, args.new, args.allow_missing)
+    code = (EXIT_REGRESSED if c.regressed else
+            EXIT_INCOMPLETE if c.incomplete and not args.allow_missing else 0)
     if args.out:
         out = Path(args.out)
         try:
@@ -66,7 +87,15 @@ def _compare(argv: list[str]) -> int:
             c.table.to_csv(out.with_suffix(".csv"), index=False)
         except OSError as e:
             die(f"{out}: cannot write ({e})")
-    return 1 if c.regressed else 0
+    if c.incomplete and not args.allow_missing:
+        # The gate's reason on stderr too: a nightly log shows it without the Markdown.
+        print(f"compare: incomplete, {incomplete_reason(c)} (exit {EXIT_INCOMPLETE} unless "
+              "something regressed; --allow-missing accepts this)", file=sys.stderr)
+    try:
+        print(md, flush=True)   # flushed here: a pipe closed early fails now, not at exit
+    except BrokenPipeError:   # `compare ... | head`: the verdict's exit code still counts
+        _stdout_closed()
+    return code
 
 
 def _history(argv: list[str]) -> int:
@@ -102,15 +131,26 @@ def _explain(argv: list[str]) -> int:
     return 0
 
 
+def _stdout_closed() -> None:
+    """Python would print a traceback when it flushes a closed stdout at exit: point stdout at
+    devnull instead (the `signal` docs' recipe for SIGPIPE)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handler = _report
     if argv and argv[0] in COMMANDS:
         handler = {"compare": _compare, "history": _history, "explain": _explain}[argv.pop(0)]
     try:
-        return handler(argv)
+        code = handler(argv)
+        sys.stdout.flush()
+        return code
     except InputError as e:
         die(str(e))
+    except BrokenPipeError:   # `... | head` closed the pipe: the reader has what it wanted
+        _stdout_closed()
+        return 0
     return 0
 
 

@@ -2,10 +2,18 @@
 
 Runs are matched by `run_id` (the hash of workload, backend, bench, device and seed config),
 and where that fails (a bench setting changed between the nights) by the human key: workload,
-backend, backend mode and the workload's resolved parameters. A change counts only beyond
-`max(threshold, k * combined CV)`, combined CV = sqrt(cv_base^2 + cv_new^2): a run whose
-samples spread by 4% cannot show a 5% regression with any confidence. A run that was ok and
-now fails is a regression too; runs on one side only are listed, not dropped.
+backend label and the workload's resolved parameters. A change counts only beyond
+`max(threshold, k * combined noise)`, combined noise = sqrt(noise_base^2 + noise_new^2), each
+side's noise being the CV of its fresh processes' medians where several ran (schema 2,
+`bench.processes` > 1) and else the CV of its samples within the one process: a run whose
+medians spread by 4% cannot show a 5% regression with any confidence.
+
+The wall change is split into what the kernels and the host did: GPU busy time and host gap
+(wall - GPU) of each side, each change in % of BASE's wall median, so that the two add up to
+the wall change; `cause` names the part that carries it (kernels | host | both | unknown).
+
+A run that was ok and now fails is a regression. A comparison is incomplete when nothing
+matched or an ok run of BASE is missing from NEW: results that disappear must not pass.
 """
 from __future__ import annotations
 
@@ -13,15 +21,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from harness.collect.kernel_diff import category_diff, kernel_diff
 from harness.report import tables as T
-from harness.report.load import Sweep, match_key
+from harness.report.load import Sweep, finite, match_key, noise_floor
 
 REGRESSION, IMPROVEMENT, NOISE = "regression", "improvement", "within noise"
 NEWLY_FAILING, FIXED, NOT_OK = "now failing", "fixed", "not ok on both sides"
+KERNELS, HOST, BOTH, UNKNOWN = "kernels", "host", "both", "unknown"
 
 # Environment fields that explain a difference between two nights (DESIGN: driver, clocks,
 # library versions, which GPU).
@@ -35,6 +43,7 @@ class CompareConfig:
     threshold: float = 0.05     # smallest relative change ever called a change
     k: float = 3.0              # how many combined CVs a change must exceed
     top_kernels: int = 8        # kernel rows shown per regressed run
+    cause_share: float = 0.25   # a part (kernels, host) carrying less of the change is not a cause
 
 
 @dataclass
@@ -50,11 +59,48 @@ class Comparison:
     def regressed(self) -> bool:
         return bool(self.table["verdict"].isin([REGRESSION, NEWLY_FAILING]).any())
 
+    @property
+    def missing(self) -> pd.DataFrame:
+        """ok runs of BASE with no counterpart in NEW."""
+        return self.base_only[self.base_only["status"] == "ok"]
 
-def verdict(base: dict[str, Any], new: dict[str, Any], cfg: CompareConfig) -> dict[str, Any]:
-    """Ratio NEW/BASE of the medians and what it means given both runs' spread."""
+    @property
+    def incomplete(self) -> bool:
+        """Nothing matched, or an ok run of BASE is missing from NEW."""
+        return self.table.empty or not self.missing.empty
+
+
+def _name(r: Any) -> str:
+    return f"{r.workload} [{r.variant}] {r.backend}"
+
+
+def _value(row: Any, key: str) -> float:
+    value = row.get(key, math.nan)
+    return float(value) if finite(value) else math.nan
+
+
+def split_change(base: Any, new: Any, cfg: CompareConfig) -> dict[str, Any]:
+    """What the kernels and the host each did to the wall time: the change of GPU busy time and
+    of the host gap, each in % of BASE's wall median (they add up to the wall change), and
+    the cause: the part(s) carrying at least `cause_share` of the two together."""
+    bm = _value(base, "median_ms")
+    parts = {}
+    for name, key in (("gpu", "gpu_busy_ms_per_iter"), ("host", "host_gap_ms")):
+        parts[name] = 100.0 * (_value(new, key) - _value(base, key)) / bm
+    out = {"gpu_change_pct": parts["gpu"], "host_change_pct": parts["host"]}
+    total = abs(parts["gpu"]) + abs(parts["host"])
+    if not total > 0:       # NaN (not profiled on a side) or no change in either
+        return {**out, "cause": UNKNOWN}
+    gpu, host = (abs(parts[k]) >= cfg.cause_share * total for k in ("gpu", "host"))
+    return {**out, "cause": BOTH if gpu and host else KERNELS if gpu else HOST}
+
+
+def verdict(base: Any, new: Any, cfg: CompareConfig) -> dict[str, Any]:
+    """Ratio NEW/BASE of the medians and what it means given both runs' noise; where both
+    sides were profiled, whether the kernels or the host changed."""
     b_ok, n_ok = base["status"] == "ok", new["status"] == "ok"
-    out = {"ratio": math.nan, "change_pct": math.nan, "band_pct": math.nan}
+    out = {"ratio": math.nan, "change_pct": math.nan, "band_pct": math.nan,
+           "noise": "", "gpu_change_pct": math.nan, "host_change_pct": math.nan, "cause": ""}
     if b_ok and not n_ok:
         return {**out, "verdict": NEWLY_FAILING}
     if n_ok and not b_ok:
@@ -64,9 +110,8 @@ def verdict(base: dict[str, Any], new: dict[str, Any], cfg: CompareConfig) -> di
     bm, nm = float(base["median_ms"]), float(new["median_ms"])
     if not (bm > 0 and nm > 0):
         return {**out, "verdict": NOT_OK}
-    cv_b = float(base["cv"]) if base["cv"] == base["cv"] else 0.0
-    cv_n = float(new["cv"]) if new["cv"] == new["cv"] else 0.0
-    band = max(cfg.threshold, cfg.k * math.hypot(cv_b, cv_n))
+    (noise_b, src_b), (noise_n, src_n) = noise_floor(base), noise_floor(new)
+    band = max(cfg.threshold, cfg.k * math.hypot(noise_b, noise_n))
     ratio = nm / bm
     if ratio > 1.0 + band:
         v = REGRESSION
@@ -74,8 +119,11 @@ def verdict(base: dict[str, Any], new: dict[str, Any], cfg: CompareConfig) -> di
         v = IMPROVEMENT
     else:
         v = NOISE
+    split = split_change(base, new, cfg)
+    if v == NOISE:
+        split["cause"] = ""
     return {"ratio": ratio, "change_pct": 100.0 * (ratio - 1.0), "band_pct": 100.0 * band,
-            "verdict": v}
+            "noise": src_b if src_b == src_n else f"{src_b}/{src_n}", **split, "verdict": v}
 
 
 def _pairs(base: pd.DataFrame, new: pd.DataFrame) -> tuple[list[tuple[int, int, str]], set, set]:
@@ -152,11 +200,16 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
     for i, j, how in pairs:
         b, n = bs.loc[i], ns.loc[j]
         v = verdict(b, n, cfg)
-        name = f"{n['workload']} [{n['variant']}] {n['backend']}"
+        name = _name(n)
         rows.append({"workload": n["workload"], "variant": n["variant"], "backend": n["backend"],
                      "base_status": b["status"], "new_status": n["status"],
                      "base_median_ms": b["median_ms"], "new_median_ms": n["median_ms"],
-                     "base_cv": b["cv"], "new_cv": n["cv"], **v, "matched_by": how,
+                     "base_cv": b["cv"], "new_cv": n["cv"],
+                     "base_between_cv": b["between_cv"], "new_between_cv": n["between_cv"],
+                     "base_gpu_ms": b["gpu_busy_ms_per_iter"],
+                     "new_gpu_ms": n["gpu_busy_ms_per_iter"],
+                     "base_host_gap_ms": b["host_gap_ms"], "new_host_gap_ms": n["host_gap_ms"],
+                     **v, "matched_by": how,
                      "base_run_id": b["run_id"], "new_run_id": n["run_id"],
                      "reason": n["reason"] if n["status"] != "ok" else ""})
         if v["verdict"] == REGRESSION:
@@ -167,8 +220,10 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                 kern = kern[kern["delta_us"] > 0].head(cfg.top_kernels)
                 kernel_diffs[name] = (cats, kern)
     cols = ["workload", "variant", "backend", "base_status", "new_status", "base_median_ms",
-            "new_median_ms", "base_cv", "new_cv", "ratio", "change_pct", "band_pct", "verdict",
-            "matched_by", "base_run_id", "new_run_id", "reason"]
+            "new_median_ms", "base_cv", "new_cv", "base_between_cv", "new_between_cv",
+            "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "ratio",
+            "change_pct", "band_pct", "noise", "verdict", "gpu_change_pct", "host_change_pct",
+            "cause", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
     order = {NEWLY_FAILING: 0, REGRESSION: 1, IMPROVEMENT: 2, FIXED: 3, NOISE: 4, NOT_OK: 5}
     table = table.assign(_o=table["verdict"].map(order)).sort_values(
@@ -181,36 +236,83 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                       config=cfg)
 
 
-def render_markdown(c: Comparison, base_label: str, new_label: str) -> str:
+def incomplete_reason(c: Comparison) -> str:
+    """Why a comparison is incomplete ("" when it is not), naming the missing runs."""
+    if c.table.empty:
+        return "no runs matched: nothing was compared"
+    if len(c.missing):
+        names = "; ".join(_name(r) for r in c.missing.itertuples())
+        return f"{len(c.missing)} ok run(s) of BASE missing from NEW: {names}"
+    return ""
+
+
+def headline(c: Comparison, allow_missing: bool = False) -> str:
+    """The one-line verdict: regressed, incomplete (nothing matched, ok runs missing) or not."""
+    why = incomplete_reason(c)
+    if c.regressed:
+        return "**REGRESSED**" + (f"; also **INCOMPLETE**: {why}." if why else "")
+    if not why:
+        return "No regression."
+    if allow_missing:
+        return f"No regression among the matched runs; {why} (accepted with --allow-missing)."
+    return f"**INCOMPLETE**: {why}."
+
+
+def render_markdown(c: Comparison, base_label: str, new_label: str,
+                    allow_missing: bool = False) -> str:
     t = c.table
     counts = t["verdict"].value_counts().to_dict()
     lines = [f"# Compare\n", f"BASE `{base_label}` vs NEW `{new_label}`: {len(t)} matched run(s) "
              f"({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'}); "
              f"{len(c.base_only)} only in BASE, {len(c.new_only)} only in NEW.  ",
              f"A change counts beyond max({100 * c.config.threshold:g}%, "
-             f"{c.config.k:g} x sqrt(cv_base² + cv_new²)).\n",
-             "**REGRESSED**\n" if c.regressed else "No regression.\n"]
+             f"{c.config.k:g} x sqrt(noise_base² + noise_new²)); a run's noise is the CV of its "
+             "processes' medians where several ran (`between`), else of its samples "
+             "(`within`).\n",
+             headline(c, allow_missing) + "\n"]
+    if len(c.missing):
+        lines += ["ok in BASE, missing from NEW:\n",
+                  "".join(f"- {_name(r)} (`{r.run_dir}`)\n" for r in c.missing.itertuples())]
+
+    def signed(values: pd.Series) -> pd.Series:
+        return values.map(lambda r: f"{r:+.1f}" if r == r else "")
+
     view = pd.DataFrame({
         "workload": t["workload"], "variant": t["variant"], "backend": t["backend"],
         "base ms": t["base_median_ms"], "new ms": t["new_median_ms"],
         "NEW/BASE": t["ratio"].map(lambda r: f"{r:.3f}" if r == r else ""),
-        "change %": t["change_pct"].map(lambda r: f"{r:+.1f}" if r == r else ""),
+        "change %": signed(t["change_pct"]),
         "noise band ±%": t["band_pct"].map(lambda r: f"{r:.1f}" if r == r else ""),
+        "noise": t["noise"],
         "CV base/new %": [f"{100 * a:.1f} / {100 * b:.1f}" if a == a and b == b else ""
                           for a, b in zip(t["base_cv"], t["new_cv"])],
+        "between procs CV base/new %": [
+            f"{T.fmt_num(100 * a, 2)} / {T.fmt_num(100 * b, 2)}" if a == a or b == b else ""
+            for a, b in zip(t["base_between_cv"], t["new_between_cv"])],
+        "GPU ms base/new": [f"{T.fmt_num(a)} / {T.fmt_num(b)}" if a == a or b == b else ""
+                            for a, b in zip(t["base_gpu_ms"], t["new_gpu_ms"])],
+        "host gap ms base/new": [f"{T.fmt_num(a)} / {T.fmt_num(b)}" if a == a or b == b else ""
+                                 for a, b in zip(t["base_host_gap_ms"], t["new_host_gap_ms"])],
+        "GPU Δ %": signed(t["gpu_change_pct"]), "host Δ %": signed(t["host_change_pct"]),
         "verdict": [f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v for v in t["verdict"]],
+        "cause": t["cause"],
         "status": [s if s == ns else f"{s} → {ns}" for s, ns in zip(t["base_status"],
                                                                      t["new_status"])],
         "reason": t["reason"].map(lambda r: r[:120]),
     })
-    lines += ["## Runs\n", T.md_table(view)]
+    keep = [c for c in view.columns if c in ("workload", "variant", "backend", "verdict")
+            or view[c].map(lambda v: T.fmt_num(v) != "").any()]
+    lines += ["## Runs\n", T.md_table(view[keep]),
+              "GPU Δ % and host Δ %: the change of GPU busy time and of the host gap (wall - GPU), "
+              "each in % of BASE's wall median, so that they add up to the wall change; cause: "
+              "the part carrying it (kernels, host, both; unknown where a side was not "
+              "profiled).\n"]
     for name, (cats, kern) in c.kernel_diffs.items():
         lines += [f"## Why slower: {name}\n", "Time by category (ms per iteration):\n",
                   T.md_table(cats, index=True), "Kernels that grew (us per iteration):\n",
                   T.md_table(kern)]
-    regressed_without = [f"{r.workload} [{r.variant}] {r.backend}" for r in t.itertuples()
-                         if r.verdict == REGRESSION and
-                         f"{r.workload} [{r.variant}] {r.backend}" not in c.kernel_diffs]
+    regressed_without = [_name(r) for r in t.itertuples()
+                         if r.verdict == REGRESSION and _name(r) not in c.kernel_diffs]
     if regressed_without:
         lines.append("No kernel tables on both sides for: " + "; ".join(regressed_without) + "\n")
     lines.append("## Environment differences\n")

@@ -1,10 +1,12 @@
 """Findings: where and why backends differ, in one sentence each, with numbers and evidence.
 
-Rules read the report's tables (summary, kernel table, memory table, top buffers) and return
-rows, never text alone: `kind, workload, variant, backends, magnitude, unit, score, evidence,
-sentence`. Tests assert on the rows; report.md and `python -m harness.report explain` render
-them. `score` (0..1, the share of an iteration or of a footprint at stake) ranks findings
-within a workload. Thresholds are `FindingsConfig`: data, not constants buried in rules.
+Rules read the report's tables (summary, kernel table, memory table, top buffers, flags,
+CUDA-graph evidence) and return `Finding`s, never text alone; the findings table is made of
+them (`kind, workload, variant, backends, magnitude, unit, score, evidence, sentence`). Tests
+assert on the rows; report.md and `python -m harness.report explain` render them. `score`
+(0..1, the share of an iteration or of a footprint at stake) ranks findings within a
+workload, after failures, flags (which qualify every other figure of their run) and the
+Inductor-vs-XLA pairs. Thresholds are `FindingsConfig`: data, not constants buried in rules.
 
 A finding says what the tables show. Where it names a cause it cannot measure (host overhead
 behind an idle GPU), the sentence says "hypothesis".
@@ -13,18 +15,27 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
-from harness.report.tables import MIB, order_backends
+from harness.describe import FLAG_CODES, THRESHOLDS
+from harness.report.graphs import describe_command_buffers, describe_cudagraphs, known
+from harness.report.load import noise_floor
+from harness.report.pairs import PAIRS, pair_table
+from harness.report.tables import MIB, category_basis, comparable_category
 
 COLUMNS = ["kind", "workload", "variant", "backends", "magnitude", "unit", "score", "evidence",
            "sentence"]
 COMPUTE_CATEGORIES = ("gemm", "attention", "conv")
 MEMORY_BOUND_CATEGORIES = ("fp8_cast", "norm", "elementwise", "reduction", "copy")
+# Kinds shown first in a workload, in this order; the rest by score.
+KIND_ORDER = {"status": 0, "flag": 1, "pair": 2}
+# Summary columns a rule may read that a hand-built summary (tests, old callers) may lack.
+OPTIONAL_SUMMARY = {"kernel_ms_per_iter": math.nan, "gpu_busy_ms_per_iter": math.nan,
+                    "host_gap_ms": math.nan, "idle_share": math.nan, "processes": math.nan,
+                    "between_cv": math.nan, "flags": ""}
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,8 @@ class FindingsConfig:
     # GPU idle: wall minus GPU-busy above this share of the median iteration
     idle_min_share: float = 0.25
     idle_min_ms: float = 0.005
+    # a graph mode is meant to keep the GPU busy: idle beyond the host-bound line is a finding
+    graph_idle_min_share: float = THRESHOLDS.host_bound_idle_share
     # roofline: time-weighted % of peak below these (only kernels not flagged suspect)
     compute_pct_peak_below: float = 50.0
     bandwidth_pct_peak_below: float = 40.0
@@ -56,10 +69,22 @@ class FindingsConfig:
     evidence_buffers: int = 3
 
 
-def _row(kind, workload, variant, backends, magnitude, unit, score, evidence, sentence) -> dict:
-    return dict(kind=kind, workload=workload, variant=variant, backends=",".join(backends),
-                magnitude=float(magnitude), unit=unit, score=float(min(max(score, 0.0), 1.0)),
-                evidence=evidence, sentence=sentence)
+@dataclass(frozen=True)
+class Finding:
+    kind: str                     # status, flag, pair, speed, category, layout, idle, graphs, ...
+    workload: str
+    variant: str
+    backends: tuple[str, ...]     # the run(s) it is about; the one with more of it first
+    magnitude: float              # in `unit`
+    unit: str
+    score: float                  # 0..1: the share of an iteration or footprint at stake
+    evidence: str
+    sentence: str
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), "backends": ",".join(self.backends),
+                "magnitude": float(self.magnitude),
+                "score": float(min(max(self.score, 0.0), 1.0))}
 
 
 def _name(workload: str, variant: str) -> str:
@@ -70,10 +95,14 @@ def _short(kernel: str, n: int = 60) -> str:
     return kernel if len(kernel) <= n else kernel[:n - 3] + "..."
 
 
-def _top_kernels(k: pd.DataFrame, n: int) -> str:
+def _top_kernels(k: pd.DataFrame, n: int, by: pd.Series | None = None) -> str:
+    """The n longest kernels; where they are grouped by op category (`by`), each kernel's own
+    category is named beside it when it differs (XLA's attention: `[gemm]`, `[reduction]`)."""
     k = k.sort_values("time_us_per_iter", ascending=False).head(n)
-    return ", ".join(f"{_short(r.kernel)} ({r.time_us_per_iter:,.1f} us)"
-                     for r in k.itertuples()) or "none"
+    own = [f" [{c}]" if by is not None and c != by.get(i) else ""
+           for i, c in zip(k.index, k["category"])]
+    return ", ".join(f"{_short(r.kernel)}{o} ({r.time_us_per_iter:,.1f} us)"
+                     for r, o in zip(k.itertuples(), own)) or "none"
 
 
 def _ms(v: float) -> str:
@@ -82,18 +111,76 @@ def _ms(v: float) -> str:
 
 # -------------------------------------------------------------------------------- rules
 
-def rule_status(ctx: "Context") -> list[dict]:
+def rule_status(ctx: "Context") -> list[Finding]:
     """A backend that did not run is the first thing to know about a comparison."""
     out = []
     for r in ctx.summary[ctx.summary["status"] != "ok"].itertuples():
-        out.append(_row("status", r.workload, r.variant, [r.backend], 1.0, "run", 1.0,
-                        r.reason or "no reason recorded",
-                        f"{r.backend} {r.status} on {_name(r.workload, r.variant)}: "
-                        f"{(r.reason or 'no reason recorded')[:200]}."))
+        why = r.reason or "no reason recorded"
+        out.append(Finding("status", r.workload, r.variant, (r.backend,), 1.0, "run", 1.0, why,
+                           f"{r.backend} {r.status} on {_name(r.workload, r.variant)}: "
+                           f"{why[:200]}."))
     return out
 
 
-def rule_speed(ctx: "Context") -> list[dict]:
+# What a flag means for the figures of its run, and how it is scored: flags that void a
+# figure rank as 1; spread and idle flags by their own size.
+_FLAG_FIGURES = {"host_bound": ("idle_share", "% of the step idle"),
+                 "high_cv": ("cv", "% CV within a process"),
+                 "process_spread": ("between_cv", "% CV between processes")}
+
+
+def rule_flags(ctx: "Context") -> list[Finding]:
+    """Every flag of every run, with its figures: a recompile during timing, a CV of 185% or a
+    host-bound run qualifies every other number of that run, so explain names it."""
+    out = []
+    if ctx.flags.empty:
+        return out
+    by_run = ctx.summary.drop_duplicates("run_id").set_index("run_id")
+    for f in ctx.flags.itertuples():
+        column, unit = _FLAG_FIGURES.get(f.code, (None, "flag"))
+        figure = by_run[column].get(f.run_id, math.nan) if column in by_run else math.nan
+        known = figure == figure and figure is not None
+        magnitude = 100.0 * float(figure) if known else 1.0
+        score = float(figure) if known else 1.0
+        meaning = FLAG_CODES.get(f.code, "")
+        out.append(Finding("flag", f.workload, f.variant, (f.backend,), magnitude,
+                           unit if known else "flag", score, f.detail,
+                           f"{f.backend} on {_name(f.workload, f.variant)} is flagged {f.code}: "
+                           f"{f.detail}.{f' Meaning: {meaning}.' if meaning else ''}"))
+    return out
+
+
+def rule_pairs(ctx: "Context") -> list[Finding]:
+    """The headline and control pairs (harness/report/pairs.py), each said as such: wall ratio,
+    and GPU time and host gap beside it, so a reader sees whether the kernels or the host
+    decide it."""
+    cfg, out = ctx.cfg, []
+    meaning = {p.name: p.meaning for p in PAIRS}
+    for r in pair_table(ctx.summary).itertuples():
+        ratio = r.inductor_over_xla
+        noise = math.hypot(r.inductor_noise, r.xla_noise)
+        if abs(ratio - 1.0) <= cfg.speed_k_cv * noise:
+            verdict = f"Inductor and XLA are level within noise ({cfg.speed_k_cv:g} x CV)"
+        elif ratio > 1.0:
+            verdict = f"XLA is {ratio:.2f}x faster end to end"
+        else:
+            verdict = f"Inductor is {1.0 / ratio:.2f}x faster end to end"
+        ev = (f"wall {r.inductor_ms:.4g} vs {r.xla_ms:.4g} ms; GPU {_opt_ms(r.inductor_gpu_ms)} "
+              f"vs {_opt_ms(r.xla_gpu_ms)}; host gap {_opt_ms(r.inductor_host_gap_ms)} vs "
+              f"{_opt_ms(r.xla_host_gap_ms)}")
+        out.append(Finding(
+            "pair", r.workload, r.variant, (r.inductor, r.xla), ratio, "x (Inductor / XLA wall)",
+            abs(1.0 - min(ratio, 1.0 / ratio)), ev,
+            f"{r.pair.capitalize()} pair on {_name(r.workload, r.variant)} ({r.inductor} vs "
+            f"{r.xla}: {meaning[r.pair]}): {verdict}; {ev}."))
+    return out
+
+
+def _opt_ms(v: float) -> str:
+    return _ms(v) if v == v else "unknown"
+
+
+def rule_speed(ctx: "Context") -> list[Finding]:
     cfg, out = ctx.cfg, []
     for (w, v), g in ctx.ok_groups():
         g = g[g["median_ms"] > 0]
@@ -101,22 +188,23 @@ def rule_speed(ctx: "Context") -> list[dict]:
             continue
         fast, slow = g.loc[g["median_ms"].idxmin()], g.loc[g["median_ms"].idxmax()]
         ratio = slow["median_ms"] / fast["median_ms"]
-        cv = math.hypot(np.nan_to_num(fast["cv"]), np.nan_to_num(slow["cv"]))
+        (cv_fast, src_fast), (cv_slow, src_slow) = noise_floor(fast), noise_floor(slow)
+        cv = math.hypot(cv_fast, cv_slow)
         if ratio - 1.0 < max(cfg.speed_min_change, cfg.speed_k_cv * cv):
             continue
         ranking = " < ".join(f"{r.backend} {r.median_ms:.4g} ms" for r in
                              g.sort_values("median_ms").itertuples())
-        out.append(_row("speed", w, v, [fast["backend"], slow["backend"]], ratio, "x",
-                        1.0 - 1.0 / ratio, f"median per iteration: {ranking}; CV "
-                        f"{100 * np.nan_to_num(fast['cv']):.1f}% / "
-                        f"{100 * np.nan_to_num(slow['cv']):.1f}%",
-                        f"On {_name(w, v)}, {fast['backend']} is {ratio:.2f}x faster than "
-                        f"{slow['backend']} ({fast['median_ms']:.4g} vs {slow['median_ms']:.4g} "
-                        f"ms per iteration, beyond {cfg.speed_k_cv:g} x CV)."))
+        out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), ratio, "x",
+                           1.0 - 1.0 / ratio, f"median per iteration: {ranking}; CV "
+                           f"{100 * cv_fast:.1f}% ({src_fast}) / {100 * cv_slow:.1f}% ({src_slow})",
+                           f"On {_name(w, v)}, {fast['backend']} is {ratio:.2f}x faster than "
+                           f"{slow['backend']} ({fast['median_ms']:.4g} vs "
+                           f"{slow['median_ms']:.4g} ms per iteration, beyond "
+                           f"{cfg.speed_k_cv:g} x CV)."))
     return out
 
 
-def rule_categories(ctx: "Context") -> list[dict]:
+def rule_categories(ctx: "Context") -> list[Finding]:
     cfg, out = ctx.cfg, []
     for (w, v), g in ctx.ok_groups():
         runs = [r for r in g.itertuples() if ctx.has_kernels(r.run_id)]
@@ -125,6 +213,7 @@ def rule_categories(ctx: "Context") -> list[dict]:
             ta, tb = ca.sum(), cb.sum()
             diff = cb.sub(ca, fill_value=0.0)
             ranked = diff.abs().sort_values(ascending=False)
+            by_op = a.run_id in ctx.op_runs and b.run_id in ctx.op_runs
             for cat in ranked.index[:cfg.categories_per_pair]:
                 delta = diff[cat]
                 if abs(delta) < max(cfg.category_min_ms, cfg.category_min_share * max(ta, tb)):
@@ -135,17 +224,20 @@ def rule_categories(ctx: "Context") -> list[dict]:
                 tot_more, tot_less = (tb, ta) if more is b else (ta, tb)
                 ev = (f"{more.backend}: {ctx.top_of(more.run_id, cat)}; "
                       f"{less.backend}: {ctx.top_of(less.run_id, cat)}")
-                out.append(_row(
-                    "category", w, v, [more.backend, less.backend], abs(delta), "ms/iter",
+                out.append(Finding(
+                    "category", w, v, (more.backend, less.backend), abs(delta), "ms/iter",
                     abs(delta) / max(tot_more, tot_less), ev,
                     f"On {_name(w, v)}, {more.backend} spends {_ms(abs(delta))} per iteration "
-                    f"more than {less.backend} in {cat} ({_ms(t_more)}, "
-                    f"{100 * t_more / tot_more:.0f}% of its kernel time, vs {_ms(t_less)}, "
-                    f"{100 * t_less / tot_less if tot_less else 0:.0f}%); kernels: {ev}."))
+                    f"more than {less.backend} in {cat}{' (by source op)' if by_op else ''} "
+                    f"({_ms(t_more)}, {100 * t_more / tot_more:.0f}% of its kernel time, vs "
+                    f"{_ms(t_less)}, {100 * t_less / tot_less if tot_less else 0:.0f}%); "
+                    f"kernels: {ev}."))
     return out
 
 
-def rule_layout(ctx: "Context") -> list[dict]:
+def rule_layout(ctx: "Context") -> list[Finding]:
+    """Copies are a kernel-level notion (a transpose inside attention is still traffic): this
+    rule reads the kernel category, not the source op's."""
     cfg, out = ctx.cfg, []
     for r, k in ctx.profiled_runs():
         total = k["time_us_per_iter"].sum() / 1e3
@@ -157,43 +249,111 @@ def rule_layout(ctx: "Context") -> list[dict]:
         bufs = ctx.buffers_of(r.run_id)
         if len(bufs):
             ev += "; largest buffers: " + ctx.describe_buffers(bufs)
-        out.append(_row("layout", r.workload, r.variant, [r.backend], t, "ms/iter", t / total, ev,
-                        f"On {_name(r.workload, r.variant)}, {r.backend} spends {_ms(t)} per "
-                        f"iteration ({100 * t / total:.0f}% of kernel time) in copies "
-                        f"(transposes, layout changes, memcpy); {ev}."))
+        out.append(Finding("layout", r.workload, r.variant, (r.backend,), t, "ms/iter", t / total,
+                           ev, f"On {_name(r.workload, r.variant)}, {r.backend} spends {_ms(t)} "
+                           f"per iteration ({100 * t / total:.0f}% of kernel time) in copies "
+                           f"(transposes, layout changes, memcpy); {ev}."))
     return out
 
 
-def rule_idle(ctx: "Context") -> list[dict]:
+def _idle(r: Any) -> tuple[float, float, float, str] | None:
+    """(host gap ms, its share of the wall median, GPU busy ms, what busy is) of a summary
+    row, or None where the run was not profiled."""
+    if not r.median_ms > 0:
+        return None
+    busy, what = r.gpu_busy_ms_per_iter, "busy time"
+    if not busy == busy:
+        busy, what = r.kernel_ms_per_iter, "kernel sum"
+    if not busy == busy:
+        return None
+    gap = r.host_gap_ms if r.host_gap_ms == r.host_gap_ms else r.median_ms - busy
+    return gap, gap / r.median_ms, busy, what
+
+
+def rule_idle(ctx: "Context") -> list[Finding]:
+    """Runs that are not graph modes; a graph mode's idle time is rule_graphs' to explain."""
     cfg, out = ctx.cfg, []
     for r, _ in ctx.profiled_runs():
-        if not r.median_ms > 0:
+        idle = _idle(r)
+        if idle is None or r.run_id in ctx.graph_mode_runs:
             continue
-        busy = r.gpu_busy_ms_per_iter if r.gpu_busy_ms_per_iter == r.gpu_busy_ms_per_iter \
-            else r.kernel_ms_per_iter
-        if not busy == busy:
-            continue
-        gap = r.median_ms - busy
-        share = gap / r.median_ms
+        gap, share, busy, what = idle
         if gap < cfg.idle_min_ms or share < cfg.idle_min_share:
             continue
-        if r.backend.startswith("inductor") and "reduce-overhead" not in r.backend:
-            fix = "CUDA graphs (backend.mode=reduce-overhead) or a larger batch"
+        if r.backend.startswith("inductor"):
+            fix = "CUDA graphs (backend mode reduce-overhead or max-autotune) or a larger batch"
         elif r.backend.startswith("xla"):
-            fix = "a larger batch or fewer host round trips per step (XLA already launches one executable)"
+            fix = ("XLA's command buffers (its default) or a larger batch" if r.backend != "xla"
+                   else "a larger batch or fewer host round trips per step (XLA already "
+                        "launches one executable)")
         else:
             fix = "torch.compile with CUDA graphs or a larger batch"
-        ev = (f"median {r.median_ms:.4g} ms, GPU busy {busy:.4g} ms per iteration "
-              f"({'busy time' if r.gpu_busy_ms_per_iter == r.gpu_busy_ms_per_iter else 'kernel sum'})")
-        out.append(_row("idle", r.workload, r.variant, [r.backend], gap, "ms/iter", share, ev,
-                        f"On {_name(r.workload, r.variant)}, the GPU is idle {_ms(gap)} of each "
-                        f"{r.median_ms:.4g} ms iteration under {r.backend} ({100 * share:.0f}%): "
-                        f"hypothesis: host and launch overhead, which {fix} would likely remove "
-                        f"(not measured)."))
+        ev = f"median {r.median_ms:.4g} ms, GPU busy {busy:.4g} ms per iteration ({what})"
+        out.append(Finding("idle", r.workload, r.variant, (r.backend,), gap, "ms/iter", share, ev,
+                           f"On {_name(r.workload, r.variant)}, the GPU is idle {_ms(gap)} of "
+                           f"each {r.median_ms:.4g} ms iteration under {r.backend} "
+                           f"({100 * share:.0f}%): hypothesis: host and launch overhead, which "
+                           f"{fix} would likely remove (not measured)."))
     return out
 
 
-def rule_roofline(ctx: "Context") -> list[dict]:
+def _graph_cause(g: Any) -> tuple[str, str]:
+    """(cause, evidence) of a graph mode's idle GPU, from its record's graph evidence."""
+    if g.mechanism == "cudagraphs":
+        ev = describe_cudagraphs(g)
+        if not g.evidence:
+            return "cause unknown: the record carries no CUDA-graph evidence", ev
+        if g.graph_replays == 0:
+            return (f"no CUDA graph replayed{f' (skipped: {g.skips})' if g.skips else ''}, so "
+                    "every kernel is launched from the host", ev)
+        if g.skips:
+            return f"cudagraphs were skipped for part of the program: {g.skips}", ev
+        if g.cudagraphable_partitions < g.partitions:      # False where either is unknown
+            return (f"{g.partitions - g.cudagraphable_partitions:.0f} of {g.partitions:.0f} graph "
+                    "partitions are not cudagraphable and run op by op between the graphs", ev)
+        return ("graphs replayed over every partition: by elimination, host work between graph "
+                "launches (Python, guards, input copies)", ev)
+    ev = f"command buffers: {describe_command_buffers(g)}"
+    if not g.evidence:
+        return ("cause unknown: the record carries no command-buffer settings; hypothesis: host "
+                "work between executables"), ev
+    if known(g.command_buffers_enabled) is False:
+        return "command buffers are off, so XLA launches kernel by kernel", ev
+    if known(g.during_profiling) is False:
+        return ("the profile ran without command buffers, so its GPU time is of another "
+                "program than the one timed"), ev
+    return ("command buffers on and kept while profiling: by elimination, host work between "
+            "executables"), ev
+
+
+MECHANISMS = {"cudagraphs": "CUDA graphs", "command_buffers": "command buffers"}
+
+
+def rule_graphs(ctx: "Context") -> list[Finding]:
+    """A graph mode (Inductor reduce-overhead / max-autotune, XLA with command buffers) exists
+    to keep the GPU busy; where it leaves it idle, the record's graph evidence names why: no
+    replays, skips with their reasons, partitions that are not cudagraphable, else host work
+    between graphs."""
+    cfg, out = ctx.cfg, []
+    rows = ctx.summary.set_index("run_id")
+    for g in ctx.graphs.itertuples():
+        if not g.graph_mode or g.status != "ok" or g.run_id not in rows.index:
+            continue
+        idle = _idle(next(rows.loc[[g.run_id]].reset_index().itertuples()))
+        if idle is None:
+            continue
+        gap, share, busy, _ = idle
+        if gap < cfg.idle_min_ms or share < cfg.graph_idle_min_share:
+            continue
+        cause, ev = _graph_cause(g)
+        out.append(Finding("graphs", g.workload, g.variant, (g.backend,), gap, "ms/iter", share, ev,
+                           f"On {_name(g.workload, g.variant)}, {g.backend} runs in a graph "
+                           f"mode ({MECHANISMS[g.mechanism]}) yet the GPU idles {_ms(gap)} of each iteration "
+                           f"({100 * share:.0f}%, GPU busy {_ms(busy)}): {cause}; {ev}."))
+    return out
+
+
+def rule_roofline(ctx: "Context") -> list[Finding]:
     cfg, out = ctx.cfg, []
     for r, k in ctx.profiled_runs():
         total = k["time_us_per_iter"].sum()
@@ -215,17 +375,17 @@ def rule_roofline(ctx: "Context") -> list[dict]:
             worst = sel.sort_values("time_us_per_iter", ascending=False).head(cfg.evidence_kernels)
             ev = ", ".join(f"{_short(x.kernel)} ({x.category}, {x.time_us_per_iter:,.1f} us, "
                            f"{getattr(x, col):.0f}%)" for x in worst.itertuples())
-            out.append(_row("roofline", r.workload, r.variant, [r.backend], pct, f"% of peak {what}",
-                            (t / total) * (1.0 - pct / 100.0), ev,
-                            f"On {_name(r.workload, r.variant)}, {r.backend}'s "
-                            f"{'/'.join(c for c in cats if c in set(sel['category']))} kernels "
-                            f"reach {pct:.0f}% of peak {what} (time-weighted over {len(sel)} "
-                            f"kernels, {t / 1e3:.3g} ms, {100 * t / total:.0f}% of kernel time; "
-                            f"below {limit:g}%): {ev}."))
+            out.append(Finding("roofline", r.workload, r.variant, (r.backend,), pct,
+                               f"% of peak {what}", (t / total) * (1.0 - pct / 100.0), ev,
+                               f"On {_name(r.workload, r.variant)}, {r.backend}'s "
+                               f"{'/'.join(c for c in cats if c in set(sel['category']))} kernels "
+                               f"reach {pct:.0f}% of peak {what} (time-weighted over {len(sel)} "
+                               f"kernels, {t / 1e3:.3g} ms, {100 * t / total:.0f}% of kernel time; "
+                               f"below {limit:g}%): {ev}."))
     return out
 
 
-def rule_memory(ctx: "Context") -> list[dict]:
+def rule_memory(ctx: "Context") -> list[Finding]:
     cfg, out = ctx.cfg, []
     m = ctx.memory
     if m.empty:
@@ -256,16 +416,16 @@ def rule_memory(ctx: "Context") -> list[dict]:
             if len(bufs):
                 ev += f"; largest {big.backend} buffers: " + ctx.describe_buffers(bufs)
             footprint = max(ma.get("total", ma.sum()), mb.get("total", mb.sum()), hi)
-            out.append(_row("memory", w, v, [big.backend, small.backend], delta / MIB, "MiB",
-                            delta / footprint if footprint else 0.0, ev,
-                            f"On {_name(w, v)}, {big.backend} needs {delta / MIB:,.1f} MiB more "
-                            f"{kind} memory than {small.backend} "
-                            f"({hi / MIB:,.1f} vs {lo / MIB:,.1f} MiB"
-                            f"{f', {hi / lo:.1f}x' if lo > 0 else ''}); {ev}."))
+            out.append(Finding("memory", w, v, (big.backend, small.backend), delta / MIB, "MiB",
+                               delta / footprint if footprint else 0.0, ev,
+                               f"On {_name(w, v)}, {big.backend} needs {delta / MIB:,.1f} MiB more "
+                               f"{kind} memory than {small.backend} "
+                               f"({hi / MIB:,.1f} vs {lo / MIB:,.1f} MiB"
+                               f"{f', {hi / lo:.1f}x' if lo > 0 else ''}); {ev}."))
     return out
 
 
-def rule_numerics(ctx: "Context") -> list[dict]:
+def rule_numerics(ctx: "Context") -> list[Finding]:
     cfg, out = ctx.cfg, []
     for (w, v), g in ctx.groups():
         # Past ~100 dB both outputs equal the reference to float32 rounding: cap, so an exact
@@ -282,17 +442,17 @@ def rule_numerics(ctx: "Context") -> list[dict]:
                    if r.max_abs_err == r.max_abs_err and best["max_abs_err"] == best["max_abs_err"]
                    else "")
             ev = f"min SQNR {r.min_sqnr_db:.1f} dB vs {best['min_sqnr_db']:.1f} dB{err}"
-            out.append(_row("numerics", w, v, [r.backend, best["backend"]], gap, "dB",
-                            min(1.0, gap / 40.0), ev,
-                            f"On {_name(w, v)}, {r.backend}'s output is {gap:.1f} dB less "
-                            f"accurate (SQNR vs the float32 reference) than {best['backend']}'s "
-                            f"({ev})."))
+            out.append(Finding("numerics", w, v, (r.backend, best["backend"]), gap, "dB",
+                               min(1.0, gap / 40.0), ev,
+                               f"On {_name(w, v)}, {r.backend}'s output is {gap:.1f} dB less "
+                               f"accurate (SQNR vs the float32 reference) than {best['backend']}'s "
+                               f"({ev})."))
     return out
 
 
-RULES: tuple[Callable[["Context"], list[dict]], ...] = (
-    rule_status, rule_speed, rule_categories, rule_layout, rule_idle, rule_roofline, rule_memory,
-    rule_numerics)
+RULES: tuple[Callable[["Context"], list[Finding]], ...] = (
+    rule_status, rule_flags, rule_pairs, rule_speed, rule_categories, rule_layout, rule_idle,
+    rule_graphs, rule_roofline, rule_memory, rule_numerics)
 
 
 @dataclass
@@ -301,23 +461,32 @@ class Context:
     kernels: pd.DataFrame
     memory: pd.DataFrame
     buffers: pd.DataFrame
+    flags: pd.DataFrame           # tables.flags_long: one row per (run, flag)
+    graphs: pd.DataFrame          # graphs.graphs_table: graph evidence per run
     cfg: FindingsConfig
 
     def __post_init__(self) -> None:
         self._k = {rid: g for rid, g in self.kernels.groupby("run_id")} if len(self.kernels) else {}
         self._b = {rid: g for rid, g in self.buffers.groupby("run_id")} if len(self.buffers) else {}
         self.memory_runs = set(self.memory["run_id"]) if len(self.memory) else set()
+        self.graph_mode_runs = (set(self.graphs.loc[self.graphs["graph_mode"].fillna(False)
+                                                    .astype(bool), "run_id"])
+                                if len(self.graphs) else set())
         # Per-run sums and per-(run, category) top kernels, computed once: the pairwise rules
-        # look them up hundreds of times on a 100-run sweep.
+        # look them up hundreds of times on a 100-run sweep. Categories are the comparable
+        # ones (by source op where the kernel table has it).
         self.category_ms: dict[str, pd.Series] = {}
         self._top: dict[tuple[str, str], str] = {}
+        self.op_runs: set[str] = set()
         if len(self.kernels):
             k = self.kernels.sort_values("time_us_per_iter", ascending=False, kind="stable")
-            sums = k.groupby(["run_id", "category"])["time_us_per_iter"].sum() / 1e3
+            k = k.assign(compared=comparable_category(k))
+            self.op_runs = set(k.loc[category_basis(k) == "op", "run_id"])
+            sums = k.groupby(["run_id", "compared"])["time_us_per_iter"].sum() / 1e3
             self.category_ms = {rid: g.droplevel(0) for rid, g in sums.groupby(level=0)}
             n = self.cfg.evidence_kernels
-            for (rid, cat), g in k.groupby(["run_id", "category"], sort=False):
-                self._top[(rid, cat)] = _top_kernels(g.head(n), n)
+            for (rid, cat), g in k.groupby(["run_id", "compared"], sort=False):
+                self._top[(rid, cat)] = _top_kernels(g.head(n), n, g["compared"])
         self.kind_bytes: dict[str, pd.Series] = {}
         if len(self.memory):
             sums = self.memory.groupby(["run_id", "kind"])["bytes"].sum().astype(float)
@@ -364,38 +533,58 @@ class Context:
 
 def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
                   memory: pd.DataFrame | None = None, buffers: pd.DataFrame | None = None,
+                  flags: pd.DataFrame | None = None, graphs: pd.DataFrame | None = None,
                   cfg: FindingsConfig = FindingsConfig()) -> pd.DataFrame:
-    """All rules over the tables; rows ranked per workload by score (status first)."""
+    """All rules over the tables; rows ranked per workload: failures, flags and pairs first,
+    then by score."""
     empty = pd.DataFrame(columns=["run_id"])
+    summary = summary.assign(**{c: v for c, v in OPTIONAL_SUMMARY.items()
+                                if c not in summary.columns})
     ctx = Context(summary=summary, kernels=kernels if kernels is not None else empty,
                   memory=memory if memory is not None else empty,
-                  buffers=buffers if buffers is not None else empty, cfg=cfg)
-    rows = [row for rule in RULES for row in rule(ctx)]
-    out = pd.DataFrame(rows, columns=COLUMNS)
+                  buffers=buffers if buffers is not None else empty,
+                  flags=flags if flags is not None else empty,
+                  graphs=graphs if graphs is not None else empty, cfg=cfg)
+    out = pd.DataFrame([f.row() for rule in RULES for f in rule(ctx)], columns=COLUMNS)
     if out.empty:
         return out
     first = {w: i for i, w in enumerate(dict.fromkeys(summary["workload"]))}
     out["_w"] = out["workload"].map(first)
-    out["_s"] = out["kind"].eq("status")
-    out = out.sort_values(["_w", "_s", "score"], ascending=[True, False, False], kind="stable")
-    out = out.drop(columns=["_w", "_s"]).reset_index(drop=True)
+    out["_k"] = out["kind"].map(KIND_ORDER).fillna(len(KIND_ORDER))
+    # pairs in their table's order (headline, then control), whatever their scores
+    pair_order = {f"{p.inductor},{p.xla}": i for i, p in enumerate(PAIRS)}
+    out["_p"] = out["backends"].map(pair_order).where(out["kind"] == "pair", 0)
+    out = out.sort_values(["_w", "_k", "_p", "score"], ascending=[True, True, True, False],
+                          kind="stable")
+    out = out.drop(columns=["_w", "_k", "_p"]).reset_index(drop=True)
     out.insert(0, "rank", out.groupby("workload").cumcount() + 1)
     return out
 
 
 def findings(sweep, tables: dict[str, pd.DataFrame] | None = None,
              cfg: FindingsConfig = FindingsConfig()) -> pd.DataFrame:
-    return findings_from(sweep.summary, sweep.kernels, sweep.memory, sweep.buffers, cfg)
+    """Findings of a loaded sweep; `tables` (harness.report.build_tables) saves rebuilding the
+    flags and graph-evidence tables."""
+    from harness.report.graphs import graphs_table
+    from harness.report.tables import flags_long
+    tables = tables or {}
+    flags = tables["flags"] if "flags" in tables else flags_long(sweep)
+    graphs = tables["graphs"] if "graphs" in tables else graphs_table(sweep)
+    return findings_from(sweep.summary, sweep.kernels, sweep.memory, sweep.buffers,
+                         flags=flags, graphs=graphs, cfg=cfg)
 
 
 def render_markdown(found: pd.DataFrame, per_workload: int = 8) -> str:
-    if found is None or found.empty:
+    """report.md's findings: flags are left to the summary's Flags section beside the figures
+    they qualify (explain lists them with the rest)."""
+    shown = found[found["kind"] != "flag"] if found is not None and len(found) else found
+    if shown is None or shown.empty:
         return "_No findings: no backends differ beyond the thresholds (FindingsConfig)._\n"
     lines = []
-    for workload, g in found.groupby("workload", sort=False):
+    for workload, g in shown.groupby("workload", sort=False):
         lines.append(f"**{workload}**\n")
-        for r in g.head(per_workload).itertuples():
-            lines.append(f"{r.rank}. [{r.kind}] {r.sentence}")
+        for i, r in enumerate(g.head(per_workload).itertuples(), 1):
+            lines.append(f"{i}. [{r.kind}] {r.sentence}")
         if len(g) > per_workload:
             lines.append(f"\n_{len(g) - per_workload} more in findings.csv._")
         lines.append("")

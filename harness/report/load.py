@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from harness.collect.devices import Peaks, lookup_device, peak_dtype
-from harness.describe import TAG_KEYS, backend_label, variant
+from harness.describe import (TAG_KEYS, THRESHOLDS, backend_label, between_processes,
+                              gpu_figures, record_flags, variant)
 from harness.errors import InputError
-from harness.record import RECORD_NAME
+from harness.record import KNOWN_SCHEMA_VERSIONS, RECORD_NAME
 
 # Columns that identify a run in every table.
 KEY_COLUMNS = ["workload", "variant", "backend", "run_id"]
@@ -35,6 +36,11 @@ ARTIFACT_KEYS = {"kernels": ("kernels", "kernel_table"), "memory": ("memory", "m
 # fp8 recipes run their GEMMs in fp8 whatever the workload's (activation) dtype says.
 FP8_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp", "fp8")
 MEMORY_KINDS = ("parameter", "output", "temp", "workspace", "constant", "total", "runtime_peak")
+# Figures a table is made of: a record whose value here is not a number (`"median_ms": "fast"`)
+# would become a row with a blank, so it is refused instead. None/null is allowed (not measured).
+NUMERIC_KEYS = {"timing": ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "min_ms"),
+                "gpu": ("busy_ms_per_iter", "kernel_ms_per_iter", "host_gap_ms", "idle_share"),
+                "numerics": ("min_sqnr_db", "max_abs_err")}
 
 
 @dataclass
@@ -85,9 +91,23 @@ def read_record(path: Path) -> dict[str, Any]:
     if record["status"] not in ("ok", "failed", "skipped"):
         raise InputError(f"{path}: corrupt record, status {record['status']!r} is not "
                          "ok, failed or skipped")
-    for key in ("timing", "numerics"):
+    version = record.get("schema_version")
+    if version not in KNOWN_SCHEMA_VERSIONS or isinstance(version, bool):
+        raise InputError(f"{path}: unknown schema_version {version!r} (this harness reads "
+                         f"{' and '.join(map(str, KNOWN_SCHEMA_VERSIONS))})")
+    for key in ("timing", "numerics", "gpu", "compile"):
         if record.get(key) is not None and not isinstance(record[key], dict):
             raise InputError(f"{path}: corrupt record, {key} is not an object")
+    for key, fields in NUMERIC_KEYS.items():
+        for name in fields:
+            value = (record.get(key) or {}).get(name)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))):
+                raise InputError(f"{path}: corrupt record, {key}.{name} is {value!r}, "
+                                 "expected a number")
+    if record["status"] == "ok" and record.get("timing") and \
+            (record["timing"].get("median_ms") is None):
+        raise InputError(f"{path}: corrupt record, an ok run without timing.median_ms")
     return record
 
 
@@ -117,6 +137,10 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     num = record.get("numerics") or {}
     env = record.get("environment") or {}
     mem = record.get("memory") or {}
+    between = between_processes(record)
+    gpu = gpu_figures(record) or {}
+    idle = _f(gpu.get("idle_share"))
+    flags = record_flags(record)
     tflops = _f(thr.get("tflops"))
     gbps = _f(thr.get("gbps_min_bytes"))
     pct_flops = pct_bw = math.nan
@@ -136,10 +160,15 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "run_id": record.get("run_id", ""),
         "status": record["status"],
         "reason": record.get("reason") or "",
+        # wall time per iteration: the median of the per-process medians (schema 1: one process)
         "median_ms": _f(timing.get("median_ms")),
         "p10_ms": _f(timing.get("p10_ms")),
         "p90_ms": _f(timing.get("p90_ms")),
-        "cv": _f(timing.get("cv")),
+        "cv": _f(timing.get("cv")),               # within a process (schema 2: median of them)
+        "processes": _f(between["n"]) if between else (1.0 if timing else math.nan),
+        "between_min_ms": _f(between.get("min_ms")) if between else math.nan,
+        "between_max_ms": _f(between.get("max_ms")) if between else math.nan,
+        "between_cv": _f(between.get("cv")) if between else math.nan,
         "tflops": tflops,
         "tokens_per_s": _f(thr.get("tokens_per_s")),
         "gbps_min_bytes": gbps,
@@ -152,9 +181,14 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "min_sqnr_db": _f(num.get("min_sqnr_db")),
         "max_abs_err": _f(num.get("max_abs_err")),
         "kernel_ms_per_iter": math.nan,           # filled from kernels.parquet
-        # GPU busy time (overlapping streams counted once), where the record's kernel summary
-        # carries kernel_table's attrs; NaN otherwise (the kernel sum stands in).
-        "gpu_busy_ms_per_iter": _f((record.get("kernels") or {}).get("gpu_busy_us_per_iter")) / 1e3,
+        # GPU busy time per iteration (overlapping streams counted once) from the profiling
+        # pass, and the host gap: wall median - GPU busy; NaN where not profiled.
+        "gpu_busy_ms_per_iter": _f(gpu.get("busy_ms_per_iter")),
+        "host_gap_ms": _f(gpu.get("host_gap_ms")),
+        "idle_share": idle,
+        "host_bound": (bool(idle > THRESHOLDS.host_bound_idle_share) if idle == idle else None),
+        "flags": ",".join(flag["code"] for flag in flags),
+        "schema_version": record.get("schema_version"),
         "backend_name": record.get("backend", ""),
         "backend_mode": ((record.get("config") or {}).get("backend") or {}).get("mode") or "",
         "device": env.get("gpu_name") or env.get("device") or "",
@@ -185,9 +219,19 @@ def _distinguish_variants(rows: list[dict[str, Any]]) -> None:
                 row["variant"] = f"{row['variant']},{extra}" if row["variant"] else extra
 
 
+def artifact_paths(record: dict[str, Any]) -> dict[str, str]:
+    """kind -> path relative to the run dir: schema 2 lists typed artifacts
+    (`[{"kind", "path", "format"}]`), schema 1 mapped names to paths."""
+    artifacts = record.get("artifacts") or {}
+    if isinstance(artifacts, list):
+        return {str(a.get("kind")): str(a.get("path")) for a in artifacts
+                if isinstance(a, dict) and a.get("path")}
+    return {str(k): str(v) for k, v in artifacts.items() if v}
+
+
 def _artifact(record: dict[str, Any], name: str) -> Path | None:
     run_dir = Path(record["_run_dir"])
-    artifacts = record.get("artifacts") or {}
+    artifacts = artifact_paths(record)
     rel = next((artifacts[k] for k in ARTIFACT_KEYS[name] if artifacts.get(k)),
                ARTIFACT_FILES[name])
     path = run_dir / rel
@@ -218,7 +262,8 @@ def load(roots: list[str | Path]) -> Sweep:
     rows = [summary_row(r) for r in records]
     _distinguish_variants(rows)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    summary["numerics_passed"] = summary["numerics_passed"].astype("boolean")
+    for col in ("numerics_passed", "host_bound"):
+        summary[col] = summary[col].astype("boolean")
 
     tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ARTIFACT_FILES}
     missing: dict[str, dict[str, str]] = {k: {} for k in ARTIFACT_FILES}
@@ -262,8 +307,21 @@ def load(roots: list[str | Path]) -> Sweep:
 
 
 def match_key(row: pd.Series | dict[str, Any]) -> tuple:
-    """The human identity of a run across sweeps (run_id also hashes bench and seed)."""
-    return (row["workload"], row["backend_name"], row["backend_mode"], row["params_json"])
+    """The human identity of a run across sweeps (run_id also hashes bench and seed): the
+    backend label covers the family and its variant in schema 1 and 2 alike."""
+    return (row["workload"], row["backend"], row["params_json"])
+
+
+def noise_floor(row: pd.Series | dict[str, Any]) -> tuple[float, str]:
+    """How much a run's median moves by chance, as a CV, and where that comes from: the
+    spread of fresh processes' medians where several ran (a host-bound run's median moves
+    more between processes than its samples do within one: 70% vs 2% on the H200), else the
+    spread of the samples within the process."""
+    between, processes = row.get("between_cv", math.nan), row.get("processes", math.nan)
+    if finite(between) and finite(processes) and processes > 1:
+        return float(between), "between"
+    cv = row.get("cv", math.nan)
+    return (float(cv) if finite(cv) else 0.0), "within"
 
 
 def finite(value: Any) -> bool:

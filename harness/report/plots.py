@@ -55,7 +55,8 @@ def _save(fig, path: Path, tight: bool = False) -> Path:
 
 
 def category_stacked(category_long: pd.DataFrame, workload: str, out: Path) -> Path | None:
-    """Per variant, one stacked bar per backend: ms per iteration by kernel category."""
+    """Per variant, one stacked bar per backend: ms per iteration by category (the source
+    op's where the kernel table names it, see tables.comparable_category)."""
     sub = category_long[(category_long["workload"] == workload)
                         & category_long["category"].notna() & (category_long["category"] != "All")]
     if sub.empty:
@@ -63,7 +64,7 @@ def category_stacked(category_long: pd.DataFrame, workload: str, out: Path) -> P
     names = list(dict.fromkeys(sub["variant"]))[:MAX_PANELS]
     fig, axes = _panels(len(names))
     for ax, name in zip(axes, names):
-        wide = sub[sub["variant"] == name].pivot_table(index="backend", columns="category",
+        wide = sub[sub["variant"] == name].pivot_table(index="backend", columns="op_category",
                                                        values="time_ms_per_iter", aggfunc="sum",
                                                        fill_value=0.0)
         wide = wide.reindex(order_backends(wide.index))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.collect.kernel_categories import CATEGORIES
+from harness.describe import FLAG_CODES, record_flags
 from harness.report.load import KEY_COLUMNS, MEMORY_KINDS, Sweep
 
 MIB = 1024.0 ** 2
@@ -39,43 +40,99 @@ def _with_missing(rows: pd.DataFrame, sweep: Sweep, table: str) -> pd.DataFrame:
     return out.sort_values(["workload", "variant", "backend"], kind="stable").reset_index(drop=True)
 
 
+def comparable_category(k: pd.DataFrame) -> pd.Series:
+    """The category backends are compared by: the kernel's source PyTorch op's category
+    (`op_category`) where the kernel table has it, so that attention means the same on
+    Inductor and on XLA (whose attention runs as dot and transpose kernels); the kernel-level
+    `category` where it does not (tables written before op attribution, kernels with no op)."""
+    if "op_category" not in k.columns:
+        return k["category"]
+    op = k["op_category"]
+    return op.where(op.notna() & (op.astype(str) != ""), k["category"])
+
+
+def category_basis(k: pd.DataFrame) -> pd.Series:
+    """Per kernel row: `op` when its run's table attributes kernels to source ops, else
+    `kernel` (categories by kernel name only)."""
+    if "op_category" not in k.columns or k.empty:
+        return pd.Series("kernel", index=k.index, dtype=object)
+    has = k["op_category"].notna().groupby(k["run_id"]).transform("any")
+    return has.map({True: "op", False: "kernel"})
+
+
+def _category_order(names: pd.Series) -> pd.Series:
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    return names.map(order).fillna(len(order))
+
+
 def category_long(sweep: Sweep) -> pd.DataFrame:
-    """ms per iteration and share per (run, category), with an `All` row per run."""
+    """ms per iteration and share per (run, op category, kernel category), with an `All` row
+    per run. `op_category` is what backends are compared by (see comparable_category);
+    `category` is the kernel-level category beside it; `basis` says which the run had."""
     k = sweep.kernels
-    cols = KEY_COLUMNS + ["category", "time_ms_per_iter", "share", "calls_per_iter", "kernels"]
+    cols = KEY_COLUMNS + ["op_category", "category", "basis", "time_ms_per_iter", "share",
+                          "calls_per_iter", "kernels"]
     if len(k):
-        g = k.groupby(KEY_COLUMNS + ["category"], sort=False, dropna=False)
+        k = k.assign(op_category=comparable_category(k), basis=category_basis(k))
+        g = k.groupby(KEY_COLUMNS + ["op_category", "category", "basis"], sort=False,
+                      dropna=False)
         rows = g.agg(time_ms_per_iter=("time_us_per_iter", "sum"),
                      calls_per_iter=("calls_per_iter", "sum"),
                      kernels=("kernel", "size")).reset_index()
         rows["time_ms_per_iter"] /= 1000.0
         total = rows.groupby("run_id")["time_ms_per_iter"].transform("sum")
         rows["share"] = rows["time_ms_per_iter"] / total.where(total > 0)
-        order = {c: i for i, c in enumerate(CATEGORIES)}
-        rows["_o"] = rows["category"].map(order).fillna(len(order))
-        rows = rows.sort_values(["run_id", "_o"], kind="stable").drop(columns="_o")
-        all_rows = rows.groupby(KEY_COLUMNS, sort=False).agg(
+        rows = rows.assign(_o=_category_order(rows["op_category"]),
+                           _c=_category_order(rows["category"]))
+        rows = rows.sort_values(["run_id", "_o", "_c"], kind="stable").drop(columns=["_o", "_c"])
+        all_rows = rows.groupby(KEY_COLUMNS + ["basis"], sort=False).agg(
             time_ms_per_iter=("time_ms_per_iter", "sum"), calls_per_iter=("calls_per_iter", "sum"),
-            kernels=("kernels", "sum")).reset_index().assign(category="All", share=1.0)
+            kernels=("kernels", "sum")).reset_index().assign(op_category="All", category="All",
+                                                               share=1.0)
         rows = pd.concat([rows, all_rows], ignore_index=True)[cols]
     else:
         rows = pd.DataFrame(columns=cols)
     return _with_missing(rows, sweep, "kernels")
 
 
+def _ordered_categories(index: Iterable[str]) -> list[str]:
+    present = [c for c in CATEGORIES if c in index]
+    return present + [c for c in index if c not in CATEGORIES and c != "All"]
+
+
 def category_wide(long: pd.DataFrame, workload: str, variant: str) -> pd.DataFrame:
-    """torchao's "time (ms) by kernel category": categories x backends, and `All`."""
+    """torchao's "time (ms) by kernel category": categories (by source op where known) x
+    backends, and `All`."""
     sub = long[(long["workload"] == workload) & (long["variant"] == variant)
                & long["category"].notna()]
     if sub.empty:
         return pd.DataFrame()
-    wide = sub.pivot_table(index="category", columns="backend", values="time_ms_per_iter",
+    wide = sub.pivot_table(index="op_category", columns="backend", values="time_ms_per_iter",
                            aggfunc="sum", fill_value=0.0)
-    present = [c for c in CATEGORIES if c in wide.index]
-    others = [c for c in wide.index if c not in CATEGORIES and c != "All"]
-    wide = wide.reindex(present + others + ["All"])
+    wide = wide.reindex(_ordered_categories(wide.index) + ["All"])
+    wide.index.name = "category"
     wide.columns.name = None
     return wide[order_backends(wide.columns)]
+
+
+def category_split(long: pd.DataFrame, workload: str, variant: str) -> pd.DataFrame:
+    """Where a variant has op-attributed runs: (op category, kernel category) x backends, so
+    the kernel-level category stays beside the op one (XLA's attention: gemm + reduction +
+    copy kernels). Empty when no run of the variant is op-attributed."""
+    sub = long[(long["workload"] == workload) & (long["variant"] == variant)
+               & long["category"].notna() & (long["category"] != "All")]
+    if sub.empty or not (sub["basis"] == "op").any():
+        return pd.DataFrame()
+    wide = sub.pivot_table(index=["op_category", "category"], columns="backend",
+                           values="time_ms_per_iter", aggfunc="sum", fill_value=0.0)
+    wide = wide.reset_index().assign(_o=lambda d: _category_order(d["op_category"]),
+                                     _c=lambda d: _category_order(d["category"]))
+    wide = wide.sort_values(["_o", "_c"], kind="stable").drop(columns=["_o", "_c"])
+    wide = wide.rename(columns={"op_category": "op category", "category": "kernel category"})
+    wide.columns.name = None
+    backends = order_backends([c for c in wide.columns if c not in ("op category",
+                                                                     "kernel category")])
+    return wide[["op category", "kernel category", *backends]].reset_index(drop=True)
 
 
 def top_kernels(sweep: Sweep, n: int = TOP_KERNELS) -> pd.DataFrame:
@@ -87,6 +144,17 @@ def top_kernels(sweep: Sweep, n: int = TOP_KERNELS) -> pd.DataFrame:
     else:
         k = pd.DataFrame(columns=KEY_COLUMNS + ["rank", "kernel", "category", "time_us_per_iter"])
     return _with_missing(k.reset_index(drop=True), sweep, "kernels")
+
+
+def flags_long(sweep: Sweep) -> pd.DataFrame:
+    """One row per (run, flag): its code, the figures behind it (`detail`) and what the code
+    means. Runs without flags have no rows: a flag is never implied by its absence."""
+    by_dir = {r.get("_run_dir", ""): r for r in sweep.records}
+    rows = [{**{k: row[k] for k in KEY_COLUMNS}, "status": row["status"], "code": flag["code"],
+             "detail": flag["detail"], "meaning": FLAG_CODES.get(flag["code"], "")}
+            for _, row in sweep.summary.iterrows()
+            for flag in record_flags(by_dir.get(row["run_dir"], {}))]
+    return pd.DataFrame(rows, columns=KEY_COLUMNS + ["status", "code", "detail", "meaning"])
 
 
 def memory_long(sweep: Sweep) -> pd.DataFrame:
@@ -202,14 +270,33 @@ def pct(value: Any) -> str:
     return fmt_num(100.0 * float(value), 3) if value is not None and value == value else ""
 
 
+def _spread(lo: float, hi: float, cv: float) -> str:
+    return f"{fmt_num(lo)}–{fmt_num(hi)} ({fmt_num(100.0 * cv, 2)}%)" if lo == lo else ""
+
+
+SUMMARY_LEGEND = (
+    "wall ms: median time per iteration as a user waits for it (with several fresh processes, "
+    "the median of their medians); CV %: spread of the samples within a process; procs and "
+    "between procs: the per-process medians' min–max (CV) where more than one process ran; "
+    "GPU ms: GPU busy time per iteration in the profiling pass (what the compiler's kernels "
+    "cost); host gap ms: wall - GPU, the GPU idle while the host launches and runs Python; "
+    "idle %: host gap / wall; flags: see below and `flags.csv`.")
+
+
 def summary_markdown(summary: pd.DataFrame) -> str:
     show = pd.DataFrame({
         "workload": summary["workload"], "variant": summary["variant"],
         "backend": summary["backend"], "status": summary["status"],
-        "median ms": summary["median_ms"],
+        "wall ms": summary["median_ms"],
         "p10–p90 ms": [f"{fmt_num(a)}–{fmt_num(b)}" if a == a else ""
                        for a, b in zip(summary["p10_ms"], summary["p90_ms"])],
         "CV %": summary["cv"] * 100.0,
+        "procs": summary["processes"].where(summary["processes"] > 1),
+        "between procs ms (CV)": [_spread(a, b, c) for a, b, c in zip(
+            summary["between_min_ms"], summary["between_max_ms"], summary["between_cv"])],
+        "GPU ms": summary["gpu_busy_ms_per_iter"],
+        "host gap ms": summary["host_gap_ms"],
+        "idle %": summary["idle_share"] * 100.0,
         "TFLOP/s": summary["tflops"], "tokens/s": summary["tokens_per_s"],
         "% peak FLOP/s": summary["pct_peak_flops"],
         "compile s": summary["compile_s"],
@@ -218,13 +305,25 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "numerics": summary["numerics_passed"].map(
             lambda v: "" if v is None or v is pd.NA else ("ok" if v else "FAIL")),
         "SQNR dB": summary["min_sqnr_db"],
+        "flags": [f"**{f}**" if f else "" for f in summary["flags"]],
         "reason": [r[:160] + ("…" if len(r) > 160 else "") for r in summary["reason"]],
     })
     # Columns nobody has a value for (no GPU: no % of peak; no LLM: no tokens/s) are noise.
     keep = [c for c in show.columns
             if c in ("workload", "variant", "backend", "status", "reason")
             or show[c].map(lambda v: fmt_num(v) != "").any()]
-    return md_table(show[keep])
+    return md_table(show[keep]) + "\n" + SUMMARY_LEGEND + "\n"
+
+
+def flags_markdown(flags: pd.DataFrame) -> str:
+    """Each flagged run with the figures behind its flags; empty when none is flagged."""
+    if flags.empty:
+        return ""
+    lines = []
+    for (w, v, b), g in flags.groupby(["workload", "variant", "backend"], sort=False):
+        details = "; ".join(f"`{r.code}` {md_escape(r.detail)}" for r in g.itertuples())
+        lines.append(f"- **{w} [{v}] {b}**: {details}")
+    return "\n".join(lines) + "\n"
 
 
 COMPILE_PHASES = ("capture_s", "graph_codegen_s", "kernel_compile_wait_s", "other_s")
@@ -240,14 +339,21 @@ def compile_table(sweep: Sweep) -> pd.DataFrame:
         record = by_dir.get(row["run_dir"], {})
         comp = record.get("compile") or {}
         phases = comp.get("phases") or {}
+        priming = comp.get("priming_run") or {}
         rows.append({"workload": row["workload"], "variant": row["variant"], "backend": row["backend"],
                      "run_id": row["run_id"], "cache": comp.get("cache", ""),
                      "first_call_s": row["compile_s"],
                      **{k: phases.get(k) for k in COMPILE_PHASES},
-                     "priming_first_call_s": (comp.get("priming_run") or {}).get("compile_s"),
-                     "status": row["status"], "reason": row["reason"]})
+                     # schema 2 names it first_call_s, schema 1 compile_s
+                     "priming_first_call_s": next((v for v in (priming.get("first_call_s"),
+                                                               priming.get("compile_s"))
+                                                   if v is not None), None),
+                     "recompiles_during_timing": comp.get("recompiles_during_timing"),
+                     "flags": row["flags"], "status": row["status"], "reason": row["reason"]})
     table = pd.DataFrame(rows, columns=["workload", "variant", "backend", "run_id", "cache", "first_call_s",
-                                        *COMPILE_PHASES, "priming_first_call_s", "status", "reason"])
-    for col in ("first_call_s", *COMPILE_PHASES, "priming_first_call_s"):
+                                        *COMPILE_PHASES, "priming_first_call_s",
+                                        "recompiles_during_timing", "flags", "status", "reason"])
+    for col in ("first_call_s", *COMPILE_PHASES, "priming_first_call_s",
+                "recompiles_during_timing"):
         table[col] = pd.to_numeric(table[col], errors="coerce")
     return table
