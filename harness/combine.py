@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-HOST_BOUND_IDLE_SHARE = 0.10     # the GPU idle more than this share of the step: host-bound
+from harness.describe import THRESHOLDS
 
 
 def timing(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -64,7 +64,7 @@ def gpu(kernels: dict[str, Any], wall_median_ms: float | None, trace_note: str) 
     gap = wall_median_ms - busy
     idle = gap / wall_median_ms
     return {"busy_ms_per_iter": busy, "kernel_ms_per_iter": float(kernels.get("kernel_us_per_iter", busy_us)) / 1e3,
-            "host_gap_ms": gap, "idle_share": idle, "host_bound": idle > HOST_BOUND_IDLE_SHARE,
+            "host_gap_ms": gap, "idle_share": idle, "host_bound": idle > THRESHOLDS.host_bound_idle_share,
             "trace": trace_note}
 
 

@@ -202,7 +202,7 @@ def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
     record.status, record.reason = _status(outcomes, planned)
     if record.status != "ok":
         record.stderr_tail = "\n".join(outcomes[-1].stderr_tail) if outcomes else ""
-    record.flags += [f for f in describe.assess(record.to_dict()) if f not in record.flags]
+    record.flags = describe.merge_flags(record.flags + describe.assess(record.to_dict()))
 
 
 def _status(outcomes: list[Outcome], planned: int) -> tuple[str, str]:
