@@ -38,9 +38,9 @@ def run_dirs(sweep: Path) -> dict[str, Path]:
     for cfg in sweep.glob("*/.hydra/config.yaml"):
         try:
             c = OmegaConf.load(cfg)
-        except Exception:   # a job writing it right now: seen on the next poll
+            key = c.workload.fault if c.workload.name == "faulty" else f"{c.workload.name}_{c.backend.name}"
+        except Exception:   # a job writing it right now (empty or half-written): the next poll sees it
             continue
-        key = c.workload.fault if c.workload.name == "faulty" else f"{c.workload.name}_{c.backend.name}"
         out[key] = cfg.parent.parent
     return out
 
