@@ -27,7 +27,7 @@ if unavailable():
 # The real launcher config, sized for a CPU node of two cores.
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
          "hydra.launcher.mem_gb=2"]
-CPU_QUICK = ["bench=quick", "device=cpu"]
+CPU_QUICK = ["bench=quick", "bench.processes=1", "device=cpu"]   # nightly.yaml asks for 3 processes
 INTERRUPTED = re.compile(r"interrupted: the orchestrator received (SIGUSR2|SIGTERM)\b")
 WAIT_S = 240
 
