@@ -140,7 +140,6 @@ StoragePass=$DB_PASS
 StorageLoc=slurm_acct_db
 EOF
   chmod 600 "$DIR/etc/slurmdbd.conf"   # slurmdbd refuses to start otherwise
-  echo "$DB_PORT" >"$DIR/run/db_port"
 }
 
 start_munge() {

@@ -138,7 +138,7 @@ def test_job_past_its_time_limit_fails_with_the_signal_and_the_sweep_resumes(slu
                                                                             sweep_dir):
     # Slurm checks limits every 30 s and signals up to 30 s before signal_delay_s: with a
     # 1-minute limit and a 1 s delay, USR2 comes 29-59 s into the job, after the orchestrator
-    # is waiting on its worker (a second earlier and submitit would take it for a preemption).
+    # has taken the run (earlier, submitit would take it for a preemption and requeue the job).
     overrides = ["-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=1",
                  "workload=faulty", "workload.fault=none,hang", "backend=eager", *CPU_QUICK,
                  f"hydra.sweep.dir={sweep_dir}"]
