@@ -137,9 +137,10 @@ def test_nightly_script_submits_to_slurm_and_reports(slurm_cluster, tmp_path):
 def test_job_past_its_time_limit_fails_with_the_signal_and_the_sweep_resumes(slurm_cluster, launch,
                                                                             sweep_dir):
     # Slurm checks limits every 30 s and signals up to 30 s before signal_delay_s: with a
-    # 1-minute limit and a 1 s delay, USR2 comes 29-59 s into the job, after the orchestrator
-    # has taken the run (earlier, submitit would take it for a preemption and requeue the job).
-    overrides = ["-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=1",
+    # 1-minute limit and a 5 s delay, USR2 comes 25-55 s into the job, after the orchestrator
+    # has taken the run (earlier, submitit would take it for a preemption and requeue the job),
+    # and the job ends before the launcher's sacct poll at 64 s (the next is at 128 s).
+    overrides = ["-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
                  "workload=faulty", "workload.fault=none,hang", "backend=eager", *CPU_QUICK,
                  f"hydra.sweep.dir={sweep_dir}"]
     first = run_harness(*overrides, env=slurm_cluster.env, timeout=WAIT_S)
