@@ -1,36 +1,60 @@
 #!/usr/bin/env bash
 # The nightly job: sweep, report, compare with the previous night (or a pinned baseline),
-# append to history; exits non-zero when something regressed.
+# append to history; exits non-zero when something regressed or a sweep failed.
 #
 #   scripts/nightly.sh                                   # runs here, one job after another
-#   NIGHTLY_LAUNCHER=hydra/launcher=slurm hydra.launcher.partition=gpu scripts/nightly.sh
+#   NIGHTLY_LAUNCHER=hydra/launcher=slurm scripts/nightly.sh hydra.launcher.partition=gpu
 #   NIGHTLY_BASELINE=results/reference/h100 scripts/nightly.sh
+#   NIGHTLY_SWEEPS=$'workload=conv backend=eager,inductor\nworkload=fp8_linear backend=xla' scripts/nightly.sh
 #
 # The launcher submits the jobs itself (hydra-submitit-launcher): no sbatch script to write.
 # Re-running on the same day resumes: runs with an `ok` record are skipped, failed ones retried.
 # Extra arguments are Hydra overrides applied to every sweep (e.g. bench.repeats=30).
+#
+# NIGHTLY_SWEEPS: one sweep per line, each line the overrides of one `python -m harness -m`
+# call into the night's directory (default: the list below). NIGHTLY_HISTORY: the history
+# store (default results/history).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+DEFAULT_SWEEPS="\
++experiment=nightly
++experiment=nightly workload=fp8_linear workload.mode=fwd_bwd
++experiment=nightly workload=fp8_linear workload.recipe=bf16 workload.mode=fwd,fwd_bwd
++experiment=nightly workload=conv workload.mode=fwd_bwd
++experiment=nightly workload=qwen_decoder workload.phase=prefill
++experiment=nightly workload=qwen_decoder workload.cache=paged"
 
 ROOT=${NIGHTLY_ROOT:-results/nightly}
 DAY=${NIGHTLY_DATE:-$(date +%Y-%m-%d)}
 SWEEP=$ROOT/$DAY
+SWEEPS=${NIGHTLY_SWEEPS:-$DEFAULT_SWEEPS}
+HISTORY=${NIGHTLY_HISTORY:-results/history}
 read -r -a LAUNCHER <<< "${NIGHTLY_LAUNCHER:-}"
 BASELINE=${NIGHTLY_BASELINE:-$(ls -d "$ROOT"/????-??-?? 2>/dev/null | grep -v "/$DAY\$" | sort | tail -n 1 || true)}
 
-sweep() { python -m harness -m +experiment=nightly "hydra.sweep.dir=$SWEEP" "${LAUNCHER[@]}" "$@"; }
-
-sweep "${@}"                                                          # every workload x backend
-sweep workload=fp8_linear workload.mode=fwd_bwd "${@}"
-sweep workload=fp8_linear workload.recipe=bf16 workload.mode=fwd,fwd_bwd "${@}"
-sweep workload=conv workload.mode=fwd_bwd "${@}"
-sweep workload=qwen_decoder workload.phase=prefill "${@}"
-sweep workload=qwen_decoder workload.cache=paged "${@}"
+# A sweep that fails (a job killed at its time limit, preempted, cancelled: the launcher then
+# raises) still leaves a record per run: report what there is, and fail at the end.
+failed_sweeps=0
+while IFS= read -r line; do
+  [ -n "${line//[[:space:]]/}" ] || continue
+  read -r -a overrides <<< "$line"
+  if ! python -m harness -m "${overrides[@]}" "hydra.sweep.dir=$SWEEP" "${LAUNCHER[@]}" "$@" </dev/null; then
+    echo "nightly: sweep failed: $line" >&2
+    failed_sweeps=$((failed_sweeps + 1))
+  fi
+done <<< "$SWEEPS"
 
 python -m harness.report "$SWEEP"
-python -m harness.report history "$SWEEP"
+python -m harness.report history "$SWEEP" --store "$HISTORY"
+regressed=0
 if [ -n "$BASELINE" ]; then
-  python -m harness.report compare "$BASELINE" "$SWEEP"    # exit 1 on a regression
+  python -m harness.report compare "$BASELINE" "$SWEEP" --out "$SWEEP/compare.md" || regressed=$?
 else
   echo "no earlier night under $ROOT and no NIGHTLY_BASELINE: nothing to compare against"
 fi
+if [ "$failed_sweeps" -gt 0 ]; then
+  echo "nightly: $failed_sweeps sweep(s) failed; their runs' records say why" >&2
+  exit 1
+fi
+exit "$regressed"

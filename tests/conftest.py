@@ -13,11 +13,21 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEEDS = FIXTURES / "seeds"
 
 
-def run_harness(*overrides: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The CLI exactly as a user runs it, in its own process."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, "-m", "harness", *overrides], cwd=cwd, env=env,
+def harness_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    return dict(os.environ if base is None else base, PYTHONPATH=str(REPO), HYDRA_FULL_ERROR="0")
+
+
+def run_harness(*overrides: str, cwd: Path = REPO, timeout: float = 600,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI exactly as a user runs it, in its own process (env: e.g. with SLURM_CONF)."""
+    return subprocess.run([sys.executable, "-m", "harness", *overrides], cwd=cwd, env=harness_env(env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_harness(*overrides: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The CLI in the background, for tests that act on its jobs while it waits for them."""
+    return subprocess.Popen([sys.executable, "-m", "harness", *overrides], cwd=REPO, env=harness_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def records(root: Path) -> list[dict]:
@@ -48,6 +58,17 @@ def check_steps(prepared, workload):
         prepared.synchronize(out)
         outputs.append(prepared.to_torch(out))
     return outputs, compare(outputs, workload.reference(), workload.min_sqnr_db, workload.output_names)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """One throwaway Slurm for the session (scripts/slurm_cluster.sh), stopped at the end."""
+    import slurm_cluster as slurm
+    reason = slurm.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with slurm.started() as cluster:
+        yield cluster
 
 
 @pytest.fixture
