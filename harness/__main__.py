@@ -57,6 +57,7 @@ def _check_output(argv: list[str]) -> None:
 def app(cfg: DictConfig) -> None:
     from harness.config import check_bench
     from harness.orchestrator import run
+    from harness.spawn import Interrupted
     try:
         check_bench(cfg.bench)
     except ConfigError as e:
@@ -72,6 +73,8 @@ def app(cfg: DictConfig) -> None:
         record, where = run(container, run_dir, label)
     except ConfigError as e:
         die(str(e))
+    except Interrupted as e:   # before any worker ran (waiting for the run's lock or a GPU): nothing to record
+        raise SystemExit(f"interrupted: received {e} before the run started; nothing measured in {run_dir}")
     if record is None:
         return
     print(summary_line(record.to_dict()), flush=True)

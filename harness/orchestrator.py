@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -100,7 +101,9 @@ def run(cfg: dict[str, Any], run_dir: Path, label: str = "run", echo: bool = Tru
     from harness.config import check_bench
     check_bench(cfg["bench"])
     run_dir = Path(run_dir)
-    with run_lock(run_dir, label):
+    # From here on a stop signal is an Interrupted (spawn.interruptible): while the run waits
+    # for its lock it leaves nothing behind; once a worker runs, a failed record.
+    with interruptible(), run_lock(run_dir, label):
         previous = existing_record(run_dir)
         if previous is not None:
             if previous.get("status") == "ok" and not cfg.get("force"):
@@ -135,7 +138,7 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
     pool = gpus.pool(cfg.get("gpu_pool", "none"))
     cpu_sets = gpus.cpu_sets(pool) if len(pool) > 1 and cfg.get("cpu_pinning", "auto") == "auto" else {}
     outcomes: list[Outcome] = []
-    with interruptible(), gpus.acquire(pool) as gpu:
+    with gpus.acquire(pool) as gpu:
         cpus = cpu_sets.get(gpu) if gpu is not None else None
         if echo and gpu is not None:
             print(f"  [orchestrator] on GPU {gpu}" + (f", CPUs {_ranges(cpus)}" if cpus else ""),
@@ -162,8 +165,20 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
         except Interrupted as e:
             outcomes.append(Outcome(result=None, interrupted=str(e)))
     fill(record, outcomes, n)
-    record.environment.update(gpu_slot=gpu, cpu_set=cpus, node_gpus=node_gpus or None)
+    record.environment.update(gpu_slot=gpu, cpu_set=cpus, node_gpus=node_gpus or None, command=shlex.join(sys.argv),
+                              **slurm_job())
     return record
+
+
+def slurm_job() -> dict[str, Any]:
+    """The Slurm job a run ran in (its array task, restarts after a requeue), where it did."""
+    env = os.environ
+    if "SLURM_JOB_ID" not in env:
+        return {}
+    array = env.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array}_{env['SLURM_ARRAY_TASK_ID']}" if array and env.get("SLURM_ARRAY_TASK_ID") else env["SLURM_JOB_ID"]
+    return {"slurm": {"job": job, "restart_count": int(env.get("SLURM_RESTART_COUNT", "0") or 0),
+                      "partition": env.get("SLURM_JOB_PARTITION"), "node": env.get("SLURMD_NODENAME")}}
 
 
 def _spawn(task: WorkerTask, env: dict[str, str], cpus, bench: dict[str, Any], echo: bool) -> Outcome:
@@ -210,7 +225,7 @@ def _status(outcomes: list[Outcome], planned: int) -> tuple[str, str]:
     for k, o in enumerate(outcomes):
         if o.interrupted:
             return "failed", (f"interrupted: the orchestrator received {o.interrupted} "
-                              "(time limit, preemption or hang-up); worker killed")
+                              "(time limit, preemption, scancel or hang-up); worker killed")
         if o.config_error:
             return "failed", o.config_error
         if o.result is None:
