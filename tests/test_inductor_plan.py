@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from harness.collect import inductor_plan as ind
+from harness.collect.inductor_output_code import parse_output_code
 from harness.collect.memory_table import memory_table_from_files
 from harness.errors import InputError
 
@@ -30,7 +31,7 @@ INDUCTOR = Path(__file__).parent / "fixtures/inductor"
 
 @pytest.fixture(scope="module")
 def seed() -> list[ind.GraphPlan]:
-    return ind.parse_output_code(SEED_001.read_text(), str(SEED_001))
+    return parse_output_code(SEED_001.read_text(), str(SEED_001))
 
 
 def test_seed_001_has_a_forward_and_a_backward(seed):
@@ -79,8 +80,8 @@ def test_seed_001_memory_table():
 
 
 def test_cuda_wrapper_torch_2_11():
-    fwd, = ind.parse_output_code((INDUCTOR / "mlp_train.cuda.0.py").read_text())
-    bwd, = ind.parse_output_code((INDUCTOR / "mlp_train.cuda.1.py").read_text())
+    fwd, = parse_output_code((INDUCTOR / "mlp_train.cuda.0.py").read_text())
+    bwd, = parse_output_code((INDUCTOR / "mlp_train.cuda.1.py").read_text())
     assert (fwd.name, fwd.input_bytes, fwd.peak_bytes, fwd.output_bytes) == ("0_forward", 2167808, 589836, 589828)
     assert fwd.returned_inputs == ["primals_1", "primals_3", "primals_4"]   # saved for backward
     assert (bwd.name, bwd.input_bytes, bwd.peak_bytes, bwd.temp_peak_bytes) == ("0_backward", 2752516, 2364416, 262144)
@@ -90,8 +91,8 @@ def test_cuda_wrapper_torch_2_11():
 
 
 def test_cpu_wrapper_torch_2_13_runner_class():
-    fwd, = ind.parse_output_code((INDUCTOR / "mlp_train.cpu.0.py").read_text())
-    bwd, = ind.parse_output_code((INDUCTOR / "mlp_train.cpu.1.py").read_text())
+    fwd, = parse_output_code((INDUCTOR / "mlp_train.cpu.0.py").read_text())
+    bwd, = parse_output_code((INDUCTOR / "mlp_train.cpu.1.py").read_text())
     assert (fwd.line, fwd.input_bytes, fwd.peak_bytes, fwd.temp_peak_bytes) == (175, 2167808, 589828, 0)
     assert (bwd.input_bytes, bwd.peak_bytes, bwd.output_bytes, bwd.reused_bytes) == (2752516, 2429952, 2167808, 327680)
 
@@ -153,7 +154,7 @@ def call(args):
 def get_args():
     arg0_1 = rand_strided((8, 8), (8, 1), device='cpu', dtype=torch.float32)
 """
-    plan, = ind.parse_output_code(code)
+    plan, = parse_output_code(code)
     assert plan.unsized == ["buf0"] and plan.inputs == {"arg0_1": 256}
     assert (plan.peak_bytes, plan.output_bytes, plan.temp_peak_bytes) == (256, 256, 0)
 
@@ -164,7 +165,7 @@ def test_partitioned_wrapper_torch_2_13():
     """`call` hands `partition0_args = [arg0_1, arg1_1]` to `partition_0`, which allocates
     buf0 (the mm) and buf1 (the relu) and returns both; buf0 is read again by partition_1 after
     the custom op, so buf0 + buf1 (2 x 64 KiB) is the peak, in partition_0 (line 72)."""
-    plan, = ind.parse_output_code((INDUCTOR / "partitioned.cpu.0.py").read_text())
+    plan, = parse_output_code((INDUCTOR / "partitioned.cpu.0.py").read_text())
     assert plan.name == "0_inference" and plan.line == 141
     assert plan.inputs == {"arg0_1": 65536, "arg1_1": 262144, "arg2_1": 262144}
     assert (plan.peak_bytes, plan.peak_line, plan.temp_peak_bytes) == (131072, 72, 131072)
