@@ -193,3 +193,18 @@ def test_a_call_that_takes_and_allocates_nothing_is_refused(tmp_path):
     with pytest.raises(InputError, match=rf"^{path}:1: 'call' takes no inputs and allocates "
                                          "nothing: expected Inductor output code"):
         memory_table_from_files([path])
+
+
+def test_partitioned_wrappers_from_the_h200():
+    """Inductor max-autotune on the H200 (torch 2.11, conv fwd+bwd): one partition each. The
+    forward's conv template writes buf0; the backward's aten.convolution_backward is a
+    fallback whose two results (the gradients) have no size in the code: said, not zero."""
+    summary, _ = memory_table_from_files(sorted(INDUCTOR.glob("h200_conv_fwd_bwd_max_autotune.cuda.*.py")))
+    rows = {(g, k): (b, n) for g, k, b, n in zip(summary["graph"], summary["kind"], summary["bytes"],
+                                                  summary["note"])}
+    assert rows[("0_forward", "parameter")][0] == 294912 + 6422528     # weight, input (bf16)
+    assert rows[("0_forward", "output")][0] == 6422528                 # buf0 bf16[32,128,28,28]
+    assert rows[("0_forward", "total")][0] == 294912 + 6422528 + 6422528
+    assert rows[("0_backward", "parameter")][0] == 294912 + 2 * 6422528
+    assert "lower bound: 2 of unknown size (buf2, buf1)" in rows[("0_backward", "output")][1]
+    assert rows[("0_backward", "total")][1].startswith("lower bound: ")

@@ -289,19 +289,23 @@ def _borrowed(lr: LiveRange, name: str) -> str:
 
 def inductor_summary(plan: GraphPlan) -> pd.DataFrame:
     src = "inductor_output_code"
+    unsized_outputs = [plan.storages[s].first_name for s in plan.outputs if plan.storages[s].bytes is None]
     temp_note = "peak of live intermediates that are not outputs"
     if plan.unsized:
         temp_note += f"; lower bound: {len(plan.unsized)} buffers of unknown size ({', '.join(plan.unsized[:3])})"
+    output_note = [f"+{len(plan.returned_inputs)} inputs returned as outputs"] if plan.returned_inputs else []
+    if unsized_outputs:   # a fallback kernel's results (H200 conv backward: convolution_backward)
+        output_note.append(f"lower bound: {len(unsized_outputs)} of unknown size ({', '.join(unsized_outputs[:3])})")
     tensors = [n for n, b in plan.inputs.items() if b is not None]
     allocated = [s for s in plan.storages if s.origin != "input"]
     rows = [
         _row(plan.name, "parameter", plan.input_bytes, len(tensors), src, "graph inputs"),
-        _row(plan.name, "output", plan.output_bytes, len(plan.outputs), src,
-             f"+{len(plan.returned_inputs)} inputs returned as outputs" if plan.returned_inputs else ""),
+        _row(plan.name, "output", plan.output_bytes, len(plan.outputs), src, "; ".join(output_note)),
         _row(plan.name, "temp", plan.temp_peak_bytes, len(plan.temp_storages), src, temp_note),
         _row(plan.name, "workspace", pd.NA, pd.NA, src, "not in output code (allocator-managed)"),
         _row(plan.name, "constant", pd.NA, pd.NA, src, "not in output code"),
         _row(plan.name, "total", plan.input_bytes + plan.peak_bytes, len(tensors) + len(allocated), src,
+             ("lower bound: " if plan.unsized else "") +
              f"inputs + planned peak {plan.peak_bytes} (line {plan.peak_line}); reuse saved "
              f"{plan.reused_bytes}, frees+reuse saved {plan.plan_saved_bytes}"),
     ]
