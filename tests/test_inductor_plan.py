@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from harness.collect import inductor_plan as ind
+from harness.collect.inductor_output_code import parse_output_code
 from harness.collect.memory_table import memory_table_from_files
 from harness.errors import InputError
 
@@ -30,7 +31,7 @@ INDUCTOR = Path(__file__).parent / "fixtures/inductor"
 
 @pytest.fixture(scope="module")
 def seed() -> list[ind.GraphPlan]:
-    return ind.parse_output_code(SEED_001.read_text(), str(SEED_001))
+    return parse_output_code(SEED_001.read_text(), str(SEED_001))
 
 
 def test_seed_001_has_a_forward_and_a_backward(seed):
@@ -79,8 +80,8 @@ def test_seed_001_memory_table():
 
 
 def test_cuda_wrapper_torch_2_11():
-    fwd, = ind.parse_output_code((INDUCTOR / "mlp_train.cuda.0.py").read_text())
-    bwd, = ind.parse_output_code((INDUCTOR / "mlp_train.cuda.1.py").read_text())
+    fwd, = parse_output_code((INDUCTOR / "mlp_train.cuda.0.py").read_text())
+    bwd, = parse_output_code((INDUCTOR / "mlp_train.cuda.1.py").read_text())
     assert (fwd.name, fwd.input_bytes, fwd.peak_bytes, fwd.output_bytes) == ("0_forward", 2167808, 589836, 589828)
     assert fwd.returned_inputs == ["primals_1", "primals_3", "primals_4"]   # saved for backward
     assert (bwd.name, bwd.input_bytes, bwd.peak_bytes, bwd.temp_peak_bytes) == ("0_backward", 2752516, 2364416, 262144)
@@ -90,8 +91,8 @@ def test_cuda_wrapper_torch_2_11():
 
 
 def test_cpu_wrapper_torch_2_13_runner_class():
-    fwd, = ind.parse_output_code((INDUCTOR / "mlp_train.cpu.0.py").read_text())
-    bwd, = ind.parse_output_code((INDUCTOR / "mlp_train.cpu.1.py").read_text())
+    fwd, = parse_output_code((INDUCTOR / "mlp_train.cpu.0.py").read_text())
+    bwd, = parse_output_code((INDUCTOR / "mlp_train.cpu.1.py").read_text())
     assert (fwd.line, fwd.input_bytes, fwd.peak_bytes, fwd.temp_peak_bytes) == (175, 2167808, 589828, 0)
     assert (bwd.input_bytes, bwd.peak_bytes, bwd.output_bytes, bwd.reused_bytes) == (2752516, 2429952, 2167808, 327680)
 
@@ -153,7 +154,7 @@ def call(args):
 def get_args():
     arg0_1 = rand_strided((8, 8), (8, 1), device='cpu', dtype=torch.float32)
 """
-    plan, = ind.parse_output_code(code)
+    plan, = parse_output_code(code)
     assert plan.unsized == ["buf0"] and plan.inputs == {"arg0_1": 256}
     assert (plan.peak_bytes, plan.output_bytes, plan.temp_peak_bytes) == (256, 256, 0)
 
@@ -164,7 +165,7 @@ def test_partitioned_wrapper_torch_2_13():
     """`call` hands `partition0_args = [arg0_1, arg1_1]` to `partition_0`, which allocates
     buf0 (the mm) and buf1 (the relu) and returns both; buf0 is read again by partition_1 after
     the custom op, so buf0 + buf1 (2 x 64 KiB) is the peak, in partition_0 (line 72)."""
-    plan, = ind.parse_output_code((INDUCTOR / "partitioned.cpu.0.py").read_text())
+    plan, = parse_output_code((INDUCTOR / "partitioned.cpu.0.py").read_text())
     assert plan.name == "0_inference" and plan.line == 141
     assert plan.inputs == {"arg0_1": 65536, "arg1_1": 262144, "arg2_1": 262144}
     assert (plan.peak_bytes, plan.peak_line, plan.temp_peak_bytes) == (131072, 72, 131072)
@@ -192,3 +193,18 @@ def test_a_call_that_takes_and_allocates_nothing_is_refused(tmp_path):
     with pytest.raises(InputError, match=rf"^{path}:1: 'call' takes no inputs and allocates "
                                          "nothing: expected Inductor output code"):
         memory_table_from_files([path])
+
+
+def test_partitioned_wrappers_from_the_h200():
+    """Inductor max-autotune on the H200 (torch 2.11, conv fwd+bwd): one partition each. The
+    forward's conv template writes buf0; the backward's aten.convolution_backward is a
+    fallback whose two results (the gradients) have no size in the code: said, not zero."""
+    summary, _ = memory_table_from_files(sorted(INDUCTOR.glob("h200_conv_fwd_bwd_max_autotune.cuda.*.py")))
+    rows = {(g, k): (b, n) for g, k, b, n in zip(summary["graph"], summary["kind"], summary["bytes"],
+                                                  summary["note"])}
+    assert rows[("0_forward", "parameter")][0] == 294912 + 6422528     # weight, input (bf16)
+    assert rows[("0_forward", "output")][0] == 6422528                 # buf0 bf16[32,128,28,28]
+    assert rows[("0_forward", "total")][0] == 294912 + 6422528 + 6422528
+    assert rows[("0_backward", "parameter")][0] == 294912 + 2 * 6422528
+    assert "lower bound: 2 of unknown size (buf2, buf1)" in rows[("0_backward", "output")][1]
+    assert rows[("0_backward", "total")][1].startswith("lower bound: ")

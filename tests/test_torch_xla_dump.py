@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.collect import xla_buffer_assignment as xba
+from harness.collect.xla_memory_report import parse_memory_report
 from harness.collect.memory_table import memory_table_from_files
 
 FOLDER = Path(__file__).parent / "fixtures/torch_xla"
@@ -63,4 +64,4 @@ def test_the_memory_report_agrees():
     alone, _ = memory_table_from_files([ASSIGNMENT])
     both, _ = memory_table_from_files([ASSIGNMENT, REPORT])
     assert both.bytes.tolist() == alone.bytes.tolist()
-    assert xba.parse_memory_report(REPORT.read_text(), str(REPORT)).total_bytes == 385970
+    assert parse_memory_report(REPORT.read_text(), str(REPORT)).total_bytes == 385970

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.collect import xla_buffer_assignment as xba
+from harness.collect.xla_memory_report import parse_memory_report
 from harness.collect.memory_table import memory_table_from_files
 from harness.errors import InputError
 
@@ -26,7 +27,7 @@ def split_dump(name: str, folder: Path = XLA) -> xba.BufferAssignment:
     parts = [xba.parse_dump((folder / f"{name}.{s}").read_text(), str(folder / f"{name}.{s}"))
              for s in ("buffer-assignment.txt", "buffer-assignment-values.txt", "live-range.txt")]
     report = folder / f"{name}.memory-usage-report.txt"
-    return xba.combine(parts, xba.parse_memory_report(report.read_text(), str(report)))
+    return xba.combine(parts, parse_memory_report(report.read_text(), str(report)))
 
 
 def test_seed_004_allocations_and_total(seed):

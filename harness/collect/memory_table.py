@@ -38,8 +38,11 @@ from typing import Iterable
 
 import pandas as pd
 
-from harness.collect import inductor_plan as ind
+from harness.collect import inductor_output_code as output_code
+from harness.collect.inductor_plan import GraphPlan
 from harness.collect import xla_buffer_assignment as xba
+from harness.collect.xla_live_range import LiveRange
+from harness.collect.xla_memory_report import parse_memory_report
 from harness.collect.trace_io import gc_paused
 from harness.errors import InputError
 
@@ -67,7 +70,7 @@ def detect(text: str) -> str | None:
     if head.startswith("Total bytes used:"):
         second = next((line for line in lines if line), "")
         return "xla_values" if second == "Used values:" else "xla_memory_report"
-    if ind.CALL.search(text):
+    if output_code.CALL.search(text):
         return "inductor_output_code"
     return None
 
@@ -112,7 +115,7 @@ def _memory_table_from_files(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFr
     xla = [p for p in paths if kinds[p].startswith("xla_")]
     for p in paths:
         if kinds[p] == "inductor_output_code":
-            for plan in ind.parse_output_code(texts[p], str(p)):
+            for plan in output_code.parse_output_code(texts[p], str(p)):
                 summaries.append(inductor_summary(plan))
                 buffers.append(inductor_buffers(plan))
     groups: dict[tuple[Path, str], list[Path]] = {}
@@ -182,7 +185,7 @@ def _xla_group(folder: Path, prefix: str, members: list[Path], texts: dict[Path,
         parts = [first] + [xba.parse_dump(texts[p], str(p)) for k, p in by_kind.items()
                            if k in ("xla_values", "xla_live_range")]
         report = by_kind.get("xla_memory_report")
-        rep = xba.parse_memory_report(texts[report], str(report)) if report else None
+        rep = parse_memory_report(texts[report], str(report)) if report else None
         ba = xba.combine(parts, rep)
         return xla_summary(ba, prefix), xla_buffers(ba, prefix)
     # Parts without their allocations: what each says on its own.
@@ -198,7 +201,7 @@ def _xla_group(folder: Path, prefix: str, members: list[Path], texts: dict[Path,
                       "storage": "", "offset": pd.NA, "peak": True, "note": f"live at {lr.peak_time} (peak)",
                       "source": "xla_live_range"} for b in lr.peak]
         else:
-            rep = xba.parse_memory_report(texts[p], str(p))
+            rep = parse_memory_report(texts[p], str(p))
             rows.append(_row(prefix, "total", rep.total_bytes, len(rep.blocks), "xla_memory_usage_report",
                              "buffers = allocations; kinds need the buffer assignment"))
             for k, block in enumerate(rep.blocks):
@@ -273,7 +276,7 @@ def xla_buffers(ba: xba.BufferAssignment, graph: str) -> pd.DataFrame:
     return pd.DataFrame(cols, columns=BUFFER_COLUMNS)
 
 
-def _borrowed(lr: xba.LiveRange, name: str) -> str:
+def _borrowed(lr: LiveRange, name: str) -> str:
     # XLA lets an intermediate borrow a live-out buffer before the output is written
     # (seed 004: wrapped_concatenate, live 91-92, in allocation 3).
     span = lr.ranges.get(name[:-2] if name.endswith("{}") else name)
@@ -284,28 +287,32 @@ def _borrowed(lr: xba.LiveRange, name: str) -> str:
 
 # --- Inductor --------------------------------------------------------------------------
 
-def inductor_summary(plan: ind.GraphPlan) -> pd.DataFrame:
+def inductor_summary(plan: GraphPlan) -> pd.DataFrame:
     src = "inductor_output_code"
+    unsized_outputs = [plan.storages[s].first_name for s in plan.outputs if plan.storages[s].bytes is None]
     temp_note = "peak of live intermediates that are not outputs"
     if plan.unsized:
         temp_note += f"; lower bound: {len(plan.unsized)} buffers of unknown size ({', '.join(plan.unsized[:3])})"
+    output_note = [f"+{len(plan.returned_inputs)} inputs returned as outputs"] if plan.returned_inputs else []
+    if unsized_outputs:   # a fallback kernel's results (H200 conv backward: convolution_backward)
+        output_note.append(f"lower bound: {len(unsized_outputs)} of unknown size ({', '.join(unsized_outputs[:3])})")
     tensors = [n for n, b in plan.inputs.items() if b is not None]
     allocated = [s for s in plan.storages if s.origin != "input"]
     rows = [
         _row(plan.name, "parameter", plan.input_bytes, len(tensors), src, "graph inputs"),
-        _row(plan.name, "output", plan.output_bytes, len(plan.outputs), src,
-             f"+{len(plan.returned_inputs)} inputs returned as outputs" if plan.returned_inputs else ""),
+        _row(plan.name, "output", plan.output_bytes, len(plan.outputs), src, "; ".join(output_note)),
         _row(plan.name, "temp", plan.temp_peak_bytes, len(plan.temp_storages), src, temp_note),
         _row(plan.name, "workspace", pd.NA, pd.NA, src, "not in output code (allocator-managed)"),
         _row(plan.name, "constant", pd.NA, pd.NA, src, "not in output code"),
         _row(plan.name, "total", plan.input_bytes + plan.peak_bytes, len(tensors) + len(allocated), src,
+             ("lower bound: " if plan.unsized else "") +
              f"inputs + planned peak {plan.peak_bytes} (line {plan.peak_line}); reuse saved "
              f"{plan.reused_bytes}, frees+reuse saved {plan.plan_saved_bytes}"),
     ]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def inductor_buffers(plan: ind.GraphPlan) -> pd.DataFrame:
+def inductor_buffers(plan: GraphPlan) -> pd.DataFrame:
     outputs, at_peak = set(plan.outputs), set(plan.peak_storages)
     rows = [{"graph": plan.name, "kind": "parameter", "name": n, "bytes": b,
              "shape": plan.input_shapes.get(n, ""), "storage": n, "offset": pd.NA, "peak": pd.NA,

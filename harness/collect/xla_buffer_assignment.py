@@ -12,7 +12,8 @@ Two layouts exist and both are read here:
   offset groups with rounded sizes).
 
 `parse_dump` reads any of the first three (whatever sections the text holds, in XLA's
-order), `parse_memory_report` the fourth, `combine` checks the parts against each other.
+order; the live ranges with xla_live_range.py), xla_memory_report.py the fourth, `combine`
+checks the parts against each other.
 Every line inside a section must have a known shape; anything else is an InputError naming
 file and line, so a garbled or cut file never parses into wrong numbers. Unknown
 *attributes* on an allocation header (a future `, page 3`) are kept verbatim, not fatal.
@@ -24,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 
 from harness.collect.trace_io import gc_paused
+from harness.collect.xla_live_range import LiveRange, parse_live_range
+from harness.collect.xla_memory_report import MemoryReport
 from harness.errors import InputError
 
 # One line of the allocation list, a header or one of its values:
@@ -47,16 +50,6 @@ _ATTR = re.compile(
     r"|(?P<other>[a-z][^,|]*))(?=,|$)")
 # "Total bytes used: 1093622736 (1.02GiB)"
 _TOTAL = re.compile(r"Total bytes used: (\d+) \(.*\)$")
-_LIVE_HEADER = re.compile(r"HloLiveRange \(max (\d+)\):$")
-# "    wrapped_concatenate{}:91-92"
-_LIVE_RANGE = re.compile(r"    (\S.*):(\d+)-(\d+)$")
-# "    92:gemm_fusion_dot.35.0"
-_SEQUENCE = re.compile(r"    (\d+):(\S.*)$")
-_PEAK_HEADER = re.compile(r"  Live ranges at (\d+) \(peak\):$")
-# "    p5.32.0: 311164928 bytes" (older) or "    w.1{}: 65536 bytes (cumulative: 65536 bytes)"
-_PEAK_ROW = re.compile(r"    (\S.*?): (\d+) bytes(?: \(cumulative: (\d+) bytes\))?$")
-# "  Stack trace breakdown for peak usage: 132 096 bytes" (digits grouped with spaces)
-_STACK_HEADER = re.compile(r"  Stack trace breakdown for peak usage: ([\d\s,.'\u00a0\u202f]+) bytes$")
 
 # Workspace scratch of cuBLAS/cuDNN custom-calls: a 1-D s8/u8 array as a tuple element
 # after the result, e.g. `custom-call.19.0{1}` s8[4194304] next to `{0}` bf16[32,6144].
@@ -112,25 +105,6 @@ class Allocation:
         return "temp"
 
 
-@dataclass(frozen=True)
-class PeakBuffer:
-    name: str
-    bytes: int
-
-
-@dataclass
-class LiveRange:
-    max_time: int
-    peak_time: int
-    peak: list[PeakBuffer]
-    stack_trace_peak_bytes: int | None = None   # newer format only
-    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)   # name -> [start, end]
-
-    @property
-    def peak_bytes(self) -> int:
-        return sum(b.bytes for b in self.peak)
-
-
 @dataclass
 class DumpParts:
     """What one file held; `combine` merges the parts of a split dump."""
@@ -145,26 +119,6 @@ class DumpParts:
     @property
     def is_single_file(self) -> bool:
         return self.allocations is not None and self.used_values is not None
-
-
-@dataclass(frozen=True)
-class ReportRow:
-    size_bytes: int          # rounded: the report prints 512.0KiB, 32.12MiB
-    offset: int
-    values: int
-    shapes: str
-
-
-@dataclass
-class MemoryReport:
-    path: str
-    spaces: list[tuple[str, int, int]]     # (name, color, total bytes)
-    blocks: list[list[ReportRow]]          # one block per allocation
-    truncated_by_xla: bool = False         # "The rest N ... are not shown"
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(total for _, _, total in self.spaces)
 
 
 @dataclass
@@ -255,7 +209,8 @@ def _parse_dump(text: str, path: str) -> DumpParts:
     if text.startswith("HloLiveRange", pos):
         end = text.find("\n\n", pos)
         end = n if end < 0 else end
-        _parse_live_range(text[pos:end].split("\n"), 0, parts, _line(text, pos) - 1)
+        parts.live_range = parse_live_range(text[pos:end].split("\n"), parts.path,
+                                            _line(text, pos) - 1)
         pos = _skip_blank(text, end)
     if pos < n:
         raise _err(path, _line(text, pos), "expected BufferAssignment:, Total bytes used:, Used values: or "
@@ -369,84 +324,6 @@ def _parse_used_values(text: str, pos: int, parts: DumpParts) -> int:
     return end
 
 
-def _parse_live_range(lines: list[str], i: int, parts: DumpParts, offset: int = 0) -> int:
-    """The live-range section (small: one line per HLO value), line by line; `offset` is
-    the number of file lines before `lines[0]`, for error messages."""
-    path = parts.path
-
-    def _err(p: str, line: int, message: str) -> InputError:  # shadows the module's: shifts lines
-        return InputError(f"{p}:{line + offset}: {message}")
-
-    m = _LIVE_HEADER.match(lines[i])
-    if m is None:
-        raise _err(path, i + 1, "expected 'HloLiveRange (max N):'")
-    max_time = int(m[1])
-    i += 1
-    sequence = 0
-    ranges: dict[str, tuple[int, int]] = {}
-    peak_time: int | None = None
-    peak: list[PeakBuffer] = []
-    stack_bytes: int | None = None
-    section = None
-    cumulative = 0
-    n = len(lines)
-    while i < n:
-        line = lines[i]
-        if not line.strip():
-            break
-        if line == "  InstructionSequence:":
-            section = "sequence"
-        elif line == "  BufferLiveRange:":
-            section = "ranges"
-        elif line.startswith("  Live ranges at "):
-            pm = _PEAK_HEADER.match(line)
-            if pm is None:
-                raise _err(path, i + 1, "expected '  Live ranges at N (peak):'")
-            peak_time, section = int(pm[1]), "peak"
-        elif line.startswith("  Stack trace breakdown"):
-            sm = _STACK_HEADER.match(line)
-            if sm is None:
-                raise _err(path, i + 1, "expected '  Stack trace breakdown for peak usage: N bytes'")
-            stack_bytes, section = int(re.sub(r"\D", "", sm[1])), "stack"
-        elif section == "sequence" and (sm := _SEQUENCE.match(line)):
-            if int(sm[1]) != sequence:
-                raise _err(path, i + 1, f"expected instruction {sequence} of the sequence")
-            sequence += 1
-        elif section == "ranges" and (rm := _LIVE_RANGE.match(line)):
-            ranges[_strip_index(rm[1])] = (int(rm[2]), int(rm[3]))
-        elif section == "peak" and (pm := _PEAK_ROW.match(line)):
-            size = int(pm[2])
-            cumulative += size
-            if pm[3] is not None and int(pm[3]) != cumulative:
-                raise _err(path, i + 1, f"cumulative {pm[3]} bytes, but the rows above add up to {cumulative}")
-            peak.append(PeakBuffer(_strip_index(pm[1]), size))
-        elif section == "stack" and line.startswith("    "):
-            pass  # the per-stack-frame tree: informative, not needed for the table
-        else:
-            raise _err(path, i + 1, f"unexpected line in HloLiveRange: {line[:80]!r}")
-        i += 1
-    if sequence != max_time:
-        raise _err(path, i, f"truncated: HloLiveRange (max {max_time}) lists {sequence} instructions")
-    if peak_time is None:
-        raise _err(path, i, "truncated: expected '  Live ranges at N (peak):' in HloLiveRange")
-    # XLA lists every buffer whose range [start, end] (both inclusive) holds the peak time;
-    # one that is missing means the list was cut.
-    listed = {b.name for b in peak}
-    missing = [name for name, (s, e) in ranges.items() if s <= peak_time <= e and name not in listed]
-    if missing:
-        raise _err(path, i, f"truncated: {len(missing)} buffers live at {peak_time} are missing from "
-                            f"the peak list (e.g. {missing[0]})")
-    if stack_bytes is not None and stack_bytes != cumulative:
-        raise _err(path, i, f"peak list adds up to {cumulative} bytes, stack trace breakdown says {stack_bytes}")
-    parts.live_range = LiveRange(max_time, peak_time, peak, stack_bytes, ranges)
-    return i
-
-
-def _strip_index(name: str) -> str:
-    # The older peak list prints "tuple", the range list "tuple{}": the same buffer.
-    return name[:-2] if name.endswith("{}") else name
-
-
 def check_total(allocations: list[Allocation], total: int, path: str, line: int | None) -> None:
     """A dump whose allocations do not add up to its own total is cut or garbled: error."""
     got = sum(a.size for a in allocations)
@@ -459,70 +336,6 @@ def check_used_values(allocations: list[Allocation], used: int, path: str, line:
     assigned = sum(len(a.values) for a in allocations)
     if used != assigned:
         raise _err(path, line or 1, f"{used} used values listed, but the allocations hold {assigned} values")
-
-
-# --- memory-usage report -------------------------------------------------------------
-
-_SPACE = re.compile(r"Memory Space: (.*) \(color=(\d+)\)$")
-_REPORT_TOTAL = re.compile(r"Total bytes(?: used)?: (\d+) \(.*\)$")
-_BLOCK_HEADER = re.compile(r"\s*cumulative_size;\s+size;\s+offset;\s+used_by_n_values;\s+shapes_list$")
-# "   512.0KiB( 40%);   512.0KiB;       524288;                2; 2×f32[256,512]"
-_BLOCK_ROW = re.compile(r"\s*(\S+)\(\s*\d+%\);\s+(\S+);\s+(\d+);\s+(\d+); (.*)$")
-# Older report: "  1.02GiB(100%);   0B; allocation 0: size 296.75MiB, parameter 5, ...:"
-_SORTED_ROW = re.compile(r"\s*\S+\(\s*\d+%\);\s+\S+; allocation \d+: size \S+.*:$")
-_HUMAN = re.compile(r"([\d.]+)(B|KiB|MiB|GiB|TiB|PiB)$")
-_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50}
-
-
-def parse_human_bytes(text: str) -> int | None:
-    m = _HUMAN.match(text)
-    return round(float(m[1]) * _UNITS[m[2]]) if m else None
-
-
-def parse_memory_report(text: str, path: str = "<text>") -> MemoryReport:
-    """`-memory-usage-report.txt`: per memory space its total, then per allocation (largest
-    first) its offset groups: cumulative size, size, offset, number of values, shapes."""
-    spaces: list[tuple[str, int, int]] = []
-    blocks: list[list[ReportRow]] = []
-    rest = False
-    space = ("default", 0)
-    lines = text.split("\n")
-    # XLA may list only the largest allocations (no marker says so), so a missing table is
-    # not proof of a cut; a file that stops mid-line is.
-    if text and not text.endswith("\n"):
-        raise _err(path, len(lines), "truncated: the memory-usage report stops mid-line")
-    for i, line in enumerate(lines, 1):
-        s = line.strip()
-        if not s or set(s) == {"-"}:
-            continue
-        if m := _SPACE.match(line):
-            space = (m[1], int(m[2]))
-        elif m := _REPORT_TOTAL.match(line):
-            spaces.append((space[0], space[1], int(m[1])))
-        elif _BLOCK_HEADER.match(line):
-            if blocks and not blocks[-1]:
-                raise _err(path, i, "expected rows under the previous table header")
-            blocks.append([])
-        elif m := _BLOCK_ROW.match(line):
-            if not blocks:
-                raise _err(path, i, "table row before any 'cumulative_size; size; ...' header")
-            size = parse_human_bytes(m[2])
-            if size is None:
-                raise _err(path, i, f"expected a size like 512.0KiB, got {m[2]!r}")
-            blocks[-1].append(ReportRow(size, int(m[3]), int(m[4]), m[5]))
-        elif s.startswith("The rest ") and "not shown" in s:
-            rest = True
-        elif s in ("Allocations sorted by size:", "Allocations sorted by size with their values:",
-                   "cumulative_size; total_size - cumulative_size; allocation") \
-                or _SORTED_ROW.match(line) or (s.startswith("allocation ") and s.endswith(":")):
-            pass  # the older report's allocation list: the buffer assignment says it exactly
-        else:
-            raise _err(path, i, f"unexpected line in memory-usage report: {line[:80]!r}")
-    if not spaces:
-        raise _err(path, 1, "expected 'Total bytes: N' in the memory-usage report")
-    if blocks and not blocks[-1]:
-        raise _err(path, len(lines), "truncated: table header without rows")
-    return MemoryReport(path, spaces, blocks, rest)
 
 
 # --- putting the parts of one dump together -------------------------------------------
