@@ -23,7 +23,9 @@ def recollect(run_dir: Path) -> str:
     record = json.loads((run_dir / "record.json").read_text())
     if not isinstance(record.get("artifacts"), list):
         return "schema 1 record (artifacts by name): not re-collected"
-    inputs = [Artifact(**a) for a in record["artifacts"] if a["kind"] not in TABLES]
+    kept = [Artifact(**a) for a in record["artifacts"] if a["kind"] not in TABLES]
+    inputs = [a for a in kept if (run_dir / a.path).exists()]     # a snapshot may keep the tables alone
+    missing = [a.path for a in kept if a not in inputs]
     # Collect into a scratch dir first: a collector that fails now leaves the old table alone.
     scratch = run_dir / ".recollect"
     scratch.mkdir(exist_ok=True)
@@ -43,7 +45,8 @@ def recollect(run_dir: Path) -> str:
         leftover.rmdir() if leftover.is_dir() else leftover.unlink()
     scratch.rmdir()
     failed = "; ".join(f["detail"] for f in tables.flags)
-    return f"rewrote {', '.join(t.path for t in tables.artifacts) or 'nothing'}" + (f" (failed: {failed})" if failed else "")
+    return (f"rewrote {', '.join(t.path for t in tables.artifacts) or 'nothing'}"
+            + (f" (not here: {', '.join(missing)})" if missing else "") + (f" (failed: {failed})" if failed else ""))
 
 
 def main(run_dirs: list[str]) -> None:
