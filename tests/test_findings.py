@@ -96,6 +96,16 @@ def test_memory_kind_difference_with_largest_buffers():
     assert "memory" not in kinds(findings_from(s, memory=same))
 
 
+def test_a_lower_bound_is_not_compared():
+    # H200 conv fwd_bwd, Inductor max-autotune: the backward's outputs come from an extern
+    # kernel whose sizes the output code does not state; 0 bytes is "at least 0", not less
+    s = summary({"backend": "inductor"}, {"backend": "xla"})
+    m = pd.DataFrame({"run_id": ["inductor", "xla"], "kind": ["output", "output"],
+                      "bytes": [0.0, 12.5 * MIB], "note": ["lower bound: 2 of unknown size (buf2, buf1)", ""]})
+    assert "memory" not in kinds(findings_from(s, memory=m))
+    assert "memory" in kinds(findings_from(s, memory=m.assign(note=["", ""])))
+
+
 def test_numerics_gap():
     s = summary({"backend": "inductor", "min_sqnr_db": 38.0}, {"backend": "xla", "min_sqnr_db": 22.0})
     row = findings_from(s).query("kind == 'numerics'").iloc[0]

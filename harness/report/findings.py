@@ -399,6 +399,9 @@ def rule_memory(ctx: "Context") -> list[Finding]:
                 if kind in ("total", "runtime_peak"):
                     continue
                 lo, hi = sorted((ma[kind], mb[kind]))
+                smaller = a if ma[kind] <= mb[kind] else b
+                if (smaller.run_id, kind) in ctx.lower_bounds:
+                    continue     # "at least lo" against hi says nothing about who needs more
                 if hi - lo < cfg.memory_min_bytes or (lo > 0 and hi / lo < cfg.memory_min_ratio):
                     continue
                 if best is None or hi - lo > best[1]:
@@ -488,9 +491,15 @@ class Context:
             for (rid, cat), g in k.groupby(["run_id", "compared"], sort=False):
                 self._top[(rid, cat)] = _top_kernels(g.head(n), n, g["compared"])
         self.kind_bytes: dict[str, pd.Series] = {}
+        # (run, kind) whose bytes are only a lower bound (buffers of unknown size: extern
+        # kernels' outputs in Inductor's output code): no difference against them is known
+        self.lower_bounds: set[tuple[str, str]] = set()
         if len(self.memory):
             sums = self.memory.groupby(["run_id", "kind"])["bytes"].sum().astype(float)
             self.kind_bytes = {rid: g.droplevel(0) for rid, g in sums.groupby(level=0)}
+            if "note" in self.memory:
+                bounded = self.memory[self.memory["note"].fillna("").str.contains("lower bound")]
+                self.lower_bounds = set(zip(bounded["run_id"], bounded["kind"]))
 
     def top_of(self, run_id: str, category: str) -> str:
         return self._top.get((run_id, category), "none")
