@@ -226,11 +226,14 @@ def _fast_aten(buf: bytes, ops: list[tuple[bytes, ...]]) -> AtenOps | None:
 def _fast_ops_for(buf: bytes, ops: list[tuple[bytes, ...]]
                   ) -> Callable[[set], tuple[dict[Any, Any], dict[Any, dict]]]:
     def ops_for(needed: set) -> tuple[dict[Any, Any], dict[Any, dict]]:
-        wanted = {b"%d" % x for x in needed if isinstance(x, int)}
+        # External id -> its op; reversed, so that the first of duplicate ids wins
+        index = dict(zip((op[4] for op in reversed(ops)), range(len(ops) - 1, -1, -1)))
         found: dict[int, bytes] = {}
-        for name, _, _, _, x, rest in ops:
-            if x in wanted and int(x) not in found:   # duplicates: keep the first
-                found[int(x)] = b'{"name": "%s", "args": {"External id": %s%s}}' % (name, x, rest)
+        for x in needed:
+            i = index.get(b"%d" % x) if isinstance(x, int) else None
+            if i is not None:
+                name, _, _, _, ext, rest = ops[i]
+                found[x] = b'{"name": "%s", "args": {"External id": %s%s}}' % (name, ext, rest)
         missing = needed - found.keys()
         if missing:   # ops Kineto wrote with multi-line args (none seen so far)
             for m in _FAST_OP.finditer(buf):
@@ -296,19 +299,20 @@ def kineto_fast(buf: bytes) -> KinetoEvents | None:
 def outermost_ops(aten: AtenOps, tid: list[Any], t: np.ndarray) -> list[str]:
     """For each (thread, host time), the outermost aten op running there, else ""."""
     found = np.full(len(t), -1)
-    op_tids = np.array(aten.tid, dtype=object)
-    query_tids = np.array(tid, dtype=object)
-    for thread in set(tid) & set(aten.tid):
-        idx = np.flatnonzero(op_tids == thread)
+    threads = {thread: k for k, thread in enumerate(set(aten.tid))}
+    op_threads = np.array([threads[x] for x in aten.tid], dtype=int)
+    query_threads = np.array([threads.get(x, -1) for x in tid], dtype=int)
+    for k in set(query_threads.tolist()) - {-1}:
+        idx = np.flatnonzero(op_threads == k)
         idx = idx[np.lexsort((-aten.end[idx], aten.ts[idx]))]   # parents before children
         start, end = aten.ts[idx], aten.end[idx]
         # an op is outermost when it starts after everything before it on the thread ended
         top = np.concatenate([[True], start[1:] >= np.fmax.accumulate(end)[:-1]])
         idx, start, end = idx[top], start[top], end[top]
-        q = np.flatnonzero(query_tids == thread)
-        k = np.searchsorted(start, t[q], side="right") - 1
-        inside = (k >= 0) & (t[q] <= end[np.maximum(k, 0)])
-        found[q[inside]] = idx[k[inside]]
+        q = np.flatnonzero(query_threads == k)
+        j = np.searchsorted(start, t[q], side="right") - 1
+        inside = (j >= 0) & (t[q] <= end[np.maximum(j, 0)])
+        found[q[inside]] = idx[j[inside]]
     names = {j: aten.name[j] for j in set(found.tolist()) - {-1}}
     names = {j: n.decode() if isinstance(n, bytes) else n for j, n in names.items()}
     return [names.get(j, "") for j in found.tolist()]
