@@ -69,8 +69,10 @@ def _kernels(run_dir: Path, trace: Artifact, hlo: list[Path], gpu_name: str | No
         table.to_parquet(run_dir / "kernels.parquet")
         out.artifacts.append(Artifact(KERNEL_TABLE, "kernels.parquet"))
         summary = dict(table.attrs)
-        summary["by_category_us_per_iter"] = {
-            k: float(v) for k, v in table.groupby("category")["time_us_per_iter"].sum().items()}
+        for column in ("category", "op_category"):     # by kernel, and by the PyTorch op it came from
+            if column in table:
+                summary[f"by_{column}_us_per_iter"] = {
+                    k: float(v) for k, v in table.groupby(column)["time_us_per_iter"].sum().items()}
         out.kernels = json.loads(json.dumps(summary, default=str))
     except Exception as e:  # noqa: BLE001
         out.flags.append({"code": "collector", "detail": f"kernel collector: {type(e).__name__}: {e}"[:1000]})
