@@ -202,13 +202,21 @@ def measure_generation(task, workload, prepared, result: dict[str, Any]) -> dict
     warm-up and timed generations, a profiled run of decode steps, the tables."""
     from harness import timing
     from harness.worker import progress, time_and_collect
+    from harness.errors import Unsupported
     bench, gen = task.config["bench"], workload.generation
+    if DECODE not in prepared.steps:
+        return dict(result, status="skipped", reason=(
+            f"backend {task.config['backend']['name']} prepares no named steps (Prepared.steps): "
+            "a generation needs its decode step beside the prefill"))
     steps, n = Steps.prepared(prepared), gen.new_tokens
 
     progress(f"first generation (compile): {n} tokens")
     watch = CompileWatch(prepared.graphs_compiled, workload.params["prompt_len"])
     work_start = time.perf_counter()
-    first = generate(steps, n, on_token=watch)
+    try:
+        first = generate(steps, n, on_token=watch)
+    except Unsupported as e:     # as for steps: the backend cannot run this program, the op named
+        return dict(result, status="skipped", reason=str(e))
     result["first_call_s"] = time.perf_counter() - work_start
     artifacts = prepared.artifacts() if task.first else []
     compiles = watch.summary(first)
