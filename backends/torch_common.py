@@ -36,16 +36,27 @@ def profile(device: torch.device) -> Callable[[Callable[[], Any], int, Path], Ar
     return run
 
 
-def prepare_torch(workload: Workload, device: torch.device, forward: Callable[..., Any],
-                  compile_info: dict | None = None) -> Prepared:
-    """Torch runs the workload as it is: state buffers are updated in place, as in eager."""
+def _runner(workload: Workload, forward: Callable[..., Any]) -> Callable[..., Any]:
     def step(*inputs: torch.Tensor):
         return run_torch(workload, forward, inputs)
+    return step
 
+
+def clone_outputs(outs: tuple) -> tuple:
+    """Outputs that outlive the next call: cudagraph trees hand out the same output memory on
+    every replay, and a tensor of an earlier replay raises when read ("accessing tensor output
+    of CUDAGraphs that has been overwritten by a subsequent run"); gpt-fast clones its next token."""
+    return tuple(t.clone() for t in outs)
+
+
+def prepare_torch(workload: Workload, device: torch.device, forward: Callable[..., Any],
+                  compile_info: dict | None = None, steps: dict[str, Callable[..., Any]] | None = None) -> Prepared:
+    """Torch runs the workload as it is: state buffers are updated in place, as in eager.
+    `steps`: the workload's named steps as this backend runs them (default: as they are)."""
     cuda = device.type == "cuda"
     state_names = set(workload.state_buffers)
     return Prepared(
-        step=step,
+        step=_runner(workload, forward),
         inputs=workload.inputs,
         convert=lambda inputs: tuple(inputs),
         synchronize=synchronize(device),
@@ -60,4 +71,5 @@ def prepare_torch(workload: Workload, device: torch.device, forward: Callable[..
         peak_memory_bytes=(lambda: int(torch.cuda.max_memory_allocated(device))) if cuda else (lambda: None),
         compile_info=compile_info or {},
         state=lambda: {k: v for k, v in workload.module.named_buffers() if k in state_names},
+        steps={name: _runner(workload, fn) for name, fn in (workload.steps if steps is None else steps).items()},
     )

@@ -66,6 +66,12 @@ class Prepared:
     run_evidence: Callable[[], dict[str, Any]] = lambda: {}
     # The workload's state buffers as torch tensors, as the last call left them.
     state: Callable[[], dict[str, Any]] = lambda: {}
+    # The workload's named steps (`Workload.steps`), as `step` is: native inputs -> native outputs,
+    # sharing the state with `step` and with each other.
+    steps: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # Outputs carried into the next call (a generation's token, position, cache): a CUDA-graph
+    # replay overwrites its previous outputs, so graph modes clone them; the rest pass them on.
+    keep: Callable[[tuple], tuple] = tuple
 
 
 class Backend(Protocol):

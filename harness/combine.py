@@ -13,6 +13,7 @@ import statistics
 from typing import Any
 
 from harness.describe import THRESHOLDS
+from harness.generate import tpot_ms
 
 
 def timing(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -42,6 +43,42 @@ def timing(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
         out["reference_median_ms"] = statistics.median(refs)
         out["reference_timer"] = processes[0].get("reference_timer")
     return out
+
+
+PERCENTILES = (50, 90, 99)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50, p90, p99 and the mean, as vLLM's benchmark reports them (numpy's linear percentiles)."""
+    import numpy as np
+    values = np.percentile(np.asarray(samples, dtype=float), PERCENTILES)
+    return {**{f"p{q}": float(v) for q, v in zip(PERCENTILES, values)}, "mean": statistics.fmean(samples)}
+
+
+def generation(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per-process generations (worker `generation` dicts: each generation's latency per token,
+    TTFT first) -> the run's generation figures, generations pooled over processes (vLLM pools
+    requests): TTFT, TPOT (one per generation), ITL (one per decode step) and end-to-end
+    percentiles, tokens per second, and the median latency at each position."""
+    generations = [g for p in processes for g in p["latency_ms"]]
+    if not generations:
+        return None
+    batch, prompt_len, tokens = processes[0]["batch"], processes[0]["prompt_len"], len(generations[0])
+    e2e = [sum(g) for g in generations]
+    tpot = [tpot_ms(g) for g in generations]
+    return {
+        "generations": len(generations), "new_tokens": tokens, "batch": batch, "prompt_len": prompt_len,
+        "ttft_ms": percentiles([g[0] for g in generations]), "tpot_ms": percentiles(tpot),
+        "itl_ms": percentiles([x for g in generations for x in g[1:]]), "e2e_ms": percentiles(e2e),
+        "output_tokens_per_s": batch * tokens / (statistics.median(e2e) / 1e3),
+        "decode_tokens_per_s": batch / (statistics.median(tpot) / 1e3),
+        # token i comes from position prompt_len - 1 + i (the prefill's last, then each decode input)
+        "first_position": prompt_len - 1,
+        "per_token_median_ms": [statistics.median(g[i] for g in generations) for i in range(tokens)],
+        "processes": [{"ttft_ms": [g[0] for g in p["latency_ms"]],
+                       "tpot_ms": [tpot_ms(g) for g in p["latency_ms"]],
+                       "latency_ms": p["latency_ms"]} for p in processes],
+    }
 
 
 def between(medians: list[float]) -> dict[str, Any] | None:

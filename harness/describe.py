@@ -20,6 +20,7 @@ FLAG_CODES = {
     "high_cv": "samples within a process spread more than 10% (CV)",
     "process_spread": "medians of fresh processes spread more than 5% (CV)",
     "recompiled": "the compiler compiled again during timing: the timing mixes compile and run",
+    "position_recompiles": "a generation's step compiled again as the position moved, though its shapes did not",
     "collector": "a collector failed: a kernel or memory table is missing",
     "no_graph_replay": "a CUDA-graph mode did not replay graphs",
     "profile_differs": "the profiled program is not the timed one",
@@ -220,6 +221,9 @@ def summary_line(record: dict[str, Any]) -> str:
         gap = gpu["host_gap_ms"]
         parts.append(f"gpu {gpu['busy_ms_per_iter']:.4g} ms"
                      + (f", host gap {gap:.3g} ms" if gap is not None else ""))
+    gen = record.get("generation") or {}
+    if gen:     # the wall figure above is the median TPOT
+        parts.append(f"TTFT {gen['ttft_ms']['p50']:.4g} ms, TPOT p99 {gen['tpot_ms']['p99']:.4g} ms")
     thr = record.get("throughput") or {}
     if thr.get("tflops"):
         parts.append(f"{thr['tflops']:.3g} TFLOP/s")

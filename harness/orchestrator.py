@@ -209,6 +209,7 @@ def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
     median = record.timing["median_ms"] if record.timing else None
     record.gpu = combine.gpu(record.kernels, median, first.get("trace_note", ""))
     record.throughput = combine.throughput(first.get("throughput_basis") or {}, median)
+    record.generation = combine.generation([r["generation"] for r in results if r.get("generation")])
     record.flags = [f for r in results for f in r.get("flags") or []]
     record.started_at = outcomes[0].started_at if outcomes else None
     record.finished_at = outcomes[-1].finished_at if outcomes else None

@@ -34,6 +34,7 @@ class RunRecord:
     timing: dict[str, Any] | None = None  # over all processes; per process in timing["processes"]
     gpu: dict[str, Any] | None = None     # GPU time per iteration and the host gap (profiled runs)
     throughput: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] | None = None  # phase=generate: TTFT, TPOT, ITL, per position (combine.generation)
     numerics: dict[str, Any] | None = None
     memory: dict[str, Any] = field(default_factory=dict)   # runtime peaks, the memory table by kind
     kernels: dict[str, Any] = field(default_factory=dict)  # kernel-table summary of the profile pass

@@ -135,7 +135,7 @@ def measure(task: WorkerTask) -> dict[str, Any]:
     from harness.errors import Unsupported
     from harness.backend import Artifact
 
-    cfg, run_dir = task.config, Path(task.run_dir)
+    cfg = task.config
     result: dict[str, Any] = {"status": "ok", "reason": "", "artifacts": [], "flags": []}
     device, workload, prepared, why_not = setup(task)
     result["environment"] = environment.capture(device.type, plugins.backend_spec(cfg["backend"]["name"]).packages)
@@ -145,6 +145,9 @@ def measure(task: WorkerTask) -> dict[str, Any]:
     result["params"] = workload.params
     result["throughput_basis"] = {"flops_per_iter": workload.flops, "min_bytes_per_iter": workload.min_bytes,
                                   "tokens_per_iter": workload.tokens_per_iter}
+    if workload.generation is not None:      # whole generations, timed token by token
+        from harness.generate import measure_generation
+        return measure_generation(task, workload, prepared, result)
     bench = cfg["bench"]
 
     # First call = numerics step 0: its time is compile + one execution.
@@ -170,11 +173,21 @@ def measure(task: WorkerTask) -> dict[str, Any]:
             result.update(status="failed", reason=f"numerics: {result['numerics']['detail']}")
             return result
 
+    return time_and_collect(task, prepared, result, artifacts, work_start, lambda: time_it(prepared, bench),
+                            lambda: prepared.step(*prepared.inputs), bench["profile_iters"])
+
+
+def time_and_collect(task: WorkerTask, prepared, result: dict[str, Any], artifacts: list, work_start: float,
+                     time_fn, profile_fn, profile_iters: int) -> dict[str, Any]:
+    """After the first call and the numerics: `time_fn()` -> the timing, with the compiles and
+    graph replays around it and the memory peak, then (first process) `profile_iters` calls of
+    `profile_fn` under the profiler and the tables."""
+    bench, run_dir = task.config["bench"], Path(task.run_dir)
     progress(f"timing (process {task.process_index + 1} of {task.processes})")
     graphs_before = prepared.graphs_compiled()
     evidence_before = prepared.run_evidence()
     prepared.reset_peak_memory()
-    result["timing"] = time_it(prepared, bench)
+    result["timing"] = time_fn()
     result["compile"].update(_evidence(evidence_before, prepared.run_evidence()))
     graphs_after = prepared.graphs_compiled()
     if graphs_before is not None:
@@ -184,11 +197,11 @@ def measure(task: WorkerTask) -> dict[str, Any]:
                 f"{graphs_after - graphs_before} graph(s) compiled during timing: the timing mixes compile and run")})
     result["memory"] = {"runtime_peak_bytes": prepared.peak_memory_bytes(),
                         "runtime_peak_source": prepared.peak_memory_source}
-    if task.first and bench["profile"] and prepared.profile is not None:
-        progress(f"profiling {bench['profile_iters']} iterations")
+    if task.first and bench["profile"] and prepared.profile is not None and profile_iters > 0:
+        progress(f"profiling {profile_iters} iterations")
         try:
-            artifacts.append(prepared.profile(lambda: prepared.step(*prepared.inputs), bench["profile_iters"], run_dir))
-            result["profile_iters"], result["trace_note"] = bench["profile_iters"], prepared.trace_note
+            artifacts.append(prepared.profile(profile_fn, profile_iters, run_dir))
+            result["profile_iters"], result["trace_note"] = profile_iters, prepared.trace_note
         except OSError as e:   # an unwritable run dir: the timing above still stands
             result["flags"].append({"code": "collector", "detail": f"profiler: {type(e).__name__}: {e}"})
     # Compile + numerics + timing + profiling: what a run is for. The rest is harness overhead.

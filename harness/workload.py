@@ -19,6 +19,19 @@ Outputs = tuple[torch.Tensor, ...]
 
 
 @dataclass
+class Generation:
+    """A greedy generation (harness/generate.py runs and times it). The workload's `forward` is
+    the prefill of `inputs` (the prompt); `steps["decode"]` the decode step. Both return
+    (next_token, next_position, logits, *carry), the argmax inside the step so that the token
+    stays on the device; decode takes (token, position, *carry) and its outputs feed the next."""
+    new_tokens: int             # tokens per sequence: the prefill's, then new_tokens - 1 decode steps
+    check_tokens: int           # greedy tokens compared with eager's (numerics)
+    # The carry grows every step (a cache without preallocation): each position is a new shape,
+    # and a compile per length is the compiler's behaviour there, not a defect.
+    growing: bool = False
+
+
+@dataclass
 class Workload:
     name: str
     params: dict[str, Any]                  # resolved: preset merged with explicit overrides
@@ -46,6 +59,10 @@ class Workload:
     # that is not carried over shows up). Defaults to one call on `inputs`.
     check_inputs: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
     output_names: tuple[str, ...] = ()
+    # Named forwards beside `forward`, over the same module and state buffers, each
+    # `step(module, *inputs)`: backends prepare each as a callable sharing the state (a KV cache).
+    steps: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    generation: Generation | None = None
 
     def __post_init__(self) -> None:
         if not self.check_inputs:

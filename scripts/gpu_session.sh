@@ -58,6 +58,20 @@ part_twice() {   # issue 18: the same sweep twice, compared
   python3 -m harness.report compare "$ROOT/twice/1" "$ROOT/twice/2" --out "$ROOT/twice/compare.md" | tail -30
   pack twice
 }
+# Issue 21: generations of Qwen3-0.6B shapes (random weights), prompt 512, 256 new tokens, batch 1
+# and 16, Inductor default and with CUDA graphs against XLA; one cache per part (6 runs, 3 per GPU:
+# ~2.5 min each for Inductor, ~1.5 for XLA, so ~8 min a part). 5 timed generations = 1275 decode steps.
+GEN="workload=qwen_decoder workload.phase=generate workload.prompt_len=512 workload.new_tokens=256 workload.batch=1,16 bench.repeats=5 bench.warmup=1"
+part_generate_static() { sweep generate $GEN workload.cache=static backend=inductor,inductor_cudagraphs,xla; pack generate; }
+part_generate_paged() { sweep generate $GEN workload.cache=paged backend=inductor,inductor_cudagraphs,xla; pack generate; }
+part_generate_dynamic() {   # a cache grown per step: Inductor's symbolic length against XLA's program per length
+  # (~4.5 min: the two sweeps side by side, one per GPU; XLA compiles 11 decode programs of ~16 s)
+  local dyn="workload=qwen_decoder workload.phase=generate workload.cache=dynamic workload.prompt_len=512 workload.new_tokens=12 workload.batch=1 bench.repeats=5 bench.warmup=1"
+  sweep generate $dyn backend=inductor backend.dynamic=true &
+  sweep generate $dyn backend=xla
+  wait
+  pack generate
+}
 
 part_pack_all() {   # whatever the parts left, finished or not (a call cut short)
   for d in "$ROOT"/*/; do pack "$(basename "$d")"; done

@@ -159,7 +159,10 @@ def test_min_bytes_decode():
     ({"cache": "paged", "block_size": 5}, "workload.block_size"),
     ({"cache": "paged", "num_blocks": 15}, "workload.num_blocks"),  # 2 sequences * 8 blocks
     ({"cache": "ring"}, "workload.cache"),
-    ({"phase": "generate"}, "workload.phase"),
+    ({"phase": "sample"}, "workload.phase"),
+    ({"cache": "dynamic"}, "workload.cache"),                     # a growing cache is the generate phase's
+    ({"phase": "generate", "new_tokens": 1}, "workload.new_tokens"),
+    ({"phase": "generate", "check_tokens": 0}, "workload.check_tokens"),
     ({"mode": "fwd_bwd"}, "workload.mode"),
     ({"head_dim": 15}, "workload.head_dim"),
 ])
@@ -167,6 +170,15 @@ def test_bad_params_name_the_key(override, key):
     with pytest.raises(ConfigError) as e:
         resolve(qd, cfg(**override), "cpu")
     assert e.value.key == key
+
+
+def test_generate_sizes_its_cache_to_the_generation():
+    p = resolve(qd, cfg(phase="generate", new_tokens=6, check_tokens=16), "cpu")
+    assert (p["max_len"], p["check_tokens"]) == (8 + 6, 6)        # the check is at most the generation
+    paged = resolve(qd, cfg(phase="generate", cache="paged", new_tokens=6), "cpu")
+    assert paged["max_len"] == 16 and paged["num_blocks"] == 2 * 16 // 4     # whole blocks
+    gpu = resolve(qd, cfg(phase="generate", preset="qwen3_0_6b", prompt_len=2048), "cuda")
+    assert (gpu["new_tokens"], gpu["max_len"]) == (256, 2048 + 256)
 
 
 # --- parity with Hugging Face transformers -------------------------------------------------------
@@ -227,6 +239,18 @@ def test_logits_equal_transformers_qwen3(cache, tie):
             past = theirs.past_key_values
             ours = qd.decode_one_token(model, token, torch.tensor([p["prompt_len"] + step]))
             torch.testing.assert_close(ours, theirs.logits[:, -1], **PARITY)
+
+
+@pytest.mark.parametrize("cache", ["static", "paged", "dynamic"])
+def test_greedy_generation_equals_transformers_generate(cache):
+    from harness.generate import Steps, greedy_trace
+    w = build(phase="generate", cache=cache, dtype="float32")
+    tokens, _ = greedy_trace(Steps.eager(w), w.generation.new_tokens, tuple)
+    prompt = w.inputs[0]
+    with torch.no_grad():
+        theirs = hf_qwen3(w.module).generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                             max_new_tokens=w.generation.new_tokens, min_new_tokens=w.generation.new_tokens)
+    assert torch.equal(tokens.T, theirs[:, prompt.shape[1]:])
 
 
 # --- through the CLI -----------------------------------------------------------------------------

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from backends.inductor import GRAPH_MODES, MODES
-from backends.torch_common import prepare_torch
+from backends.torch_common import clone_outputs, prepare_torch
 from harness.backend import INDUCTOR_OUTPUT_CODE, Artifact, Prepared, RunContext
 from harness.errors import ConfigError
 from harness.workload import Workload
@@ -139,14 +140,38 @@ class CudaGraphWatch:
                 "replayed": self.replays > 0}
 
 
+def record_compiles() -> list[dict[str, Any]]:
+    """Every compile of this process as Dynamo reports it to its compile callbacks (start and end
+    of a frame's compile, a lazily compiled backward, a CUDA-graph recording), with its seconds:
+    a compiler that recompiles per sequence length shows here, one entry per length."""
+    from torch._dynamo.callback import callback_handler
+    events: list[dict[str, Any]] = []
+    started: list[float] = []
+
+    def start(args=None) -> None:
+        started[:] = [time.perf_counter()]
+
+    def end(args=None) -> None:
+        trigger = getattr(getattr(args, "callback_trigger", None), "name", None)
+        events.append({"trigger": trigger, "compile_id": str(getattr(args, "compile_id", "")),
+                       "seconds": time.perf_counter() - started[0] if started else None})
+    callback_handler.register_start_callback(start)
+    callback_handler.register_end_callback(end)
+    return events
+
+
 def prepare(workload: Workload, cfg: dict, ctx: RunContext) -> Prepared:
     mode = cfg.get("mode", "default")
     if mode not in MODES:
         raise ConfigError("backend.mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
     watch = CudaGraphWatch() if mode in GRAPH_MODES and ctx.device.type == "cuda" else None
-    compiled = torch.compile(workload.forward, mode=None if mode == "default" else mode,
-                             fullgraph=bool(cfg.get("fullgraph", True)), dynamic=bool(cfg.get("dynamic", False)))
-    prepared = prepare_torch(workload, ctx.device, compiled, {"mode": mode})
+    options = dict(mode=None if mode == "default" else mode, fullgraph=bool(cfg.get("fullgraph", True)),
+                   dynamic=bool(cfg.get("dynamic", False)))
+    compiled = torch.compile(workload.forward, **options)
+    steps = {name: torch.compile(fn, **options) for name, fn in workload.steps.items()}
+    prepared = prepare_torch(workload, ctx.device, compiled, {"mode": mode, "compiles": record_compiles()}, steps)
+    if mode in GRAPH_MODES:
+        prepared.keep = clone_outputs
     prepared.artifacts = lambda: collect_output_code(ctx.run_dir)
     info = prepared.compile_info
 

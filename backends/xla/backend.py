@@ -11,13 +11,17 @@ layout):
   not copied (the buffer assignment shows the aliasing).
 - fwd_bwd: `jax.vjp` over the functional call w.r.t. what torch differentiates (inputs with
   requires_grad, then parameters in module order), cotangents = `workload.grad_outputs`.
+- the workload's named steps (`Workload.steps`, a generation's decode beside its prefill) are
+  jitted programs of their own over the same params, buffers and donated state.
 
-Compile is explicit (`lower()` then `compile()`, timed apart) on the first call; the compiled
-executable runs every call after. XLA dumps only our module and keeps the after-optimisations
+Compile is explicit (`lower()` then `compile()`, timed apart) on the first call of each step
+with each input shape (a cache that grows is a new shape every step); the compiled executable
+runs every call after. XLA dumps only our module and keeps the after-optimisations
 HLO, buffer assignment and memory-usage report.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -80,8 +84,17 @@ def channels_last_outputs(workload: Workload) -> tuple[bool, ...]:
     return tuple(is_channels_last(o) for o in run_torch(workload, workload.forward, workload.inputs))
 
 
+MAIN_STEP = "step"
+
+
+def _program_name(step: str) -> str:
+    """What jax.jit names the module (`jit_<name>`): dump.STEP_NAME, plus the step's own name."""
+    return dump.STEP_NAME if step == MAIN_STEP else f"{dump.STEP_NAME}_{step}"
+
+
 class XlaProgram:
-    """The workload as one compiled XLA executable and the state it carries between calls."""
+    """The workload as compiled XLA executables (its forward and its named steps, each per input
+    shape) and the state they carry between calls."""
 
     def __init__(self, workload: Workload, env, jax_device, nhwc_outputs: tuple[bool, ...]):
         from torchax.interop import JittableModule
@@ -109,9 +122,11 @@ class XlaProgram:
         self.nhwc_cots = tuple(is_channels_last(g) for g in workload.grad_outputs) if self.train else ()
         self.cotangents = tuple(self.put(g, nhwc) for g, nhwc in zip(workload.grad_outputs or (), self.nhwc_cots))
         import jax
-        self.jitted = jax.jit(self.harness_xla_step, donate_argnums=(2,) if self.state_names else ())
-        self.compiled = None
-        self.info: dict[str, Any] = {}
+        self.jitted = {}
+        for name, forward in {MAIN_STEP: workload.forward, **workload.steps}.items():
+            self.jitted[name] = jax.jit(self._program(name, forward), donate_argnums=(2,) if self.state_names else ())
+        self.compiled: dict[tuple, Any] = {}      # (step, input shapes and dtypes) -> executable
+        self.info: dict[str, Any] = {"compiles": []}
 
     # -- conversion ---------------------------------------------------------------------------
     def put(self, t: torch.Tensor, nhwc: bool = False):
@@ -130,33 +145,43 @@ class XlaProgram:
         return LazyMapping(tuple(self.state), lambda name: jax_to_torch(self.state[name]))
 
     # -- the traced program -------------------------------------------------------------------
-    def _forward(self, params, buffers, state, inputs):
+    def _program(self, step: str, forward):
+        # Channels-last inputs are the main step's (the workload's inputs); a named step takes its own.
+        nhwc_inputs = self.nhwc_inputs if step == MAIN_STEP else ()
+
+        def program(params, buffers, state, inputs, cots):
+            return self.harness_xla_step(forward, nhwc_inputs, params, buffers, state, inputs, cots)
+        program.__name__ = program.__qualname__ = _program_name(step)   # jax.jit names the module by it
+        return program
+
+    def _forward(self, forward, params, buffers, state, inputs):
         """jax in, jax out: (outputs, new state). The state tensors are updated in place by the
         torch forward; reading them back after the call is what carries the writes out."""
         env = self.env
         p_t, b_t, s_t, in_t = env.j2t_iso((params, buffers, state, list(inputs)))
-        res = self.jm.functional_call(self.workload.forward, p_t, {**b_t, **s_t}, *in_t)
+        res = self.jm.functional_call(forward, p_t, {**b_t, **s_t}, *in_t)
         outs = tuple(env.t2j_iso(as_outputs(res)))
         return outs, {k: env.t2j_iso(env.v2t_iso(s_t[k])) for k in self.state_names}
 
-    def harness_xla_step(self, params, buffers, state, inputs, cots):
-        """The traced program (jax.jit names the HLO module jit_<this name>: the dump keeps it)."""
+    def harness_xla_step(self, forward, nhwc_inputs, params, buffers, state, inputs, cots):
+        """The traced program of one step (jax.jit names the HLO module after `_program`'s closure,
+        jit_harness_xla_step[_<step>]: the dump keeps it)."""
         from backends.xla.autograd import autograd_functions_as_custom_vjp, entered
         import jax
         params = {k: to_nchw(v) if k in self.nhwc else v for k, v in params.items()}
         buffers = {k: to_nchw(v) if k in self.nhwc else v for k, v in buffers.items()}
-        inputs = [to_nchw(a) if nhwc else a for a, nhwc in zip(inputs, self.nhwc_inputs)]
+        inputs = [to_nchw(a) if i < len(nhwc_inputs) and nhwc_inputs[i] else a for i, a in enumerate(inputs)]
         cots = tuple(to_nchw(a) if nhwc else a for a, nhwc in zip(cots, self.nhwc_cots))
         with entered(self.env), autograd_functions_as_custom_vjp(self.env):
             if not self.train:
-                outs, new_state = self._forward(params, buffers, state, inputs)
+                outs, new_state = self._forward(forward, params, buffers, state, inputs)
                 return self._physical(outs), new_state
 
             def differentiable(g_in, g_par):
                 call = list(inputs)
                 for i, a in zip(self.grad_inputs, g_in):
                     call[i] = a
-                return self._forward({**params, **dict(zip(self.grad_params, g_par))}, buffers, state, call)
+                return self._forward(forward, {**params, **dict(zip(self.grad_params, g_par))}, buffers, state, call)
 
             targets = (tuple(inputs[i] for i in self.grad_inputs), tuple(params[k] for k in self.grad_params))
             outs, vjp, new_state = jax.vjp(differentiable, *targets, has_aux=True)
@@ -169,23 +194,36 @@ class XlaProgram:
 
     # -- compile and run ----------------------------------------------------------------------
     def __call__(self, *inputs):
+        return self.run(MAIN_STEP, *inputs)
+
+    def run(self, step: str, *inputs):
         args = (self.params, self.buffers, self.state, tuple(inputs), self.cotangents)
-        if self.compiled is None:
-            self.compiled = self._compile(args)
-        outs, self.state = self.compiled(*args)
+        key = (step, tuple((x.shape, x.dtype) for x in inputs))
+        compiled = self.compiled.get(key)
+        if compiled is None:
+            compiled = self.compiled[key] = self._compile(step, args)
+        outs, self.state = compiled(*args)
         return outs
 
-    def _compile(self, args):
+    def _compile(self, step: str, args):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             # torchax casts to float64/int64, which JAX without x64 truncates (as intended here)
             warnings.filterwarnings("ignore", message="Explicitly requested dtype")
-            lowered = self.jitted.lower(*args)
+            lowered = self.jitted[step].lower(*args)
         t1 = time.perf_counter()
         compiled = lowered.compile()
-        self.info.update(lower_s=t1 - t0, xla_compile_s=time.perf_counter() - t1,
-                         cost=_cost(compiled), memory=_memory(compiled))
-        self.info.update(program_facts(lowered, compiled, args, len(self.state_names), self.device.platform))
+        times = dict(lower_s=t1 - t0, xla_compile_s=time.perf_counter() - t1)
+        shapes = list(dict.fromkeys(tuple(x.shape) for x in args[3]))     # a cache's 2 x layers shapes once
+        self.info["compiles"].append(dict(step=step, input_shapes=[list(x) for x in shapes], **times))
+        if not any(c["step"] == step for c in self.info["compiles"][:-1]):
+            # The first program of each step says what it is; the main step's at the top level.
+            facts = dict(times, cost=_cost(compiled), memory=_memory(compiled))
+            facts.update(program_facts(lowered, compiled, args, len(self.state_names), self.device.platform))
+            if step == MAIN_STEP:
+                self.info.update(facts)
+            else:
+                self.info.setdefault("steps", {})[step] = facts
         return compiled
 
 
@@ -273,10 +311,12 @@ def dump_facts(run_dir: Path, artifacts: list[Artifact], info: dict[str, Any]) -
 
 def compile_phases(compile_info: dict[str, Any], first_call_s: float) -> dict[str, Any]:
     """JAX's own split: `lower()` (torchax tracing to StableHLO) and `compile()` (XLA's HLO
-    passes, GEMM autotuning, LLVM/PTX codegen: one call, not separable from outside)."""
-    lower, comp = compile_info.get("lower_s"), compile_info.get("xla_compile_s")
-    if lower is None or comp is None:
+    passes, GEMM autotuning, LLVM/PTX codegen: one call, not separable from outside), summed
+    over the programs compiled so far (a generation compiles its prefill and its decode step)."""
+    compiles = compile_info.get("compiles") or []
+    if not compiles:
         return {"notes": ["no lower/compile split recorded"]}
+    lower, comp = sum(c["lower_s"] for c in compiles), sum(c["xla_compile_s"] for c in compiles)
     return {"capture_s": lower, "graph_codegen_s": comp, "kernel_compile_wait_s": None,
             "other_s": max(first_call_s - lower - comp, 0.0),
             "notes": ["XLA compile() covers HLO optimisation, autotuning and PTX/cubin codegen together; "
@@ -371,5 +411,7 @@ def prepare(workload: Workload, cfg: dict, ctx: RunContext) -> Prepared:
         artifacts=artifacts,
         compile_info=program.info,
         compile_phases=lambda first_call_s: compile_phases(program.info, first_call_s),
+        graphs_compiled=lambda: len(program.compiled),
         state=program.state_as_torch,
+        steps={name: functools.partial(program.run, name) for name in workload.steps},
     )

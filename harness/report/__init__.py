@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.report import generation as G
 from harness.report import tables as T
 from harness.report.graphs import graphs_markdown, graphs_table
 from harness.report.load import Sweep, load
@@ -46,6 +47,8 @@ def build_tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
         "flags": T.flags_long(sweep),
         "pairs": pair_table(sweep.summary),
         "graphs": graphs_table(sweep),
+        "generation": G.generation_table(sweep),
+        "generation_positions": G.positions_long(sweep),
     }
 
 
@@ -97,6 +100,7 @@ def generate(roots: list[str | Path], out_dir: str | Path | None = None,
     jobs["roofline"] = (P.roofline, tables["kernels_top"], sweep.summary, plot_dir)
     jobs["speedup"] = (P.speedup, tables["speedup"], plot_dir)
     jobs["compile"] = (P.compile_phases, tables["compile"], plot_dir)
+    jobs["generation"] = (G.latency_by_position, tables["generation_positions"], plot_dir)
     plots = {key: path for key, path in _render(jobs).items() if path}
 
     found = None
@@ -198,6 +202,7 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
                 lines.append(T.md_table(view, {"suspect": lambda v: "suspect" if v is True or
                                                            v == True else ""}))  # noqa: E712
                 lines.append("</details>\n")
+    lines.append(G.render_markdown(tables["generation"], plots.get("generation"), out))
     lines += ["## Roofline (top kernels)\n",
               _img(plots, "roofline", out, "roofline") or
               "_No kernel with both FLOPs and bytes known (CPU runs, or not profiled)._\n"]

@@ -543,9 +543,9 @@ class Context:
 def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
                   memory: pd.DataFrame | None = None, buffers: pd.DataFrame | None = None,
                   flags: pd.DataFrame | None = None, graphs: pd.DataFrame | None = None,
-                  cfg: FindingsConfig = FindingsConfig()) -> pd.DataFrame:
-    """All rules over the tables; rows ranked per workload: failures, flags and pairs first,
-    then by score."""
+                  cfg: FindingsConfig = FindingsConfig(), extra: tuple[Finding, ...] = ()) -> pd.DataFrame:
+    """All rules over the tables, plus `extra` findings (a generation's: harness/report/generation.py);
+    rows ranked per workload: failures, flags and pairs first, then by score."""
     empty = pd.DataFrame(columns=["run_id"])
     summary = summary.assign(**{c: v for c, v in OPTIONAL_SUMMARY.items()
                                 if c not in summary.columns})
@@ -554,7 +554,8 @@ def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
                   buffers=buffers if buffers is not None else empty,
                   flags=flags if flags is not None else empty,
                   graphs=graphs if graphs is not None else empty, cfg=cfg)
-    out = pd.DataFrame([f.row() for rule in RULES for f in rule(ctx)], columns=COLUMNS)
+    found = [f for rule in RULES for f in rule(ctx)] + list(extra)
+    out = pd.DataFrame([f.row() for f in found], columns=COLUMNS)
     if out.empty:
         return out
     first = {w: i for i, w in enumerate(dict.fromkeys(summary["workload"]))}
@@ -574,13 +575,14 @@ def findings(sweep, tables: dict[str, pd.DataFrame] | None = None,
              cfg: FindingsConfig = FindingsConfig()) -> pd.DataFrame:
     """Findings of a loaded sweep; `tables` (harness.report.build_tables) saves rebuilding the
     flags and graph-evidence tables."""
+    from harness.report.generation import findings as generation_findings
     from harness.report.graphs import graphs_table
     from harness.report.tables import flags_long
     tables = tables or {}
     flags = tables["flags"] if "flags" in tables else flags_long(sweep)
     graphs = tables["graphs"] if "graphs" in tables else graphs_table(sweep)
     return findings_from(sweep.summary, sweep.kernels, sweep.memory, sweep.buffers,
-                         flags=flags, graphs=graphs, cfg=cfg)
+                         flags=flags, graphs=graphs, cfg=cfg, extra=tuple(generation_findings(sweep)))
 
 
 def render_markdown(found: pd.DataFrame, per_workload: int = 8) -> str:

@@ -349,11 +349,12 @@ def compile_table(sweep: Sweep) -> pd.DataFrame:
                                                                priming.get("compile_s"))
                                                    if v is not None), None),
                      "recompiles_during_timing": comp.get("recompiles_during_timing"),
+                     "recompiles": comp.get("recompiles"),     # a generation's, along the sequence
                      "flags": row["flags"], "status": row["status"], "reason": row["reason"]})
     table = pd.DataFrame(rows, columns=["workload", "variant", "backend", "run_id", "cache", "first_call_s",
                                         *COMPILE_PHASES, "priming_first_call_s",
-                                        "recompiles_during_timing", "flags", "status", "reason"])
+                                        "recompiles_during_timing", "recompiles", "flags", "status", "reason"])
     for col in ("first_call_s", *COMPILE_PHASES, "priming_first_call_s",
-                "recompiles_during_timing"):
+                "recompiles_during_timing", "recompiles"):
         table[col] = pd.to_numeric(table[col], errors="coerce")
     return table

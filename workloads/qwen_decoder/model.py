@@ -19,6 +19,12 @@ Phases:
 - decode: one token per sequence at position `pos` = prompt_len, over a cache warmed by a prefill
   at build time; attends over the whole cache (max_len keys) with a mask of the valid positions;
   returns logits [batch, vocab]. All sequences of a batch share their positions.
+- generate: a greedy generation of `new_tokens` per sequence; harness/generate.py runs the loop.
+  The workload gives its two steps: prefill (the module's forward: prompt -> first token) and
+  decode (`Workload.steps["decode"]`), each returning (next_token [B, 1], next_position, logits,
+  *carry) with the argmax inside the step, so the next token never leaves the device; decode
+  takes (token, position, *carry). The static and paged caches are module state (no carry); the
+  dynamic cache is the carry: keys and values grown by concatenation, a new length every step.
 """
 from __future__ import annotations
 
@@ -31,34 +37,42 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.workload import LazyMapping, Workload, require_choice, require_positive, resolve, torch_dtype
+from harness.workload import Generation, LazyMapping, Workload, require_choice, require_positive, resolve, torch_dtype
 
 _QWEN3_0_6B = dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
                    intermediate_size=3072, vocab_size=151936, rope_theta=1e6, rms_eps=1e-6,
                    tie_embeddings=True)
 PRESETS: dict[str, dict[str, Any]] = {
     "qwen3_0_6b": dict(_QWEN3_0_6B, batch=16, prompt_len=1024, max_len=2048, cache="static",
-                       block_size=16, num_blocks=None, dtype="bfloat16"),
+                       block_size=16, num_blocks=None, dtype="bfloat16", new_tokens=256, check_tokens=16),
     # Seed 004 (XLA buffer assignment of a decode step): batch 32 (s32[32] tokens and positions),
     # 9 layers (nine bf16[6144,1024] fused gate/up weights), fused qkv bf16[4096,1024] =
     # (16 + 2 * 8) heads * 128, o_proj bf16[1024,2048], embedding bf16[151936,1024], and a paged
     # pool bf16[2,4233,16,8,128]: 4233 blocks of 16 tokens, 8 KV heads of 128.
     # 4096 = 32 * 2048 / 16 of its blocks are mapped.
     "seed004": dict(_QWEN3_0_6B, num_layers=9, batch=32, prompt_len=1024, max_len=2048, cache="paged",
-                    block_size=16, num_blocks=4233, dtype="bfloat16"),
+                    block_size=16, num_blocks=4233, dtype="bfloat16", new_tokens=256, check_tokens=16),
     "cpu_tiny": dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
                      intermediate_size=128, vocab_size=128, rope_theta=1e6, rms_eps=1e-6,
                      tie_embeddings=True, batch=2, prompt_len=8, max_len=32, cache="static",
-                     block_size=4, num_blocks=None, dtype="float32"),
+                     block_size=4, num_blocks=None, dtype="float32", new_tokens=8, check_tokens=8),
 }
 DEFAULT_PRESET = {"cuda": "qwen3_0_6b", "cpu": "cpu_tiny"}
 DECODE_CHECK_STEPS = 3   # decode numerics: tokens at pos, pos+1, pos+2 over the same cache tensors
+CACHES = ("static", "paged", "dynamic")
+PREALLOCATED = ("static", "paged")      # the caches the decode and prefill phases take
 # Logits against a float32 copy of the model with its own cache. float32 differs only in summation
 # order (bitwise equal on CPU eager, 133 dB under Inductor). bf16 rounds every activation and the
 # layers' errors add up: 37 dB on CPU at qwen3_0_6b's 28 layers (batch 2, prompt 64); on an H100
 # 37-41 dB, eager and Inductor, at qwen3_0_6b and seed004, decode and prefill. A cache write lost
 # between decode steps drops cpu_tiny (prompt 8) to 14 dB, float32 or bf16; at prompt 1024 one
 # lost key of 1025 hides in bf16 noise, so tests/test_qwen_decoder.py is where that is caught.
+# generate compares its logits with eager's in the same dtype, step by step until a sequence's token
+# differs (harness/generate.py), against the same thresholds. Measured on the CPU, batch 16, prompt
+# 64, 16 tokens, Qwen3-0.6B layer shapes: bf16 Inductor 36.3-36.6 dB (2 layers, 3 seeds) and 37.0 dB
+# (8 layers), XLA 37.2-37.3 dB (2 layers, 3 seeds); in every run 1-10 of the 16 sequences flipped a
+# token, the first at step 0 or 1, between logits tied in bf16 (eager's top-2 margin 0 or 0.0156,
+# one bf16 step): an early flip is expected and reported, not failed. float32: 130-138 dB, no flip.
 DEFAULT_MIN_SQNR_DB = {"float32": 80.0, "float16": 30.0, "bfloat16": 28.0}
 INIT_STD = 0.02
 
@@ -175,6 +189,21 @@ class PagedKVCache(nn.Module):
         return kv[0], kv[1]
 
 
+class GrowingKVCache:
+    """One layer's keys and values so far [batch, length, kv_heads, head_dim], grown by
+    concatenation (Hugging Face's DynamicCache): no preallocated cache, so every decode step
+    sees a new length. A plain object made inside the step, its tensors the step's carry."""
+
+    def __init__(self, k: torch.Tensor | None = None, v: torch.Tensor | None = None):
+        self.k, self.v = k, v
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               block_table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=1)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=1)
+        return self.k, self.v
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -187,14 +216,15 @@ class Attention(nn.Module):
         self.kv_cache: StaticKVCache | PagedKVCache | None = None     # Transformer.setup_caches
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: torch.Tensor,
-                block_table: torch.Tensor | None, attend_cache: bool) -> torch.Tensor:
+                block_table: torch.Tensor | None, attend_cache: bool,
+                cache: GrowingKVCache | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         H, KV, D = self.n_heads, self.n_kv_heads, self.head_dim
         q, k, v = self.wqkv(x).split([H * D, KV * D, KV * D], dim=-1)
         q = apply_rope(self.q_norm(q.view(B, T, H, D)), cos, sin)
         k = apply_rope(self.k_norm(k.view(B, T, KV, D)), cos, sin)
         v = v.view(B, T, KV, D)
-        k_all, v_all = self.kv_cache.update(input_pos, k, v, block_table)
+        k_all, v_all = (cache or self.kv_cache).update(input_pos, k, v, block_table)
 
         if attend_cache:
             # Decode reads the whole cache; rather than repeat each KV head for its query heads
@@ -235,8 +265,8 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(args.hidden_size, args.rms_eps)
         self.feed_forward = FeedForward(args)
 
-    def forward(self, x, cos, sin, input_pos, block_table, attend_cache) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, input_pos, block_table, attend_cache)
+    def forward(self, x, cos, sin, input_pos, block_table, attend_cache, cache=None) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, input_pos, block_table, attend_cache, cache)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -259,7 +289,10 @@ class Transformer(nn.Module):
     def setup_caches(self, p: dict[str, Any], dtype: torch.dtype, device: torch.device,
                      block_table: torch.Tensor | None = None) -> None:
         """A cache per layer (gpt-fast's setup_caches); the paged cache's block table is drawn
-        here unless given (a reference model shares the measured model's placement)."""
+        here unless given (a reference model shares the measured model's placement). The
+        dynamic cache is none: the generation's steps carry it."""
+        if p["cache"] not in PREALLOCATED:
+            return
         if p["cache"] == "paged":
             if block_table is None:
                 # Sequences own scattered blocks, as an allocator that has run a while leaves
@@ -279,12 +312,13 @@ class Transformer(nn.Module):
         return tuple(name for name, _ in self.named_buffers() if ".kv_cache." in name)
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, attend_cache: bool,
-                last_only: bool = False) -> torch.Tensor:
-        """tokens [B, T] at positions input_pos [T] -> logits [B, T, vocab] ([B, vocab] if last_only)."""
+                last_only: bool = False, caches: list[GrowingKVCache] | None = None) -> torch.Tensor:
+        """tokens [B, T] at positions input_pos [T] -> logits [B, T, vocab] ([B, vocab] if last_only).
+        `caches`: one per layer in place of the module's own (the dynamic cache)."""
         x = self.tok_embeddings(tokens)
         cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]
-        for layer in self.layers:
-            x = layer(x, cos, sin, input_pos, self.block_table, attend_cache)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, input_pos, self.block_table, attend_cache, caches[i] if caches else None)
         if last_only:
             x = x[:, -1]
         return self.output(self.norm(x))
@@ -296,6 +330,40 @@ def prefill(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor) -
 
 def decode_one_token(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
     return model(tokens, input_pos, attend_cache=True)[:, -1]
+
+
+# -- generation: each step returns (next_token, next_position, logits, *carry) -------------------
+
+def greedy(logits: torch.Tensor) -> torch.Tensor:
+    """logits [B, vocab] -> the next tokens [B, 1], on the device."""
+    return logits.argmax(dim=-1, keepdim=True)
+
+
+def prefill_greedy(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor):
+    logits = prefill(model, tokens, input_pos)
+    return greedy(logits), input_pos[-1:] + 1, logits
+
+
+def decode_greedy(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor):
+    logits = decode_one_token(model, tokens, input_pos)
+    return greedy(logits), input_pos + 1, logits
+
+
+def _flat(caches: list[GrowingKVCache]) -> tuple[torch.Tensor, ...]:
+    return tuple(t for c in caches for t in (c.k, c.v))
+
+
+def prefill_growing(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor):
+    """The prompt's keys and values become the carry: k0, v0, k1, v1, ... [B, L, kv_heads, D]."""
+    caches = [GrowingKVCache() for _ in model.layers]
+    logits = model(tokens, input_pos, attend_cache=False, last_only=True, caches=caches)
+    return (greedy(logits), input_pos[-1:] + 1, logits, *_flat(caches))
+
+
+def decode_growing(model: Transformer, tokens: torch.Tensor, input_pos: torch.Tensor, *kv: torch.Tensor):
+    caches = [GrowingKVCache(k, v) for k, v in zip(kv[0::2], kv[1::2])]
+    logits = model(tokens, input_pos, attend_cache=True, caches=caches)[:, -1]
+    return (greedy(logits), input_pos + 1, logits, *_flat(caches))
 
 
 def init_weights(model: Transformer) -> None:
@@ -334,10 +402,12 @@ def float32_copy(model: Transformer, p: dict[str, Any]) -> Transformer:
 
 def validate(p: dict[str, Any]) -> None:
     require_choice(p, "mode", ("fwd",))
-    require_choice(p, "phase", ("prefill", "decode"))
-    require_choice(p, "cache", ("static", "paged"))
+    require_choice(p, "phase", ("prefill", "decode", "generate"))
+    require_choice(p, "cache", CACHES if p["phase"] == "generate" else PREALLOCATED)
     require_positive(p, "batch", "prompt_len", "max_len", "num_layers", "hidden_size", "num_heads",
                      "num_kv_heads", "head_dim", "intermediate_size", "vocab_size")
+    if p["phase"] == "generate":
+        validate_generation(p)
     if not isinstance(p["tie_embeddings"], bool):
         raise ConfigError("workload.tie_embeddings", f"expected true or false, got {p['tie_embeddings']!r}")
     dtype = torch_dtype(p["dtype"])
@@ -354,6 +424,8 @@ def validate(p: dict[str, Any]) -> None:
                           f"decode steps = {needed}, got {p['max_len']}")
     if p["cache"] == "paged":
         require_positive(p, "block_size")
+        if p["phase"] == "generate":      # the generation's positions, in whole blocks
+            p["max_len"] = -(-p["max_len"] // p["block_size"]) * p["block_size"]
         if p["max_len"] % p["block_size"]:
             raise ConfigError("workload.block_size", f"expected a divisor of max_len={p['max_len']}, "
                               f"got {p['block_size']}")
@@ -364,6 +436,25 @@ def validate(p: dict[str, Any]) -> None:
         if p["num_blocks"] < mapped:
             raise ConfigError("workload.num_blocks", f"expected at least batch * max_len / block_size = "
                               f"{mapped}, got {p['num_blocks']}")
+
+
+def validate_generation(p: dict[str, Any]) -> None:
+    """generate: at least two tokens (TPOT is over the decode steps after the first token), a
+    check of at most all of them, and a cache of exactly the generation's positions."""
+    require_positive(p, "new_tokens", "check_tokens")
+    if p["new_tokens"] < 2:
+        raise ConfigError("workload.new_tokens", f"expected at least 2 (the prefill's token and one decode "
+                          f"step), got {p['new_tokens']}")
+    p["check_tokens"] = min(p["check_tokens"], p["new_tokens"])
+    p["max_len"] = p["prompt_len"] + p["new_tokens"]
+
+
+def attended_keys(p: dict[str, Any]) -> float:
+    """Keys a decode step attends to: the token at pos = prompt_len sees 0..pos; over a
+    generation, the mean over its decode steps at positions prompt_len .. prompt_len + new_tokens - 2."""
+    if p["phase"] == "generate":
+        return p["prompt_len"] + p["new_tokens"] / 2
+    return p["prompt_len"] + 1
 
 
 def count_flops(p: dict[str, Any]) -> float:
@@ -377,8 +468,8 @@ def count_flops(p: dict[str, Any]) -> float:
     hidden, inter, layers = p["hidden_size"], p["intermediate_size"], p["num_layers"]
     linear_per_token = 2 * layers * (hidden * (H + 2 * KV) * D + H * D * hidden + 3 * hidden * inter)
     lm_head_per_seq = 2 * hidden * p["vocab_size"]     # one position per sequence in both phases
-    if p["phase"] == "decode":
-        query_key_pairs = L + 1                        # the token at pos = L sees positions 0..L
+    if p["phase"] != "prefill":                        # decode; generate: its decode steps
+        query_key_pairs = attended_keys(p)
         tokens = B
     else:
         query_key_pairs = L * (L + 1) // 2
@@ -392,12 +483,12 @@ def count_min_bytes(p: dict[str, Any], model: Transformer, elem: int) -> float:
     whole as tied weights do), valid cache entries read once (decode), new keys/values written
     once, logits written once."""
     B, L, KV, D = p["batch"], p["prompt_len"], p["num_kv_heads"], p["head_dim"]
-    tokens = B if p["phase"] == "decode" else B * L
+    tokens = B if p["phase"] != "prefill" else B * L
     weights = sum(t.numel() for t in model.parameters())   # a tied table is counted once
     if not p["tie_embeddings"]:
         weights -= model.tok_embeddings.weight.numel() - tokens * p["hidden_size"]
     kv_per_token = 2 * p["num_layers"] * KV * D
-    cache_read = B * (L + 1) * kv_per_token if p["phase"] == "decode" else 0
+    cache_read = B * attended_keys(p) * kv_per_token if p["phase"] != "prefill" else 0
     cache_write = tokens * kv_per_token
     logits = B * p["vocab_size"]
     return float((weights + cache_read + cache_write + logits) * elem)
@@ -415,6 +506,9 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
     steps = [(torch.randint(p["vocab_size"], (B, 1), device=device), torch.tensor([L + i], device=device))
              for i in range(DECODE_CHECK_STEPS)]
     model.setup_caches(p, dtype, device)
+    threshold = p["min_sqnr_db"] if p["min_sqnr_db"] is not None else DEFAULT_MIN_SQNR_DB[p["dtype"]]
+    if p["phase"] == "generate":
+        return generation_workload(p, model, (prompt, prompt_pos), threshold)
 
     if decode:
         with torch.no_grad():
@@ -447,11 +541,27 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
             reference()
         return written(dict(ref_model[0].named_buffers()))
 
-    threshold = p["min_sqnr_db"] if p["min_sqnr_db"] is not None else DEFAULT_MIN_SQNR_DB[p["dtype"]]
     return Workload(
         name="qwen_decoder", params=p, module=model, inputs=check_inputs[0], forward=forward,
         flops=count_flops(p), min_bytes=count_min_bytes(p, model, torch.finfo(dtype).bits // 8),
         reference=reference, min_sqnr_db=threshold, mode="fwd",
         tokens_per_iter=B if decode else B * L, state_buffers=cache_names, check_inputs=check_inputs,
         output_names=("logits",), reference_state=reference_state, state_probe=written,
+    )
+
+
+def generation_workload(p: dict[str, Any], model: Transformer, prompt: tuple[torch.Tensor, torch.Tensor],
+                        threshold: float) -> Workload:
+    """The prefill as the module's forward on the prompt, the decode step beside it; FLOPs and
+    bytes per decode step (the timing's median is the median TPOT)."""
+    growing = p["cache"] == "dynamic"
+    first, decode = (prefill_growing, decode_growing) if growing else (prefill_greedy, decode_greedy)
+    elem_bytes = torch.finfo(model.tok_embeddings.weight.dtype).bits // 8
+    return Workload(
+        name="qwen_decoder", params=p, module=model, inputs=prompt, forward=first, steps={"decode": decode},
+        flops=count_flops(p), min_bytes=count_min_bytes(p, model, elem_bytes),
+        # the generation checks its greedy tokens against eager's (harness/generate.py)
+        reference=lambda: [], min_sqnr_db=threshold, mode="fwd", tokens_per_iter=p["batch"],
+        state_buffers=model.cache_buffers(), output_names=("next_token", "next_position", "logits"),
+        generation=Generation(new_tokens=p["new_tokens"], check_tokens=p["check_tokens"], growing=growing),
     )
