@@ -24,6 +24,7 @@ FLAG_CODES = {
     "collector": "a collector failed: a kernel or memory table is missing",
     "no_graph_replay": "a CUDA-graph mode did not replay graphs",
     "profile_differs": "the profiled program is not the timed one",
+    "gpu_over_wall": "the profiled GPU time exceeds the timed wall: kernels ran slower under the profiler, so the host gap is not measured",
     "cpu_fallback": "a GPU node ran on the CPU",
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
@@ -41,6 +42,9 @@ class Thresholds:
     host_bound_idle_share: float = 0.10   # GPU idle share of the step (host gap / wall)
     high_cv: float = 0.10                 # within-process CV of the samples
     process_spread_cv: float = 0.05       # CV of the per-process medians
+    # GPU busy time in the profiling pass above the timed wall: kernels that ran slower under the
+    # profiler (its per-kernel instrumentation, clocks), not a negative host gap.
+    gpu_over_wall: float = 0.02
 
 
 THRESHOLDS = Thresholds()
@@ -134,6 +138,11 @@ def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[
                       f"GPU idle {100 * gpu['idle_share']:.0f}% of the {wall:.4g} ms step: "
                       f"GPU busy {gpu['busy_ms_per_iter']:.4g} ms, host gap "
                       f"{gpu['host_gap_ms']:.4g} ms per iteration"})
+    if gpu and wall and gpu["busy_ms_per_iter"] > wall * (1 + thresholds.gpu_over_wall):
+        flags.append({"code": "gpu_over_wall", "detail":
+                      f"GPU busy {gpu['busy_ms_per_iter']:.4g} ms per iteration while profiled, "
+                      f"{100 * (gpu['busy_ms_per_iter'] / wall - 1):.1f}% above the {wall:.4g} ms "
+                      f"timed wall: the host gap ({gpu['host_gap_ms']:.4g} ms) is not a measurement"})
     cv = _number(timing.get("cv"))
     if cv is not None and cv > thresholds.high_cv:
         samples = [x for x in (_number(v) for v in timing.get("samples_ms") or []) if x is not None]
@@ -189,14 +198,13 @@ def merge_flags(flags: list[Any]) -> list[dict[str, str]]:
 
 
 def record_flags(record: dict[str, Any]) -> list[dict[str, str]]:
-    """A record's flags as {"code", "detail"}: schema 2 records carry them (the orchestrator
-    ran `assess`); schema 1 records get `assess` now, for the codes their own text flags do
-    not already give (their recompile text says what the counter says)."""
+    """A record's flags as {"code", "detail"}: those it carries (the orchestrator ran `assess`
+    when it wrote a schema-2 record; schema-1 flags are text) and those today's `assess` finds in
+    its figures under a code it does not already carry (a rule newer than the record; a
+    schema-1 recompile text says what the counter says)."""
     own = merge_flags(list(record.get("flags") or []))
-    if record.get("schema_version", 1) == 1:
-        have = {flag["code"] for flag in own}
-        own += [flag for flag in assess(record) if flag["code"] not in have]
-    return own
+    have = {flag["code"] for flag in own}
+    return own + [flag for flag in assess(record) if flag["code"] not in have]
 
 
 def flag_codes(record: dict[str, Any]) -> list[str]:

@@ -39,9 +39,28 @@ part_decode_smoke() {   # issue 19: does the decode step replay CUDA graphs? (4 
   pack smoke
 }
 part_fair_qwen() {   # issue 19: decode static and paged, prefill, both pairs; graphs alone on decode
+  part_fair_decode; part_fair_prefill
+}
+part_fair_decode() {   # the decode step in each compiler's idiom; graph modes and the control pair
   sweep fair workload=qwen_decoder workload.phase=decode workload.cache=static,paged backend=$PAIRS,inductor_cudagraphs bench.processes=2
+  pack fair
+}
+part_fair_decode_graphs() {   # only what the 2026-11 session could not measure (graph modes; paged control)
+  sweep fair workload=qwen_decoder workload.phase=decode workload.cache=static,paged backend=inductor_max_autotune,inductor_cudagraphs bench.processes=2
+  part_fair_decode_control
+}
+part_fair_decode_control() {
+  sweep fair workload=qwen_decoder workload.phase=decode workload.cache=paged backend=xla_no_cmdbuf bench.processes=2
+  pack fair
+}
+part_fair_prefill() {
   sweep fair workload=qwen_decoder workload.phase=prefill backend=$PAIRS bench.processes=2 bench.reference_timer=true
   pack fair
+}
+part_generate_smoke() {   # issue 21: does a generation run under graphs and XLA? (2 layers, 8 tokens)
+  sweep generate_smoke workload=qwen_decoder workload.phase=generate workload.num_layers=2 workload.prompt_len=64 \
+    workload.new_tokens=8 workload.cache=static,paged backend=inductor_cudagraphs,xla bench=quick
+  pack generate_smoke
 }
 part_node() {   # issue 17: the default pool over both GPUs against one GPU; CV alone/unpinned/pinned
   local args="workload=fp8_linear,conv workload.mode=fwd,fwd_bwd backend=inductor"

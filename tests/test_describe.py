@@ -98,12 +98,28 @@ def test_schema1_text_flags_and_assessed_flags_merge_by_code():
     assert summary_line(r).endswith("!! recompiled")       # the console line shows it
 
 
-def test_schema2_flags_are_the_records_own():
-    """The orchestrator assessed them when it wrote the record: the reader does not again."""
+def test_schema2_flags_are_kept_and_a_rule_newer_than_the_record_adds_its_code():
+    """The orchestrator assessed the record when it wrote it; a reader keeps those flags and adds
+    the codes today's rules find in its figures that it does not carry (here host_bound, as if
+    written before that rule)."""
     r = schema2(reference(DECODE["inductor"]), flags=[{"code": "collector", "detail": "d"}],
                 assessed=False)
-    assert record_flags(r) == [{"code": "collector", "detail": "d"}]
+    assert codes(record_flags(r)) == ["collector", "host_bound"]
+    assert record_flags(r)[0] == {"code": "collector", "detail": "d"}
     assert merge_flags(r["flags"] + [{"code": "collector", "detail": "d"}]) == r["flags"]
+
+
+def test_gpu_time_above_the_wall_is_flagged_not_read_as_a_negative_host_gap():
+    """H200 prefill: 37.5 ms of kernels while profiled, 35.8 ms wall while timed."""
+    r = schema2(reference(DECODE["inductor"]), assessed=False)
+    r["timing"]["median_ms"] = 35.8
+    r["gpu"] = {"busy_ms_per_iter": 37.5, "kernel_ms_per_iter": 37.5, "host_gap_ms": -1.7,
+                "idle_share": -0.047, "host_bound": False}
+    (flag,) = [f for f in assess(r) if f["code"] == "gpu_over_wall"]
+    assert "4.7% above the 35.8 ms timed wall" in flag["detail"]
+    assert "host_bound" not in codes(assess(r))
+    r["gpu"].update(busy_ms_per_iter=36.0, kernel_ms_per_iter=36.0)    # within 2%: noise
+    assert "gpu_over_wall" not in codes(assess(r))
 
 
 def test_console_line_marks_flags_and_shows_gpu_time_for_both_schemas():

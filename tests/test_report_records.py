@@ -324,3 +324,23 @@ def test_compile_table_reads_the_priming_run_of_either_schema(tmp_path):
     c = compile_table(load([tmp_path / "sweep"])).set_index("backend")
     assert c.loc["inductor", "priming_first_call_s"] == 7.5
     assert c.loc["xla", "priming_first_call_s"] == 12.5
+
+
+def test_a_parameter_older_records_lack_does_not_split_the_h200_decode_runs():
+    """The H200 snapshot's decode runs come from two sessions: the later records carry the
+    generation keys (new_tokens, check_tokens) the earlier ones predate. They are one variant,
+    so each pair of the fair comparison finds both sides."""
+    h200 = Path(__file__).resolve().parents[1] / "results" / "reference" / "h200" / "fair"
+    s = load([h200]).summary
+    decode = s[(s["workload"] == "qwen_decoder") & s["variant"].str.contains("decode")]
+    assert set(decode["variant"]) == {"fwd,decode,static,qwen3_0_6b", "fwd,decode,paged,qwen3_0_6b"}
+    assert len(decode) == 10
+
+
+def test_a_parameter_that_differs_still_splits_variants(tmp_path):
+    for name, m in (("a", 1024), ("b", 2048)):
+        r = schema2(reference(FP8_FWD["inductor"]))
+        r["params"]["M"] = m
+        write_run(tmp_path / "sweep", name, r)
+    variants = set(load([tmp_path / "sweep"]).summary["variant"])
+    assert len(variants) == 2 and all("M=" in v for v in variants), variants

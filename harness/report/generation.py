@@ -88,16 +88,18 @@ def positions_long(sweep: Sweep) -> pd.DataFrame:
 def latency_by_position(positions: pd.DataFrame, out: Path) -> Path | None:
     """One panel per workload variant, a line per backend: each decode step's median latency at
     its position (TTFT, a different scale, is in the table)."""
-    from harness.report.plots import _panels, _save
+    from harness.report.plots import _panels, _save, backend_colours
     decode = positions[positions["token"] > 0]
     if decode.empty:
         return None
     groups = list(decode.groupby(["workload", "variant"], sort=False))
     fig, axes = _panels(len(groups))
+    colours = backend_colours(decode["backend"])    # a backend keeps its colour in every panel
     for ax, ((workload, variant), g) in zip(axes, groups):
         for backend in order_backends(g["backend"].unique()):
             line = g[g["backend"] == backend].sort_values("position")
-            ax.plot(line["position"], line["latency_ms"], label=backend, linewidth=1.2)
+            ax.plot(line["position"], line["latency_ms"], label=backend, linewidth=1.2,
+                    color=colours[backend])
         ax.set_title(f"{workload} [{variant}]", fontsize=8)
         ax.set_xlabel("position")
         ax.set_ylabel("per-token latency (ms)")

@@ -204,15 +204,17 @@ def _distinguish_variants(rows: list[dict[str, Any]]) -> None:
     """Two runs of a workload whose tags agree but whose parameters differ (faulty's `fault`,
     an explicit M) must not share a variant name, or tables would add them up: the parameters
     that vary among runs with the same tags are appended as key=value. (Grouping by tags, not
-    by workload: a paged cache's num_blocks need not label the static-cache runs.)"""
+    by workload: a paged cache's num_blocks need not label the static-cache runs.) A key that a
+    record lacks altogether (written before the workload had it) splits nothing: it is compared
+    among the records that have it."""
     by_tags: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         by_tags.setdefault((row["workload"], row["variant"]), []).append(row)
     for group in by_tags.values():
         params = [json.loads(r["params_json"]) for r in group]
         keys = sorted({k for p in params for k in p} - set(TAG_KEYS) - {"name"})
-        varying = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True, default=str)
-                                           for p in params}) > 1]
+        varying = [k for k in keys if len({json.dumps(p[k], sort_keys=True, default=str)
+                                           for p in params if k in p}) > 1]
         for row, p in zip(group, params):
             extra = ",".join(f"{k}={p.get(k)}" for k in varying)
             if extra:

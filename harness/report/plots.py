@@ -28,6 +28,11 @@ CATEGORY_COLOURS = {c: _PALETTE[i % 10] for i, c in enumerate(CATEGORIES)}
 KIND_COLOURS = {k: _PALETTE[i % 10] for i, k in enumerate(MEMORY_KINDS)}
 
 
+def backend_colours(backends) -> dict[str, tuple]:
+    """One colour per backend label across the panels of a figure (in the report's order)."""
+    return {b: _PALETTE[i % 10] for i, b in enumerate(order_backends(set(backends)))}
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
@@ -129,7 +134,7 @@ def roofline(top: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Path | None
     if pts.empty and bars.empty:
         return None
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1.1, 1]})
-    colours = {b: _PALETTE[i % 10] for i, b in enumerate(order_backends(set(k["backend"])))}
+    colours = backend_colours(k["backend"])
     if len(pts):
         pts["intensity"] = pts["flops"] / pts["bytes"]
         for backend, g in pts.groupby("backend"):
