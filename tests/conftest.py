@@ -76,6 +76,14 @@ def sweep_dir(tmp_path: Path) -> Path:
     return tmp_path / "sweep"
 
 
+def workload_cfg(name: str, **overrides) -> dict:
+    """A workload's config as Hydra composes it (its schema's defaults), with overrides."""
+    import dataclasses
+    from harness import plugins
+    plugins.discover()
+    return {**dataclasses.asdict(plugins.workload_spec(name).schema()), "name": name, **overrides}
+
+
 def resolve(model, cfg: dict, device_type: str) -> dict:
     """A workload's validated parameters for a device type, without building anything."""
     from harness.workload import resolve as resolve_params

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import resolve, records, run_harness
+from conftest import workload_cfg, resolve, records, run_harness
 from harness.errors import ConfigError
 from harness.numerics import compare
 from harness.workload import run_torch
@@ -16,9 +16,7 @@ SEED002_CONV_FLOPS = 12_355_200   # seed 002: "aten.convolution   12355.200K"
 
 
 def cfg(**overrides):
-    c = {"name": "conv", "preset": "cpu_small", "mode": "fwd", "dtype": None, "min_sqnr_db": None}
-    c.update(overrides)
-    return c
+    return workload_cfg("conv", **{"preset": "cpu_small", **overrides})
 
 
 def build(**overrides):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import resolve, SEEDS, records, run_harness
+from conftest import workload_cfg, resolve, SEEDS, records, run_harness
 from harness.errors import ConfigError
 from harness.numerics import compare
 from harness.workload import run_torch
@@ -16,10 +16,7 @@ PHASES_AND_CACHES = [(phase, cache) for phase in ("prefill", "decode") for cache
 
 
 def cfg(**overrides):
-    c = {"name": "qwen_decoder", "preset": "cpu_tiny", "mode": "fwd", "dtype": None, "min_sqnr_db": None,
-         "phase": "decode", "cache": None}
-    c.update(overrides)
-    return c
+    return workload_cfg("qwen_decoder", **{"preset": "cpu_tiny", **overrides})
 
 
 def build(**overrides):

@@ -176,12 +176,17 @@ def _record(run_dir: Path) -> dict:
     return record
 
 
+def _run(run_dir: Path, *overrides: str) -> dict:
+    """One run of the CLI with bench=quick: exit code 0 and its one record."""
+    proc = run_harness(*overrides, "bench=quick", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _record(run_dir)
+
+
 @pytest.mark.slow
 def test_cli_fp8_linear_fwd_is_ok(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_harness("workload=fp8_linear", "backend=xla", "bench=quick", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = _record(run_dir)
+    record = _run(run_dir, "workload=fp8_linear", "backend=xla")
     assert record["status"] == "ok", record["reason"]
     assert record["numerics"]["passed"]
 
@@ -189,10 +194,7 @@ def test_cli_fp8_linear_fwd_is_ok(tmp_path):
 @pytest.mark.slow
 def test_cli_fp8_linear_fwd_bwd_dumps_and_profile(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_harness("workload=fp8_linear", "workload.mode=fwd_bwd", "backend=xla", "bench=quick",
-                       "bench.profile=true", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = _record(run_dir)
+    record = _run(run_dir, "workload=fp8_linear", "workload.mode=fwd_bwd", "backend=xla", "bench.profile=true")
     assert record["status"] == "ok", record["reason"]
     info = record["compile"]
     assert info["xla_flags_applied"] and f"--xla_dump_to={run_dir}" in info["xla_flags"]
@@ -234,8 +236,6 @@ def test_cli_qwen_decode_donation_shows_in_buffer_assignment(tmp_path):
 @pytest.mark.slow
 def test_cli_torch_xla_is_skipped_with_the_reason(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_harness("workload=fp8_linear", "backend=torch_xla", "bench=quick", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = _record(run_dir)
+    record = _run(run_dir, "workload=fp8_linear", "backend=torch_xla")
     assert record["status"] == "skipped"
     assert "torch_xla" in record["reason"]

@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -117,6 +118,21 @@ def generate(roots: list[str | Path], out_dir: str | Path | None = None,
     return Report(out_dir=out, markdown=path, tables=tables, plots=plots, written=written)
 
 
+def _variant_tables(lines: list[str], s: pd.DataFrame, plots: dict[str, Path], out: Path, plot: str,
+                    alt: str, wide_of) -> Iterator[tuple[str, str]]:
+    """Per workload its heading and plot, then per variant its title and wide table (`wide_of(w,
+    v)`); yields each (workload, variant) for what its section adds below the table."""
+    for workload in dict.fromkeys(s["workload"]):
+        lines.append(f"### {workload}\n")
+        lines.append(_img(plots, f"{plot}:{workload}", out, f"{workload} {alt}"))
+        for w, v in T.variants(s[s["workload"] == workload]):
+            wide = wide_of(w, v)
+            lines.append(f"**{w} [{v}]**\n")
+            if not wide.empty:
+                lines.append(T.md_table(wide, index=True))
+            yield w, v
+
+
 def _img(plots: dict[str, Path], key: str, out: Path, alt: str) -> str:
     p = plots.get(key)
     return f"![{alt}]({p.relative_to(out).as_posix()})\n" if p else ""
@@ -135,7 +151,7 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
     s = sweep.summary
     counts = s["status"].value_counts().to_dict()
     devices = ", ".join(sorted(set(d for d in s["device"] if d))) or "unknown"
-    lines = [f"# Benchmark report\n",
+    lines = ["# Benchmark report\n",
              f"Sweeps: {', '.join(f'`{r}`' for r in sweep.roots)}  ",
              f"Runs: {len(s)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
              f"device: {devices}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
@@ -172,36 +188,30 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
                  "itself; where ops are known, the split by kernel category follows.\n")
     cat = tables["kernels_by_category"]
     top = tables["kernels_top"]
-    for workload in dict.fromkeys(s["workload"]):
-        lines.append(f"### {workload}\n")
-        lines.append(_img(plots, f"categories:{workload}", out, f"{workload} time by category"))
-        for w, v in T.variants(s[s["workload"] == workload]):
-            wide = T.category_wide(cat, w, v)
-            lines.append(f"**{w} [{v}]**\n")
-            if not wide.empty:
-                lines.append(T.md_table(wide, index=True))
-            split = T.category_split(cat, w, v)
-            if not split.empty:
-                lines += ["<details><summary>by source op and kernel category</summary>\n",
-                          T.md_table(split), "</details>\n"]
-            lines.append(_missing_note(cat, w, v, "kernel table"))
-            sub = top[(top["workload"] == w) & (top["variant"] == v) & top["kernel"].notna()]
-            if len(sub):
-                ops = [c for c in ("op", "op_category") if c in sub.columns
-                       and sub[c].notna().any()]
-                view = sub[["backend", "rank", "kernel", *ops, "category", "time_us_per_iter",
-                            "share", "achieved_tflops", "achieved_gbps", "pct_peak_flops",
-                            "pct_peak_bw", "suspect"]].copy()
-                view = view[view["rank"] <= 5]
-                view["kernel"] = view["kernel"].map(lambda k: k if len(k) <= 60 else k[:57] + "...")
-                view["share"] = view["share"] * 100.0
-                view.columns = ["backend", "#", "kernel", *[o.replace("_", " ") for o in ops],
-                                "category", "us/iter", "share %", "TFLOP/s", "GB/s",
-                                "% peak FLOP/s", "% peak BW", "suspect"]
-                lines.append("<details><summary>top kernels</summary>\n")
-                lines.append(T.md_table(view, {"suspect": lambda v: "suspect" if v is True or
-                                                           v == True else ""}))  # noqa: E712
-                lines.append("</details>\n")
+    for w, v in _variant_tables(lines, s, plots, out, "categories", "time by category",
+                                lambda w, v: T.category_wide(cat, w, v)):
+        split = T.category_split(cat, w, v)
+        if not split.empty:
+            lines += ["<details><summary>by source op and kernel category</summary>\n",
+                      T.md_table(split), "</details>\n"]
+        lines.append(_missing_note(cat, w, v, "kernel table"))
+        sub = top[(top["workload"] == w) & (top["variant"] == v) & top["kernel"].notna()]
+        if len(sub):
+            ops = [c for c in ("op", "op_category") if c in sub.columns
+                   and sub[c].notna().any()]
+            view = sub[["backend", "rank", "kernel", *ops, "category", "time_us_per_iter",
+                        "share", "achieved_tflops", "achieved_gbps", "pct_peak_flops",
+                        "pct_peak_bw", "suspect"]].copy()
+            view = view[view["rank"] <= 5]
+            view["kernel"] = view["kernel"].map(lambda k: k if len(k) <= 60 else k[:57] + "...")
+            view["share"] = view["share"] * 100.0
+            view.columns = ["backend", "#", "kernel", *[o.replace("_", " ") for o in ops],
+                            "category", "us/iter", "share %", "TFLOP/s", "GB/s",
+                            "% peak FLOP/s", "% peak BW", "suspect"]
+            lines.append("<details><summary>top kernels</summary>\n")
+            lines.append(T.md_table(view, {"suspect": lambda v: "suspect" if v is True or
+                                                       v == True else ""}))  # noqa: E712
+            lines.append("</details>\n")
     lines.append(G.render_markdown(tables["generation"], plots.get("generation"), out))
     lines += ["## Roofline (top kernels)\n",
               _img(plots, "roofline", out, "roofline") or
@@ -209,15 +219,9 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
 
     lines.append("## Memory by kind (MiB)\n")
     mem = tables["memory_by_kind"]
-    for workload in dict.fromkeys(s["workload"]):
-        lines.append(f"### {workload}\n")
-        lines.append(_img(plots, f"memory:{workload}", out, f"{workload} memory by kind"))
-        for w, v in T.variants(s[s["workload"] == workload]):
-            wide = T.memory_wide(mem, w, v)
-            lines.append(f"**{w} [{v}]**\n")
-            if not wide.empty:
-                lines.append(T.md_table(wide, index=True))
-            lines.append(_missing_note(mem, w, v, "memory table"))
+    for w, v in _variant_tables(lines, s, plots, out, "memory", "memory by kind",
+                                lambda w, v: T.memory_wide(mem, w, v)):
+        lines.append(_missing_note(mem, w, v, "memory table"))
     lines.append("## Compile time by phase (s)\n")
     lines.append(_img(plots, "compile", out, "compile phases"))
     comp = tables["compile"].drop(columns=["run_id", "status", "reason"])
