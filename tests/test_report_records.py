@@ -344,3 +344,19 @@ def test_a_parameter_that_differs_still_splits_variants(tmp_path):
         write_run(tmp_path / "sweep", name, r)
     variants = set(load([tmp_path / "sweep"]).summary["variant"])
     assert len(variants) == 2 and all("M=" in v for v in variants), variants
+
+
+def test_the_h200_generations_give_ttft_tpot_and_a_latency_per_position():
+    """Real records: Qwen3-0.6B shapes, prompt 512, 256 new tokens, on the H200."""
+    from harness.report.generation import generation_table, positions_long
+    sweep = load([Path(__file__).resolve().parents[1] / "results" / "reference" / "h200" / "generate"])
+    table = generation_table(sweep)
+    assert len(table) == 8 and set(table["new_tokens"]) == {256} and set(table["prompt_len"]) == {512}
+    assert set(table["compiles"]) == {2} and set(table["recompiles"]) == {0}
+    # the record's timing holds one TPOT per generation: the summary's median is the median TPOT
+    merged = table.merge(sweep.summary[["run_id", "median_ms"]], on="run_id")
+    assert (merged["tpot_p50_ms"] - merged["median_ms"]).abs().max() < 1e-9
+    assert (table["ttft_p50_ms"] > 0).all() and (table["tpot_p99_ms"] >= table["tpot_p50_ms"]).all()
+    positions = positions_long(sweep)
+    per_run = positions[positions["token"] > 0].groupby("run_id")["position"].agg(["count", "min", "max"])
+    assert set(per_run["count"]) == {255} and set(per_run["min"]) == {512} and set(per_run["max"]) == {766}
