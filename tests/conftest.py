@@ -84,6 +84,13 @@ def workload_cfg(name: str, **overrides) -> dict:
     return {**dataclasses.asdict(plugins.workload_spec(name).schema()), "name": name, **overrides}
 
 
+def build_workload(model, cfg: dict):
+    """A workload built on the CPU from its config, with the seed every test builds at."""
+    import torch
+    torch.manual_seed(0)
+    return model.build(cfg, torch.device("cpu"))
+
+
 def resolve(model, cfg: dict, device_type: str) -> dict:
     """A workload's validated parameters for a device type, without building anything."""
     from harness.workload import resolve as resolve_params

@@ -1,27 +1,26 @@
 """conv: seed 002's Conv2d and ResNet-50 stage shapes; FLOPs as FlopCounterMode counts them."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import workload_cfg, resolve, records, run_harness
+from conftest import build_workload, workload_cfg, resolve, records, run_harness
 from harness.errors import ConfigError
 from harness.numerics import compare
 from harness.workload import run_torch
 from workloads.conv import model as conv
 
-CPU = torch.device("cpu")
 SEED002_CONV_FLOPS = 12_355_200   # seed 002: "aten.convolution   12355.200K"
 
 
-def cfg(**overrides):
-    return workload_cfg("conv", **{"preset": "cpu_small", **overrides})
+cfg = functools.partial(workload_cfg, "conv", preset="cpu_small")
 
 
 def build(**overrides):
-    torch.manual_seed(0)
-    return conv.build(cfg(**overrides), CPU)
+    return build_workload(conv, cfg(**overrides))
 
 
 def test_seed002_is_the_seed_case():
@@ -119,11 +118,3 @@ def test_cli_eager_and_inductor(sweep_dir):
         assert record["status"] == "ok"
         assert record["numerics"]["passed"]
         assert record["throughput"]["flops_per_iter"] == 2 * 2 * 16 * 16 * 16 * 8 * 9
-
-
-@pytest.mark.slow
-def test_cli_negative_batch_is_one_line_and_exit_2(tmp_path):
-    out = run_harness("workload=conv", "workload.batch=-1", "bench=quick", f"hydra.run.dir={tmp_path}")
-    assert out.returncode == 2
-    errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
-    assert errors == ["error: workload.batch: expected a positive integer, got -1"], out.stderr

@@ -145,3 +145,12 @@ def test_a_throwaway_workload_registers_through_an_entry_point_and_runs(tmp_path
     typo = subprocess.run([sys.executable, "-m", "harness", "workload=throwaway_axpy", "workload.m=1",
                            f"hydra.run.dir={tmp_path / 'typo'}"], cwd=REPO, env=env, capture_output=True, text=True)
     assert typo.returncode != 0 and "Key 'm' not in 'AxpyConfig'" in typo.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workload", ["conv", "qwen_decoder"])
+def test_cli_negative_batch_is_one_line_and_exit_2(workload, tmp_path):
+    out = run_harness(f"workload={workload}", "workload.batch=-1", "bench=quick", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 2
+    errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+    assert errors == ["error: workload.batch: expected a positive integer, got -1"], out.stderr

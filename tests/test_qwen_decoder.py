@@ -1,11 +1,13 @@
 """qwen_decoder: our Qwen3 equals Hugging Face's; static and paged caches agree; decode carries its cache."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import workload_cfg, resolve, SEEDS, records, run_harness
+from conftest import build_workload, workload_cfg, resolve, SEEDS, records, run_harness
 from harness.errors import ConfigError
 from harness.numerics import compare
 from harness.workload import run_torch
@@ -15,13 +17,11 @@ CPU = torch.device("cpu")
 PHASES_AND_CACHES = [(phase, cache) for phase in ("prefill", "decode") for cache in ("static", "paged")]
 
 
-def cfg(**overrides):
-    return workload_cfg("qwen_decoder", **{"preset": "cpu_tiny", **overrides})
+cfg = functools.partial(workload_cfg, "qwen_decoder", preset="cpu_tiny")
 
 
 def build(**overrides):
-    torch.manual_seed(0)
-    return qd.build(cfg(**overrides), CPU)
+    return build_workload(qd, cfg(**overrides))
 
 
 # --- presets -------------------------------------------------------------------------------------
@@ -282,11 +282,3 @@ def test_cli_eager_and_inductor_paged_decode(sweep_dir):
         assert record["numerics"]["steps"] == 3
         assert record["params"]["cache"] == "paged"
         assert record["throughput"]["tokens_per_s"] > 0
-
-
-@pytest.mark.slow
-def test_cli_negative_batch_is_one_line_and_exit_2(tmp_path):
-    out = run_harness("workload=qwen_decoder", "workload.batch=-1", "bench=quick", f"hydra.run.dir={tmp_path}")
-    assert out.returncode == 2
-    errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
-    assert errors == ["error: workload.batch: expected a positive integer, got -1"], out.stderr

@@ -52,6 +52,10 @@ def _hopper(fp8: float, bf16: float, tf32: float, fp32: float, fp64: float) -> d
     return {"fp8": fp8, "bf16": bf16, "fp16": bf16, "tf32": tf32, "fp32": fp32, "fp64": fp64}
 
 
+# Every A100 has the same 108 SMs at 1410 MHz; the SKUs differ in memory only. No fp8 units.
+_AMPERE = {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5, "fp64": 9.7}
+
+
 # Order matters: the first spec whose `match` is found in the reported name wins.
 DEVICES: tuple[DeviceSpec, ...] = (
     DeviceSpec("h100_pcie", "H100 PCIe", r"H100.*PCIE",
@@ -71,18 +75,13 @@ DEVICES: tuple[DeviceSpec, ...] = (
                _hopper(fp8=1978.9, bf16=989.4, tf32=494.7, fp32=66.9, fp64=33.5),
                hbm_gbps=4800.0, boost_clock_mhz=1980.0, memory_gb=141.0,
                notes="same compute as H100 SXM; HBM3e 4.8 TB/s"),
-    DeviceSpec("a100_pcie_80gb", "A100 PCIe 80GB", r"A100.*PCIE",
-               {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5, "fp64": 9.7},
-               hbm_gbps=1935.0, boost_clock_mhz=1410.0, memory_gb=80.0,
-               notes="no fp8 tensor cores"),
-    DeviceSpec("a100_sxm_40gb", "A100 SXM4 40GB", r"A100.*40GB",
-               {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5, "fp64": 9.7},
-               hbm_gbps=1555.0, boost_clock_mhz=1410.0, memory_gb=40.0,
-               notes="no fp8 tensor cores"),
-    DeviceSpec("a100_sxm_80gb", "A100 SXM4 80GB", r"A100",
-               {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5, "fp64": 9.7},
+    DeviceSpec("a100_pcie_80gb", "A100 PCIe 80GB", r"A100.*PCIE", _AMPERE,
+               hbm_gbps=1935.0, boost_clock_mhz=1410.0, memory_gb=80.0),
+    DeviceSpec("a100_sxm_40gb", "A100 SXM4 40GB", r"A100.*40GB", _AMPERE,
+               hbm_gbps=1555.0, boost_clock_mhz=1410.0, memory_gb=40.0),
+    DeviceSpec("a100_sxm_80gb", "A100 SXM4 80GB", r"A100", _AMPERE,
                hbm_gbps=2039.0, boost_clock_mhz=1410.0, memory_gb=80.0,
-               notes="no fp8 tensor cores; datasheet bf16 624 / tf32 312 are with sparsity"),
+               notes="datasheet bf16 624 / tf32 312 are with sparsity"),
     DeviceSpec("b200", "B200 (HGX)", r"B200",
                {"fp4": 9000.0, "fp8": 4500.0, "bf16": 2250.0, "fp16": 2250.0, "tf32": 1100.0,
                 "fp32": 75.0, "fp64": 37.0},
