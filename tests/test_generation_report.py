@@ -116,14 +116,3 @@ def test_findings_name_recompiles_per_length_and_latency_growth(sweep, tmp_path)
     assert "each new sequence length is a new program" in recompiles
     [growth] = kinds["latency_growth"]
     assert "grows 200% over 4 positions" in growth
-
-
-def test_generate_experiment_sweeps_the_presets():
-    from conftest import REPO
-    text = (REPO / "conf" / "experiment" / "generate.yaml").read_text()
-    params = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in text.split("params:")[1].splitlines()
-                                                  if ":" in line)}
-    assert params["workload.phase"] == "generate"
-    assert params["workload.prompt_len"] == "128,512,2048" and params["workload.batch"] == "1,16"
-    assert params["workload.cache"] == "static,paged"
-    assert set(params["backend"].split(",")) == {"inductor", "inductor_cudagraphs", "inductor_max_autotune", "xla"}

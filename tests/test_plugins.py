@@ -21,9 +21,16 @@ register_configs()
 CPU = torch.device("cpu")
 
 
-def composed(*overrides: str) -> dict:
+def composed(*overrides: str, hydra: bool = False) -> dict:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)), resolve=True)
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+        return OmegaConf.to_container(cfg, resolve=not hydra)
+
+
+def sweep_params(experiment: str) -> dict[str, list[str]]:
+    """The sweeper's parameters an experiment sets, each as its list of values."""
+    params = composed(f"+experiment={experiment}", hydra=True)["hydra"]["sweeper"]["params"]
+    return {k: str(v).split(",") for k, v in params.items()}
 
 
 def test_options_come_from_the_packages():
@@ -154,3 +161,22 @@ def test_cli_negative_batch_is_one_line_and_exit_2(workload, tmp_path):
     assert out.returncode == 2
     errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
     assert errors == ["error: workload.batch: expected a positive integer, got -1"], out.stderr
+
+
+def test_the_fair_experiment_sweeps_both_sides_of_both_pairs():
+    from harness import plugins
+    from harness.report.pairs import PAIRS
+    params = sweep_params("fair")
+    assert set(params["workload"]) == {"fp8_linear", "conv", "qwen_decoder"}
+    backends = [composed(f"backend={option}")["backend"] for option in params["backend"]]
+    labels = {plugins.backend_spec(b["name"]).label(b) for b in backends}
+    assert labels == {side for p in PAIRS for side in (p.inductor, p.xla)}
+    assert composed("+experiment=fair")["bench"]["processes"] == 3
+
+
+def test_the_generate_experiment_sweeps_the_presets():
+    params = sweep_params("generate")
+    assert params["workload.phase"] == ["generate"]
+    assert params["workload.prompt_len"] == ["128", "512", "2048"] and params["workload.batch"] == ["1", "16"]
+    assert params["workload.cache"] == ["static", "paged"]
+    assert set(params["backend"]) == {"inductor", "inductor_cudagraphs", "inductor_max_autotune", "xla"}
