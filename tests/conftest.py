@@ -34,18 +34,20 @@ def records(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("record.json"))]
 
 
+def workload_cfg(name: str, **overrides) -> dict:
+    """A workload's config as Hydra composes it (its schema's defaults), with the overrides."""
+    import dataclasses
+    from harness import plugins
+    return {**dataclasses.asdict(plugins.workload_spec(name).schema(name=name)), **overrides}
+
+
 def build_workload(name: str, **overrides):
     """A workload as the worker builds it on the CPU: its schema's defaults, the overrides, seed 0."""
-    import dataclasses
-
     import torch
-
     from harness import plugins
-    spec = plugins.workload_spec(name)
-    cfg = dataclasses.asdict(spec.schema(name=name))
-    cfg.update(overrides)
+    cfg = workload_cfg(name, **overrides)
     torch.manual_seed(0)
-    return plugins.load(spec.build)(cfg, torch.device("cpu"))
+    return plugins.load(plugins.workload_spec(name).build)(cfg, torch.device("cpu"))
 
 
 def check_steps(prepared, workload):
@@ -74,21 +76,6 @@ def slurm_cluster():
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
     return tmp_path / "sweep"
-
-
-def workload_cfg(name: str, **overrides) -> dict:
-    """A workload's config as Hydra composes it (its schema's defaults), with overrides."""
-    import dataclasses
-    from harness import plugins
-    plugins.discover()
-    return {**dataclasses.asdict(plugins.workload_spec(name).schema()), "name": name, **overrides}
-
-
-def build_workload(model, cfg: dict):
-    """A workload built on the CPU from its config, with the seed every test builds at."""
-    import torch
-    torch.manual_seed(0)
-    return model.build(cfg, torch.device("cpu"))
 
 
 def resolve(model, cfg: dict, device_type: str) -> dict:

@@ -18,9 +18,7 @@ SEED002_CONV_FLOPS = 12_355_200   # seed 002: "aten.convolution   12355.200K"
 
 cfg = functools.partial(workload_cfg, "conv", preset="cpu_small")
 
-
-def build(**overrides):
-    return build_workload(conv, cfg(**overrides))
+build = functools.partial(build_workload, "conv", preset="cpu_small")
 
 
 def test_seed002_is_the_seed_case():

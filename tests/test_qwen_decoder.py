@@ -19,9 +19,7 @@ PHASES_AND_CACHES = [(phase, cache) for phase in ("prefill", "decode") for cache
 
 cfg = functools.partial(workload_cfg, "qwen_decoder", preset="cpu_tiny")
 
-
-def build(**overrides):
-    return build_workload(qd, cfg(**overrides))
+build = functools.partial(build_workload, "qwen_decoder", preset="cpu_tiny")
 
 
 # --- presets -------------------------------------------------------------------------------------

@@ -194,6 +194,11 @@ def test_requeued_job_starts_again_and_leaves_one_record(slurm_cluster, launch, 
     job = running_job(slurm_cluster, run_dir)
     slurm_cluster.client("scontrol", "requeue", job)   # what preemption with PreemptMode=REQUEUE does
     returncode, _, err = finish(proc)
+    # the launcher returns once the result is written; Slurm records the job COMPLETED when its
+    # batch step has exited, a moment later (sacct still said RUNNING on a loaded machine)
+    slurm_cluster.wait_idle()
+    wait_until(lambda: slurm_cluster.states(job)[-1:] not in (["PENDING"], ["RUNNING"], ["COMPLETING"]),
+               60, "sacct to record the job's end")
     assert returncode == 0, err[-3000:]   # the launcher waited through the requeue for the result
     assert slurm_cluster.states(job) == ["REQUEUED", "COMPLETED"]
     assert len(list(sweep_dir.rglob("record.json"))) == 1
