@@ -1,1 +1,1 @@
-"""Backends: each turns a Workload into a Prepared callable (see harness/backend.py)."""
+"""Backends: each turns a Workload into a Prepared callable (see harness/worker/backend.py)."""

@@ -6,8 +6,8 @@ from typing import Any, Callable
 
 import torch
 
-from harness.backend import TRACE, Artifact, Prepared
-from harness.workload import Workload, run_torch
+from harness.worker.backend import TRACE, Artifact, Prepared
+from harness.worker.workload import Workload, run_torch
 
 TRACE_NAME = "trace.json.gz"
 

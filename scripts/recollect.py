@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import run_tables  # noqa: E402
-from harness.backend import KERNEL_TABLE, MEMORY_BUFFERS, MEMORY_TABLE, Artifact  # noqa: E402
+from harness.worker import run_tables  # noqa: E402
+from harness.worker.backend import KERNEL_TABLE, MEMORY_BUFFERS, MEMORY_TABLE, Artifact  # noqa: E402
 
 TABLES = (KERNEL_TABLE, MEMORY_TABLE, MEMORY_BUFFERS)
 

@@ -37,14 +37,14 @@ def records(root: Path) -> list[dict]:
 def workload_cfg(name: str, **overrides) -> dict:
     """A workload's config as Hydra composes it (its schema's defaults), with the overrides."""
     import dataclasses
-    from harness import plugins
+    from harness.orchestrator import plugins
     return {**dataclasses.asdict(plugins.workload_spec(name).schema(name=name)), **overrides}
 
 
 def build_workload(name: str, **overrides):
     """A workload as the worker builds it on the CPU: its schema's defaults, the overrides, seed 0."""
     import torch
-    from harness import plugins
+    from harness.orchestrator import plugins
     cfg = workload_cfg(name, **overrides)
     torch.manual_seed(0)
     return plugins.load(plugins.workload_spec(name).build)(cfg, torch.device("cpu"))
@@ -53,7 +53,7 @@ def build_workload(name: str, **overrides):
 def check_steps(prepared, workload):
     """What the worker does up to numerics: every check step through the prepared backend
     (the first one compiles), then the outputs against the workload's float32 reference."""
-    from harness.numerics import compare
+    from harness.worker.numerics import compare
     outputs = []
     for inputs in [prepared.convert(i) for i in workload.check_inputs]:
         out = prepared.step(*inputs)
@@ -80,5 +80,5 @@ def sweep_dir(tmp_path: Path) -> Path:
 
 def resolve(model, cfg: dict, device_type: str) -> dict:
     """A workload's validated parameters for a device type, without building anything."""
-    from harness.workload import resolve as resolve_params
+    from harness.worker.workload import resolve as resolve_params
     return resolve_params(cfg, model.PRESETS, device_type, model.DEFAULT_PRESET, model.validate)

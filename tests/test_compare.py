@@ -23,7 +23,7 @@ def cpu_sweep(tmp_path_factory) -> Path:
 
 
 def set_samples(record_path: Path, samples_ms: list[float]) -> None:
-    """Rewrite a record's timing from its samples, as harness.timing computes it."""
+    """Rewrite a record's timing from its samples, as harness.worker.timing computes it."""
     r = json.loads(record_path.read_text())
     s = np.asarray(samples_ms, dtype=float)
     mean, std = float(s.mean()), float(s.std(ddof=1))

@@ -9,8 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import build_workload, workload_cfg, resolve, records, run_harness
 from harness.errors import ConfigError
-from harness.numerics import compare
-from harness.workload import run_torch
+from harness.worker.numerics import compare
+from harness.worker.workload import run_torch
 from workloads.conv import model as conv
 
 SEED002_CONV_FLOPS = 12_355_200   # seed 002: "aten.convolution   12355.200K"

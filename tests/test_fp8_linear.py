@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from harness.errors import ConfigError
-from harness.numerics import compare
-from harness.workload import run_torch
+from harness.worker.numerics import compare
+from harness.worker.workload import run_torch
 from workloads.fp8_linear import model as fp8_linear
 
 CPU = torch.device("cpu")

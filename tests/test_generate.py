@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import records, run_harness
-from harness import combine, plugins
-from harness.backend import RunContext
-from harness.generate import CompileWatch, Steps, check_tokens, compare_tokens, generate, recompile_flag, tpot_ms
+from harness.orchestrator import combine, plugins
+from harness.worker.backend import RunContext
+from harness.worker.generate import CompileWatch, Steps, check_tokens, compare_tokens, generate, recompile_flag, tpot_ms
 
 CPU = torch.device("cpu")
 
@@ -168,7 +168,7 @@ def test_eager_matches_itself_and_caches_give_the_same_tokens(cache, tmp_path):
 
 
 def test_static_paged_and_dynamic_caches_generate_the_same_tokens():
-    from harness.generate import greedy_trace
+    from harness.worker.generate import greedy_trace
     traces = {cache: greedy_trace(Steps.eager(build(cache=cache)), 8, tuple) for cache in ("static", "paged", "dynamic")}
     for cache in ("paged", "dynamic"):
         assert torch.equal(traces[cache][0], traces["static"][0]), cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import records, run_harness
-from harness import gpus
+from harness.orchestrator import gpus
 
 pytestmark = pytest.mark.slow
 

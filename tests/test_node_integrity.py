@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, REPO, records, run_harness
-from harness import gpus
+from harness.orchestrator import gpus
 
 TOPO = ("\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\n"
         "GPU0\t X \tNV18\t0\t0\t\tN/A\n"
@@ -131,7 +131,7 @@ def _worker_pids(parent: int) -> list[int]:
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-            if b"harness.worker" in cmd and ppid == parent:
+            if b"harness.worker.measure" in cmd and ppid == parent:
                 pids.append(int(entry.name))
     return pids
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import REPO, records, run_harness
-from harness.orchestrator import run_id
+from harness.orchestrator.run import run_id
 from harness.record import write_json_atomic
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import REPO, records, run_harness
-from harness import plugins
-from harness.config import check_bench, options, register_configs
+from harness.orchestrator import plugins
+from harness.orchestrator.config import check_bench, options, register_configs
 
 register_configs()
 CPU = torch.device("cpu")
@@ -77,8 +77,8 @@ def test_a_key_of_another_backend_is_rejected_by_hydra(tmp_path):
 
 
 def test_the_orchestrator_imports_no_torch():
-    code = ("import sys; from harness.config import register_configs; register_configs(); "
-            "import harness.orchestrator, harness.describe; "
+    code = ("import sys; from harness.orchestrator.config import register_configs; register_configs(); "
+            "import harness.orchestrator.run, harness.describe; "
             "print(sorted(m for m in ('torch', 'jax', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -88,8 +88,8 @@ def test_the_orchestrator_imports_no_torch():
 THROWAWAY = '''
 from dataclasses import dataclass
 
-from harness import plugins
-from harness.config import WorkloadConfig
+from harness.orchestrator import plugins
+from harness.orchestrator.config import WorkloadConfig
 
 
 @plugins.workload("throwaway_axpy", build="throwaway_axpy.model:build")
@@ -101,7 +101,7 @@ class AxpyConfig(WorkloadConfig):
 THROWAWAY_MODEL = '''
 import torch
 
-from harness.workload import Workload
+from harness.worker.workload import Workload
 
 
 class Axpy(torch.nn.Module):
@@ -137,7 +137,7 @@ def test_a_throwaway_workload_registers_through_an_entry_point_and_runs(tmp_path
     dist = site / "throwaway_axpy-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-axpy\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[harness.plugins]\nthrowaway_axpy = throwaway_axpy\n")
+    (dist / "entry_points.txt").write_text("[harness.orchestrator.plugins]\nthrowaway_axpy = throwaway_axpy\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(site)]), HYDRA_FULL_ERROR="0")
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "harness", "workload=throwaway_axpy", "workload.n=4096",
@@ -164,7 +164,7 @@ def test_cli_negative_batch_is_one_line_and_exit_2(workload, tmp_path):
 
 
 def test_the_fair_experiment_sweeps_both_sides_of_both_pairs():
-    from harness import plugins
+    from harness.orchestrator import plugins
     from harness.report.pairs import PAIRS
     params = sweep_params("fair")
     assert set(params["workload"]) == {"fp8_linear", "conv", "qwen_decoder"}

@@ -7,9 +7,9 @@ import statistics
 import pytest
 
 from conftest import records, run_harness
-from harness import combine
+from harness.orchestrator import combine
 from harness.describe import assess, summary_line
-from harness.timing import settle
+from harness.worker.timing import settle
 
 
 def process(median: float, cv: float = 0.01, n: int = 5) -> dict:

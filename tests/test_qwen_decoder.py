@@ -9,8 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import build_workload, workload_cfg, resolve, SEEDS, records, run_harness
 from harness.errors import ConfigError
-from harness.numerics import compare
-from harness.workload import run_torch
+from harness.worker.numerics import compare
+from harness.worker.workload import run_torch
 from workloads.qwen_decoder import model as qd
 
 CPU = torch.device("cpu")
@@ -255,7 +255,7 @@ def test_logits_equal_transformers_qwen3(cache, tie):
 
 @pytest.mark.parametrize("cache", ["static", "paged", "dynamic"])
 def test_greedy_generation_equals_transformers_generate(cache):
-    from harness.generate import Steps, greedy_trace
+    from harness.worker.generate import Steps, greedy_trace
     w = build(phase="generate", cache=cache, dtype="float32")
     tokens, _ = greedy_trace(Steps.eager(w), w.generation.new_tokens, tuple)
     prompt = w.inputs[0]

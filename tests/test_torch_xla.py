@@ -20,9 +20,9 @@ pytest.importorskip("torch_xla", reason="torch_xla is not installed here: script
 
 from backends.torch_xla import backend as tx  # noqa: E402
 from backends.xla import dump  # noqa: E402
-from harness.backend import RunContext  # noqa: E402
+from harness.worker.backend import RunContext  # noqa: E402
 from harness.errors import ConfigError, Unsupported  # noqa: E402
-from harness.numerics import compare  # noqa: E402
+from harness.worker.numerics import compare  # noqa: E402
 from tests.conftest import build_workload, check_steps, run_harness  # noqa: E402
 
 CPU = torch.device("cpu")

@@ -19,13 +19,13 @@ import torch
 pytest.importorskip("torchax")
 
 from backends.xla import autograd, backend as xla, dump  # noqa: E402
-from harness import plugins  # noqa: E402
-from harness.backend import RunContext  # noqa: E402
+from harness.orchestrator import plugins  # noqa: E402
+from harness.worker.backend import RunContext  # noqa: E402
 from harness.collect.hlo import fp8_dot_generals, input_output_aliases  # noqa: E402
 from harness.collect.xla_buffer_assignment import aliased_parameters  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
-from harness.numerics import compare  # noqa: E402
-from harness.workload import run_torch  # noqa: E402
+from harness.worker.numerics import compare  # noqa: E402
+from harness.worker.workload import run_torch  # noqa: E402
 from tests.conftest import build_workload, check_steps, records, run_harness  # noqa: E402
 
 CPU = torch.device("cpu")

@@ -13,9 +13,9 @@ import torch
 pytest.importorskip("torchax")
 
 from backends.xla import backend as xla  # noqa: E402
-from harness import plugins  # noqa: E402
-from harness.backend import RunContext  # noqa: E402
-from harness.generate import CompileWatch, Steps, check_tokens, generate  # noqa: E402
+from harness.orchestrator import plugins  # noqa: E402
+from harness.worker.backend import RunContext  # noqa: E402
+from harness.worker.generate import CompileWatch, Steps, check_tokens, generate  # noqa: E402
 
 CPU = torch.device("cpu")
 XLA_CFG = dataclasses.asdict(plugins.backend_spec("xla").schema(name="xla", platform="cpu", dump_hlo=False))

@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("torchax")
 
-from harness.numerics import sqnr_db  # noqa: E402
+from harness.worker.numerics import sqnr_db  # noqa: E402
 from workloads.fp8_linear import model as fp8_linear  # noqa: E402
 from workloads.qwen_decoder import model as qwen_decoder  # noqa: E402
 

@@ -1,1 +1,1 @@
-"""Workloads: each module builds a torch module and inputs from config (see harness/workload.py)."""
+"""Workloads: each module builds a torch module and inputs from config (see harness/worker/workload.py)."""

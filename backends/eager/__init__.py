@@ -1,8 +1,8 @@
 """PyTorch eager: the baseline every compiler is measured against."""
 from dataclasses import dataclass
 
-from harness.config import BackendConfig
-from harness import plugins
+from harness.orchestrator.config import BackendConfig
+from harness.orchestrator import plugins
 
 
 @plugins.backend("eager", module="backends.eager.backend", packages=("torch",))

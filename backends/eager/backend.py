@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from backends.torch_common import prepare_torch
-from harness.backend import Prepared, RunContext
-from harness.workload import Workload
+from harness.worker.backend import Prepared, RunContext
+from harness.worker.workload import Workload
 
 
 def unavailable() -> str | None:

@@ -8,8 +8,8 @@ default, which has both).
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from harness.config import BackendConfig
-from harness import plugins
+from harness.orchestrator.config import BackendConfig
+from harness.orchestrator import plugins
 
 MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
 GRAPH_MODES = ("reduce-overhead", "max-autotune")     # the modes that capture CUDA graphs

@@ -17,9 +17,9 @@ import torch
 
 from backends.inductor import GRAPH_MODES, MODES
 from backends.torch_common import clone_outputs, prepare_torch
-from harness.backend import INDUCTOR_OUTPUT_CODE, Artifact, Prepared, RunContext
+from harness.worker.backend import INDUCTOR_OUTPUT_CODE, Artifact, Prepared, RunContext
 from harness.errors import ConfigError
-from harness.workload import Workload
+from harness.worker.workload import Workload
 
 OUTPUT_CODE_NAME = "inductor_output_code_{}.py"
 

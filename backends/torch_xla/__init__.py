@@ -4,8 +4,8 @@ device); elsewhere the run is `skipped`."""
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from harness import plugins
-from harness.config import BackendConfig
+from harness.orchestrator import plugins
+from harness.orchestrator.config import BackendConfig
 
 MODES = ("default", "dynamo")
 

@@ -37,9 +37,9 @@ import torch
 
 from backends.torch_xla import MODES
 from backends.xla import dump
-from harness.backend import Prepared, RunContext
+from harness.worker.backend import Prepared, RunContext
 from harness.errors import ConfigError, Unsupported
-from harness.workload import LazyMapping, Workload, run_torch
+from harness.worker.workload import LazyMapping, Workload, run_torch
 
 # The HLO module name of the step (torch_xla.compile(name=...)), e.g.
 # module_0002.harness_torch_xla_step.8.cpu_after_optimizations-buffer-assignment.txt

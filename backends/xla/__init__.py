@@ -7,8 +7,8 @@ side of the control pair against Inductor's default mode, which has no CUDA grap
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from harness.config import BackendConfig
-from harness import plugins
+from harness.orchestrator.config import BackendConfig
+from harness.orchestrator import plugins
 
 PLATFORMS = ("auto", "gpu", "cpu")
 

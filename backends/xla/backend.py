@@ -36,9 +36,9 @@ import torch
 from backends.xla import PLATFORMS
 from backends.xla import dump
 from backends.xla.convert import is_channels_last, jax_to_torch, to_nchw, to_nhwc, torch_to_numpy
-from harness.backend import TRACE, Artifact, Prepared, RunContext
+from harness.worker.backend import TRACE, Artifact, Prepared, RunContext
 from harness.errors import ConfigError
-from harness.workload import LazyMapping, Workload, as_outputs, run_torch
+from harness.worker.workload import LazyMapping, Workload, as_outputs, run_torch
 
 TRACE_NAME = "perfetto_trace.json.gz"
 
@@ -295,7 +295,7 @@ def _memory(compiled) -> dict[str, Any]:
 
 def dump_facts(run_dir: Path, artifacts: list[Artifact], info: dict[str, Any]) -> dict[str, Any]:
     """Does the kept dump hold the program that ran, with the state aliased?"""
-    from harness.backend import XLA_BUFFER_ASSIGNMENT, XLA_OPTIMIZED_HLO
+    from harness.worker.backend import XLA_BUFFER_ASSIGNMENT, XLA_OPTIMIZED_HLO
     from harness.collect.xla_buffer_assignment import aliased_parameters
     facts: dict[str, Any] = {"dump_files": len(artifacts)}
     opt = next((a for a in artifacts if a.kind == XLA_OPTIMIZED_HLO), None)

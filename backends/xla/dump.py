@@ -6,7 +6,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.backend import XLA_BUFFER_ASSIGNMENT, XLA_DUMP_FILE, XLA_OPTIMIZED_HLO, Artifact
+from harness.worker.backend import XLA_BUFFER_ASSIGNMENT, XLA_DUMP_FILE, XLA_OPTIMIZED_HLO, Artifact
 
 STEP_NAME = "harness_xla_step"          # jax.jit names the module jit_harness_xla_step
 DUMP_DIR = "xla_dump"

@@ -1,4 +1,4 @@
-"""The report's view of generations (`workload.phase=generate`, harness/generate.py): a TTFT /
+"""The report's view of generations (`workload.phase=generate`, harness/worker/generate.py): a TTFT /
 TPOT table, per-token latency against position, and the findings a generation calls for.
 
 Tables (each written as CSV and Parquet beside report.md):

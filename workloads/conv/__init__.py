@@ -6,8 +6,8 @@ Any key left null takes the preset's value.
 from dataclasses import dataclass
 from typing import Optional
 
-from harness.config import WorkloadConfig
-from harness import plugins
+from harness.orchestrator.config import WorkloadConfig
+from harness.orchestrator import plugins
 
 
 @plugins.workload("conv", build="workloads.conv.model:build")

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from harness.errors import ConfigError
-from harness.workload import Workload, require_choice, require_positive, resolve, torch_dtype
+from harness.worker.workload import Workload, require_choice, require_positive, resolve, torch_dtype
 
 _RESNET50 = dict(batch=32, kernel_size=3, stride=1, padding=1, bias=False, channels_last=True,
                  unbatched=False, dtype="bfloat16")

@@ -1,8 +1,8 @@
 """Test-only: a tiny matmul that crashes, hangs, raises or returns wrong numbers on request."""
 from dataclasses import dataclass
 
-from harness.config import WorkloadConfig
-from harness import plugins
+from harness.orchestrator.config import WorkloadConfig
+from harness.orchestrator import plugins
 
 
 @plugins.workload("faulty", build="workloads.faulty.model:build")

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from harness.workload import Workload, require_choice, require_positive
+from harness.worker.workload import Workload, require_choice, require_positive
 
 FAULTS = ("none", "crash", "segfault", "hang", "wrong", "raise", "recompile")
 

@@ -5,8 +5,8 @@ Presets (model.py): seed (M=2048 K=4096 N=8192), cpu_small, square_4k, llama3_* 
 from dataclasses import dataclass
 from typing import Optional
 
-from harness.config import WorkloadConfig
-from harness import plugins
+from harness.orchestrator.config import WorkloadConfig
+from harness.orchestrator import plugins
 
 
 @plugins.workload("fp8_linear", build="workloads.fp8_linear.model:build")

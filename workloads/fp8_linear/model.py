@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from harness.errors import ConfigError
-from harness.workload import Workload, fp8_supported, require_choice, require_positive, resolve, torch_dtype
+from harness.worker.workload import Workload, fp8_supported, require_choice, require_positive, resolve, torch_dtype
 
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": dict(M=2048, K=4096, N=8192),            # seeds 000/001

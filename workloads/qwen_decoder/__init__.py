@@ -3,7 +3,7 @@
 Presets (model.py): qwen3_0_6b (static cache), seed004 (9 layers, batch 32, paged pool
 bf16[2,4233,16,8,128]), cpu_tiny. Any key left null takes the preset's value.
 
-`phase=generate` is a whole greedy generation (harness/generate.py times it): the prompt's
+`phase=generate` is a whole greedy generation (harness/worker/generate.py times it): the prompt's
 prefill gives the first token, then `new_tokens - 1` decode steps, the position advancing and
 the cache filling. Its cache holds exactly `prompt_len + new_tokens` positions (gpt-fast's
 max_seq_length; `max_len` applies to the other phases), or, with `cache=dynamic`, none at all:
@@ -12,8 +12,8 @@ keys and values grow by concatenation, a new sequence length every step.
 from dataclasses import dataclass
 from typing import Optional
 
-from harness.config import WorkloadConfig
-from harness import plugins
+from harness.orchestrator.config import WorkloadConfig
+from harness.orchestrator import plugins
 
 
 @plugins.workload("qwen_decoder", build="workloads.qwen_decoder.model:build")

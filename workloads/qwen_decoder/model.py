@@ -19,7 +19,7 @@ Phases:
 - decode: one token per sequence at position `pos` = prompt_len, over a cache warmed by a prefill
   at build time; attends over the whole cache (max_len keys) with a mask of the valid positions;
   returns logits [batch, vocab]. All sequences of a batch share their positions.
-- generate: a greedy generation of `new_tokens` per sequence; harness/generate.py runs the loop.
+- generate: a greedy generation of `new_tokens` per sequence; harness/worker/generate.py runs the loop.
   The workload gives its two steps: prefill (the module's forward: prompt -> first token) and
   decode (`Workload.steps["decode"]`), each returning (next_token [B, 1], next_position, logits,
   *carry) with the argmax inside the step, so the next token never leaves the device; decode
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.workload import Generation, LazyMapping, Workload, require_choice, require_positive, resolve, torch_dtype
+from harness.worker.workload import Generation, LazyMapping, Workload, require_choice, require_positive, resolve, torch_dtype
 
 _QWEN3_0_6B = dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
                    intermediate_size=3072, vocab_size=151936, rope_theta=1e6, rms_eps=1e-6,
@@ -68,7 +68,7 @@ PREALLOCATED = ("static", "paged")      # the caches the decode and prefill phas
 # between decode steps drops cpu_tiny (prompt 8) to 14 dB, float32 or bf16; at prompt 1024 one
 # lost key of 1025 hides in bf16 noise, so tests/test_qwen_decoder.py is where that is caught.
 # generate compares its logits with eager's in the same dtype, step by step until a sequence's token
-# differs (harness/generate.py), against the same thresholds. Measured on the CPU, batch 16, prompt
+# differs (harness/worker/generate.py), against the same thresholds. Measured on the CPU, batch 16, prompt
 # 64, 16 tokens, Qwen3-0.6B layer shapes: bf16 Inductor 36.3-36.6 dB (2 layers, 3 seeds) and 37.0 dB
 # (8 layers), XLA 37.2-37.3 dB (2 layers, 3 seeds); in every run 1-10 of the 16 sequences flipped a
 # token, the first at step 0 or 1, between logits tied in bf16 (eager's top-2 margin 0 or 0.0156,
@@ -564,7 +564,7 @@ def generation_workload(p: dict[str, Any], model: Transformer, prompt: tuple[tor
     return Workload(
         name="qwen_decoder", params=p, module=model, inputs=prompt, forward=first, steps={"decode": decode},
         flops=count_flops(p), min_bytes=count_min_bytes(p, model, elem_bytes),
-        # the generation checks its greedy tokens against eager's (harness/generate.py)
+        # the generation checks its greedy tokens against eager's (harness/worker/generate.py)
         reference=lambda: [], min_sqnr_db=threshold, mode="fwd", tokens_per_iter=p["batch"],
         state_buffers=model.cache_buffers(), output_names=("next_token", "next_position", "logits"),
         generation=Generation(new_tokens=p["new_tokens"], check_tokens=p["check_tokens"], growing=growing),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.backend import (INDUCTOR_OUTPUT_CODE, KERNEL_TABLE, MEMORY_BUFFERS, MEMORY_TABLE, TRACE,
+from harness.worker.backend import (INDUCTOR_OUTPUT_CODE, KERNEL_TABLE, MEMORY_BUFFERS, MEMORY_TABLE, TRACE,
                              XLA_BUFFER_ASSIGNMENT, XLA_OPTIMIZED_HLO, Artifact)
 
 MEMORY_INPUTS = (INDUCTOR_OUTPUT_CODE, XLA_BUFFER_ASSIGNMENT)

@@ -9,7 +9,7 @@ request of `batch` sequences at a time:
 - TPOT: per generation, (total - TTFT) / (new_tokens - 1), i.e. the mean ITL of that generation.
 Timing repeats whole generations (`bench.repeats` after `bench.warmup`); the record's `timing`
 holds the TPOT of each generation as a sample, so its median is the median TPOT and the summary
-tables read a generation as they read a step; `generation` (harness/combine.py) holds the rest.
+tables read a generation as they read a step; `generation` (harness/orchestrator/combine.py) holds the rest.
 
 The workload gives the steps (`Workload.generation`): its forward is the prefill, its
 `steps["decode"]` the decode step, each returning (next_token, next_position, logits, *carry)
@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
+
+from harness.orchestrator.combine import tpot_ms
 
 DECODE = "decode"
 TOKEN, POSITION, LOGITS = 0, 1, 2      # what every generation step returns first
@@ -40,7 +42,7 @@ class Steps:
 
     @classmethod
     def eager(cls, workload) -> "Steps":
-        from harness.workload import run_torch
+        from harness.worker.workload import run_torch
         return cls(lambda *x: run_torch(workload, workload.forward, x),
                    lambda *x: run_torch(workload, workload.steps[DECODE], x), workload.inputs, lambda out: None)
 
@@ -67,11 +69,6 @@ def generate(steps: Steps, new_tokens: int, on_token: Callable[[int, tuple], Non
             on_token(i, out)
         call = steps.decode
     return latencies_ms
-
-
-def tpot_ms(latencies_ms: list[float]) -> float:
-    """vLLM's time per output token of one generation: (total - TTFT) / (tokens - 1)."""
-    return sum(latencies_ms[1:]) / (len(latencies_ms) - 1)
 
 
 def decode_steps(steps: Steps) -> Callable[[], tuple]:
@@ -151,7 +148,7 @@ def compare_tokens(tokens, logits, ref_tokens, ref_logits, threshold_db: float) 
     defect (a lost cache write: 14 dB; a wrong position) drops the SQNR at its step."""
     import torch
 
-    from harness.numerics import sqnr_db
+    from harness.worker.numerics import sqnr_db
     steps, batch = tokens.shape
     differs = (tokens != ref_tokens)                                    # [steps, batch]
     first_diff = [next((s for s in range(steps) if differs[s, b]), steps) for b in range(batch)]
@@ -200,8 +197,8 @@ def check_tokens(workload, prepared) -> dict[str, Any]:
 def measure_generation(task, workload, prepared, result: dict[str, Any]) -> dict[str, Any]:
     """The worker's measurement for a generation: the first generation (compiles), numerics,
     warm-up and timed generations, a profiled run of decode steps, the tables."""
-    from harness import timing
-    from harness.worker import progress, time_and_collect
+    from harness.worker import timing
+    from harness.worker.measure import progress, time_and_collect
     from harness.errors import Unsupported
     bench, gen = task.config["bench"], workload.generation
     if DECODE not in prepared.steps:

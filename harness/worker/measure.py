@@ -1,4 +1,4 @@
-"""The measurement, in a fresh interpreter: `python -m harness.worker RESULT_FD < task.json`.
+"""The measurement, in a fresh interpreter: `python -m harness.worker.measure RESULT_FD < task.json`.
 
 The orchestrator writes a `WorkerTask` (JSON) to stdin and reads the result (JSON) from the
 pipe whose write end is RESULT_FD: no file names between the two, so no stale result of a
@@ -79,8 +79,8 @@ def setup(task: WorkerTask):
     import numpy as np
     import torch
 
-    from harness import plugins
-    from harness.backend import RunContext
+    from harness.orchestrator import plugins
+    from harness.worker.backend import RunContext
 
     cfg = task.config
     device = resolve_device(cfg.get("device", "auto"), task)
@@ -99,7 +99,7 @@ def setup(task: WorkerTask):
 def check_numerics(workload, prepared, first, check_inputs) -> dict[str, Any]:
     """Outputs over the check steps (the first call is step 0) against the float32 reference,
     then the state buffers the steps wrote (a KV cache) against the reference's."""
-    from harness import numerics
+    from harness.worker import numerics
     outputs = [prepared.to_torch(first)]
     for inputs in check_inputs[1:]:
         out = prepared.step(*inputs)
@@ -117,7 +117,7 @@ def check_numerics(workload, prepared, first, check_inputs) -> dict[str, Any]:
 
 
 def time_it(prepared, bench: dict[str, Any]) -> dict[str, Any]:
-    from harness import timing
+    from harness.worker import timing
     fn = lambda: prepared.step(*prepared.inputs)  # noqa: E731
     t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
                        min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
@@ -131,9 +131,10 @@ def time_it(prepared, bench: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(task: WorkerTask) -> dict[str, Any]:
-    from harness import environment, plugins
+    from harness.worker import environment
+    from harness.orchestrator import plugins
     from harness.errors import Unsupported
-    from harness.backend import Artifact
+    from harness.worker.backend import Artifact
 
     cfg = task.config
     result: dict[str, Any] = {"status": "ok", "reason": "", "artifacts": [], "flags": []}
@@ -146,7 +147,7 @@ def measure(task: WorkerTask) -> dict[str, Any]:
     result["throughput_basis"] = {"flops_per_iter": workload.flops, "min_bytes_per_iter": workload.min_bytes,
                                   "tokens_per_iter": workload.tokens_per_iter}
     if workload.generation is not None:      # whole generations, timed token by token
-        from harness.generate import measure_generation
+        from harness.worker.generate import measure_generation
         return measure_generation(task, workload, prepared, result)
     bench = cfg["bench"]
 
@@ -224,7 +225,7 @@ def _evidence(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect(run_dir: Path, artifacts: list, result: dict[str, Any]) -> None:
-    from harness import run_tables
+    from harness.worker import run_tables
     env = result["environment"]
     peak = result["memory"].get("runtime_peak_bytes")
     tables = run_tables.collect(run_dir, artifacts, gpu_name=env.get("gpu_name"), sm_clock_mhz=env.get("sm_clock_mhz"),

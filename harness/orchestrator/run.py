@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness import combine, describe, gpus, plugins
+from harness.orchestrator import combine, gpus, plugins
+from harness import describe
 from harness.errors import ConfigError
 from harness.record import RECORD_NAME, RunRecord, read_record, write_json_atomic, write_record
-from harness.spawn import REPO_ROOT, Interrupted, Outcome, interruptible, run_worker
-from harness.worker import WorkerTask
+from harness.orchestrator.spawn import REPO_ROOT, Interrupted, Outcome, interruptible, run_worker
+from harness.worker.measure import WorkerTask
 
 LOCK_NAME = ".harness.lock"
 UNSAVED_DIR = Path(tempfile.gettempdir()) / "harness-unsaved"
@@ -98,7 +99,7 @@ def existing_record(run_dir: Path) -> dict[str, Any] | None:
 def run(cfg: dict[str, Any], run_dir: Path, label: str = "run", echo: bool = True) -> tuple[RunRecord | None, str]:
     """Measure cfg into run_dir unless it already holds an ok record (force=true re-runs).
     Returns (the new record or None when skipped, where it was written)."""
-    from harness.config import check_bench
+    from harness.orchestrator.config import check_bench
     check_bench(cfg["bench"])
     run_dir = Path(run_dir)
     # From here on a stop signal is an Interrupted (spawn.interruptible): while the run waits

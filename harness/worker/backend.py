@@ -1,6 +1,6 @@
 """The one small interface every backend implements, and the typed values it hands the worker.
 
-A backend package registers a schema (harness/plugins.py) whose module satisfies `Backend`:
+A backend package registers a schema (harness/orchestrator/plugins.py) whose module satisfies `Backend`:
     unavailable() -> str | None                 why it cannot run here (the run is `skipped`)
     prepare(workload, cfg, ctx) -> Prepared
 It knows nothing about timing policy or parsing: it says what each file it leaves is

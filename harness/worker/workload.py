@@ -3,7 +3,7 @@
 A workload knows nothing about backends. Backends get `forward(module, *inputs)` and
 decide how to run it (eagerly, through torch.compile, or traced into JAX).
 
-The contract, as a Protocol: a workload package registers a schema (harness/plugins.py) whose
+The contract, as a Protocol: a workload package registers a schema (harness/orchestrator/plugins.py) whose
 `build` target satisfies `BuildWorkload`.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ Outputs = tuple[torch.Tensor, ...]
 
 @dataclass
 class Generation:
-    """A greedy generation (harness/generate.py runs and times it). The workload's `forward` is
+    """A greedy generation (harness/worker/generate.py runs and times it). The workload's `forward` is
     the prefill of `inputs` (the prompt); `steps["decode"]` the decode step. Both return
     (next_token, next_position, logits, *carry), the argmax inside the step so that the token
     stays on the device; decode takes (token, position, *carry) and its outputs feed the next."""

@@ -1,7 +1,7 @@
 """Structured configs: Hydra validates key names and types against these dataclasses.
 
 The run-level schema and `bench` live here; each workload and backend declares its own schema
-in its package (harness/plugins.py registers them), extending `WorkloadConfig` or
+in its package (harness/orchestrator/plugins.py registers them), extending `WorkloadConfig` or
 `BackendConfig`. Nothing here imports torch: the orchestrator starts without it.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from omegaconf import MISSING, OmegaConf
 from harness.errors import ConfigError
 
 COMPILE_CACHES = ("cold", "warm")
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 @dataclass
@@ -83,7 +83,7 @@ def short_key(text: str) -> str:
 
 
 def register_configs() -> None:
-    from harness import plugins
+    from harness.orchestrator import plugins
     if not OmegaConf.has_resolver("harness_key"):
         OmegaConf.register_new_resolver("harness_key", short_key)
     cs = ConfigStore.instance()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Always recorded; each backend adds the packages it declares (harness/plugins.py).
+# Always recorded; each backend adds the packages it declares (harness/orchestrator/plugins.py).
 BASE_PACKAGES = ("torch", "numpy", "hydra-core")
 
 

@@ -13,7 +13,6 @@ import statistics
 from typing import Any
 
 from harness.describe import THRESHOLDS
-from harness.generate import tpot_ms
 
 
 def timing(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -46,6 +45,11 @@ def timing(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 PERCENTILES = (50, 90, 99)
+
+
+def tpot_ms(latencies_ms: list[float]) -> float:
+    """vLLM's time per output token of one generation: (total - TTFT) / (tokens - 1)."""
+    return sum(latencies_ms[1:]) / (len(latencies_ms) - 1)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

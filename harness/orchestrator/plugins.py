@@ -12,7 +12,7 @@
 
 Discovery imports every subpackage of `workloads/` and `backends/` (their `__init__.py` holds
 the schema and nothing heavier: the orchestrator must start without importing torch), then
-the modules named by entry points of the group `harness.plugins`, so a package outside this
+the modules named by entry points of the group `harness.orchestrator.plugins`, so a package outside this
 repository can add a workload or a backend without editing a line here. Each schema, and
 each backend variant, is stored in Hydra's ConfigStore under its group: `workload=conv` and
 `backend=inductor_max_autotune` are Hydra options, and a key of another backend
@@ -29,21 +29,21 @@ from typing import Any, Callable, Mapping
 
 from harness.errors import ConfigError
 
-ENTRY_POINT_GROUP = "harness.plugins"
+ENTRY_POINT_GROUP = "harness.orchestrator.plugins"
 BUILTIN_PACKAGES = ("workloads", "backends")
 
 
 @dataclass(frozen=True)
 class WorkloadSpec:
     name: str
-    schema: type            # a dataclass extending harness.config.WorkloadConfig
-    build: str              # "module:function", build(cfg: dict, device) -> harness.workload.Workload
+    schema: type            # a dataclass extending harness.orchestrator.config.WorkloadConfig
+    build: str              # "module:function", build(cfg: dict, device) -> harness.worker.workload.Workload
 
 
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
-    schema: type            # a dataclass extending harness.config.BackendConfig
+    schema: type            # a dataclass extending harness.orchestrator.config.BackendConfig
     module: str             # defines unavailable() -> str | None and prepare(workload, cfg, ctx)
     label: Callable[[Mapping[str, Any]], str]          # resolved backend config -> table label
     compile_cache: Mapping[str, str] = field(default_factory=dict)  # env var -> subdir of the cache
@@ -94,7 +94,7 @@ def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str]
 
 
 def discover() -> None:
-    """Import every built-in workload and backend package and every `harness.plugins` entry
+    """Import every built-in workload and backend package and every `harness.orchestrator.plugins` entry
     point, once. Their decorators fill the registries."""
     global _discovered
     if _discovered:

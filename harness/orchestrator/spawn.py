@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.worker import CONFIG_ERROR_PREFIX, WorkerTask
+from harness.worker.measure import CONFIG_ERROR_PREFIX, WorkerTask
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STDERR_TAIL_LINES = 40
 POLL_S = 0.2
 PR_SET_PDEATHSIG = 1
@@ -144,7 +144,7 @@ def run_worker(task: WorkerTask, env: dict[str, str], cpus: list[int] | None, ti
     task.deadline_s = timeout_s + 30     # the worker's own deadline, behind ours
     read_end, write_end = os.pipe()
     started_at, start = time.time(), time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(write_end)],
+    proc = subprocess.Popen([sys.executable, "-m", "harness.worker.measure", str(write_end)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=env, cwd=REPO_ROOT, start_new_session=True, pass_fds=(write_end,),
                             preexec_fn=_preexec(cpus))
