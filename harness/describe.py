@@ -30,12 +30,6 @@ FLAG_CODES = {
 }
 
 
-# Inductor modes that capture CUDA graphs (cudagraph trees); `max-autotune-no-cudagraphs` does
-# not. XLA's default runs command buffers (CUDA graphs) for FUSION, CUBLAS, CUBLASLT,
-# CUSTOM_CALL and CUDNN (openxla/xla debug_options_flags.cc); `xla:no-cmdbuf` turns them off.
-INDUCTOR_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-
-
 @dataclass(frozen=True)
 class Thresholds:
     """Where a figure becomes a flag (docs/DESIGN.md, "What a figure is")."""
@@ -101,18 +95,32 @@ def gpu_figures(record: dict[str, Any]) -> dict[str, float] | None:
     return out
 
 
+def backend_traits(record: dict[str, Any]):
+    """What the run's backend configuration is (`harness.orchestrator.plugins.Traits`: family,
+    graph mechanism, fair pair), as the record states it or, for a record written before it did,
+    as its backend declares it for the record's config. A backend that is not installed here
+    reads as its own family with no graphs and no pair."""
+    from harness.orchestrator import plugins
+    stated = record.get("backend_traits")
+    if isinstance(stated, dict) and stated.get("family"):
+        return plugins.Traits(**{k: stated.get(k) for k in ("family", "graphs", "pair")})
+    name = str(record.get("backend") or "?")
+    spec = plugins.backends().get(name)
+    if spec is None:
+        return plugins.Traits(family=name)
+    return spec.traits(((record.get("config") or {}).get("backend") or {}))
+
+
 def graph_mode(record: dict[str, Any]) -> str | None:
     """How a run is meant to launch its kernels as graphs: `cudagraphs` (an Inductor graph
-    mode), `command_buffers` (XLA with command buffers on, as its record states or, without
-    a statement, as its label implies) or None."""
-    family, *options = backend_label(record).split(":")
-    if family == "inductor" and set(options) & set(INDUCTOR_GRAPH_MODES):
-        return "cudagraphs"
-    if family == "xla":
-        buffers = (record.get("compile") or {}).get("command_buffers")
-        on = buffers.get("enabled") if isinstance(buffers, dict) else "no-cmdbuf" not in options
-        return "command_buffers" if on else None
-    return None
+    mode) or `command_buffers` (XLA with command buffers on), as its backend declares
+    (`backend_traits`); an XLA run whose record states they were off (on the CPU there are none)
+    is None; else None."""
+    graphs = backend_traits(record).graphs
+    buffers = (record.get("compile") or {}).get("command_buffers")
+    if graphs == "command_buffers" and isinstance(buffers, dict) and buffers.get("enabled") is False:
+        return None
+    return None if graphs == "none" else graphs
 
 
 def between_processes(record: dict[str, Any]) -> dict[str, Any] | None:

@@ -27,6 +27,8 @@ class RunRecord:
     workload: str = ""
     backend: str = ""           # the backend package: eager | inductor | xla | torch_xla
     backend_label: str = ""     # what tables call this configuration: inductor:max-autotune, xla:no-cmdbuf
+    # what the configuration is, as its backend declares (plugins.Traits): family, graphs, pair
+    backend_traits: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)   # the workload's resolved parameters
     environment: dict[str, Any] = field(default_factory=dict)
     compile_s: float | None = None        # first call of the first process (compile + one execution)

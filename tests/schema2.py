@@ -43,6 +43,33 @@ def copy_reference(sweep: Path, *names: str) -> Path:
     return Path(sweep)
 
 
+def backend_config(label: str) -> tuple[str, dict[str, Any]]:
+    """The backend and its config that a label names, so that a record's declared traits
+    (harness.describe.backend_traits) agree with the label a test gives it: a registered option
+    whose label it is, else an Inductor mode or an XLA autotune level spelled in the label."""
+    import dataclasses
+    from harness.orchestrator import plugins
+    for spec in plugins.backends().values():
+        for option in [{}, *spec.variants.values()]:
+            cfg = dataclasses.asdict(spec.schema(name=spec.name, **option))
+            if spec.label(cfg) == label:
+                return spec.name, cfg
+    name, *parts = label.split(":")
+    spec = plugins.backend_spec(name)
+    cfg = dataclasses.asdict(spec.schema(name=name))
+    for part in parts:
+        if part == "dynamic":
+            cfg["dynamic"] = True
+        elif part == "no-cmdbuf":
+            cfg["command_buffers"] = False
+        elif part.startswith("autotune"):
+            cfg["autotune_level"] = int(part[len("autotune"):])
+        else:
+            cfg["mode"] = part
+    assert spec.label(cfg) == label, (label, cfg)
+    return name, cfg
+
+
 def _process(samples_ms: np.ndarray, iters: int, first_call_s: float) -> dict[str, Any]:
     return {"median_ms": float(np.median(samples_ms)),
             "cv": float(samples_ms.std(ddof=1) / samples_ms.mean()),
@@ -66,6 +93,8 @@ def schema2(record: dict[str, Any], *, label: str | None = None,
     r = copy.deepcopy(record)
     r.update(schema_version=2, backend_label=label or backend_label(record),
              run_id=run_id or r["run_id"])
+    if label:
+        r["backend"], r["config"]["backend"] = backend_config(label)
     timing = r.get("timing")
     if timing:
         base = np.asarray(timing["samples_ms"], dtype=float)

@@ -77,9 +77,8 @@ def test_graph_mode_without_replays_and_profile_without_command_buffers():
     ("xla", None, "command_buffers"), ("xla:no-cmdbuf", None, None),
     ("xla", {"enabled": False, "why": "no command buffers on cpu"}, None),
     ("xla:autotune0", {"enabled": True}, "command_buffers"), ("eager", None, None)])
-def test_graph_mode_from_the_label_and_the_stated_settings(label, buffers, expected):
-    r = schema2(reference(DECODE["xla" if label.startswith("xla") else "inductor"]), label=label,
-                command_buffers=buffers)
+def test_graph_mode_from_the_declared_traits_and_the_stated_settings(label, buffers, expected):
+    r = schema2(reference(DECODE["inductor"]), label=label, command_buffers=buffers)
     assert graph_mode(r) == expected
 
 

@@ -15,7 +15,16 @@ def summary(*runs: dict) -> pd.DataFrame:
     base = dict(workload="w", variant="v", status="ok", reason="", median_ms=1.0, cv=0.01,
                 min_sqnr_db=40.0, max_abs_err=1e-3, numerics_passed=True,
                 kernel_ms_per_iter=float("nan"), gpu_busy_ms_per_iter=float("nan"))
-    return pd.DataFrame([{**base, "run_id": r["backend"], **r} for r in runs])
+    return pd.DataFrame([{**base, "run_id": r["backend"], **traits(r["backend"]), **r} for r in runs])
+
+
+def traits(label: str) -> dict:
+    """The summary's trait columns for a label, as its backend declares them."""
+    from harness.orchestrator import plugins
+    from schema2 import backend_config
+    name, cfg = backend_config(label)
+    t = plugins.backend_spec(name).traits(cfg)
+    return {"family": t.family, "graphs": t.graphs, "pair": t.pair or ""}
 
 
 def kernels(run_id: str, *rows: tuple) -> pd.DataFrame:

@@ -180,3 +180,35 @@ def test_the_generate_experiment_sweeps_the_presets():
     assert params["workload.prompt_len"] == ["128", "512", "2048"] and params["workload.batch"] == ["1", "16"]
     assert params["workload.cache"] == ["static", "paged"]
     assert set(params["backend"]) == {"inductor", "inductor_cudagraphs", "inductor_max_autotune", "xla"}
+
+
+def test_every_backend_option_declares_its_traits_and_the_fair_pairs_have_two_sides():
+    """Reports read what a configuration is from its backend's declaration (family, graph
+    mechanism, fair pair), never from its label."""
+    from harness.orchestrator.plugins import FAIR_PAIRS, GRAPH_MECHANISMS
+    sides: dict[str, set[str]] = {}
+    for spec in plugins.backends().values():
+        for option, overrides in [(spec.name, {}), *spec.variants.items()]:
+            t = spec.traits({"name": spec.name, **overrides})
+            assert t.family and t.graphs in GRAPH_MECHANISMS and t.pair in (*FAIR_PAIRS, None)
+            if t.pair:
+                sides.setdefault(t.pair, set()).add(t.family)
+    assert sides == {"headline": {"inductor", "xla"}, "control": {"inductor", "xla"}}
+    inductor = plugins.backend_spec("inductor")
+    assert inductor.traits({"mode": "max-autotune", "dynamic": True}).pair is None
+
+
+def test_pairs_come_from_declared_traits_not_labels():
+    """A plugin's backends under labels the report has never seen still form the headline pair."""
+    import pandas as pd
+    from harness.report.pairs import pair_table
+    row = dict(workload="w", variant="v", status="ok", cv=0.01, between_cv=float("nan"),
+               gpu_busy_ms_per_iter=float("nan"), host_gap_ms=float("nan"), idle_share=float("nan"),
+               flags="", graphs="cudagraphs", pair="headline")
+    summary = pd.DataFrame([dict(row, backend="tuned-compiler-a", family="inductor", median_ms=2.0, run_id="a"),
+                            dict(row, backend="tuned-compiler-b", family="xla", median_ms=1.0, run_id="b"),
+                            dict(row, backend="xla:no-cmdbuf", family="xla", pair="control", median_ms=1.0,
+                                 run_id="c")])
+    (got,) = pair_table(summary).itertuples()
+    assert (got.pair, got.inductor, got.xla, got.inductor_over_xla) == (
+        "headline", "tuned-compiler-a", "tuned-compiler-b", 2.0)

@@ -25,7 +25,21 @@ def label(cfg: Mapping[str, Any]) -> str:
     return ":".join(["inductor", *parts])
 
 
-@plugins.backend("inductor", module="backends.inductor.backend", label=label,
+def graphs(cfg: Mapping[str, Any]) -> str:
+    return "cudagraphs" if cfg["mode"] in GRAPH_MODES else "none"
+
+
+def pair(cfg: Mapping[str, Any]) -> str | None:
+    """max-autotune (GEMM autotuning + CUDA graphs) is the headline pair's side against XLA's
+    default; the default mode (neither) the control pair's against XLA without command buffers.
+    A dynamic or graph-breaking configuration is neither."""
+    if cfg["dynamic"] or not cfg["fullgraph"]:
+        return None
+    return {"max-autotune": "headline", "default": "control"}.get(cfg["mode"])
+
+
+@plugins.backend("inductor", module="backends.inductor.backend", label=label, family="inductor",
+         graphs=graphs, pair=pair,
          compile_cache={"TORCHINDUCTOR_CACHE_DIR": CACHE_SUBDIR, "TRITON_CACHE_DIR": "triton"},
          packages=("torch", "triton"),
          variants={"inductor_cudagraphs": {"mode": "reduce-overhead"},

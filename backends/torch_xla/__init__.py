@@ -15,6 +15,7 @@ def label(cfg: Mapping[str, Any]) -> str:
 
 
 @plugins.backend("torch_xla", module="backends.torch_xla.backend", label=label, packages=("torch", "torch_xla"),
+                 family="torch_xla",
                  env={"PJRT_DEVICE": "CPU"})
 @dataclass
 class TorchXlaConfig(BackendConfig):

@@ -24,7 +24,19 @@ def label(cfg: Mapping[str, Any]) -> str:
     return ":".join(parts)
 
 
-@plugins.backend("xla", module="backends.xla.backend", label=label,
+def graphs(cfg: Mapping[str, Any]) -> str:
+    return "command_buffers" if cfg["command_buffers"] else "none"
+
+
+def pair(cfg: Mapping[str, Any]) -> str | None:
+    """XLA's default (command buffers and GEMM autotuning) is the headline pair's side; command
+    buffers off the control pair's. Other autotune levels or extra flags are neither."""
+    if cfg["autotune_level"] is not None or cfg["xla_flags"]:
+        return None
+    return "headline" if cfg["command_buffers"] else "control"
+
+
+@plugins.backend("xla", module="backends.xla.backend", label=label, family="xla", graphs=graphs, pair=pair,
          compile_cache={"JAX_COMPILATION_CACHE_DIR": "jax"},
          # cache every executable, however small or quick to compile (JAX's defaults skip
          # those); JAX would otherwise take 75% of the GPU up front and every memory figure

@@ -40,6 +40,23 @@ class WorkloadSpec:
     build: str              # "module:function", build(cfg: dict, device) -> harness.worker.workload.Workload
 
 
+GRAPH_MECHANISMS = ("none", "cudagraphs", "command_buffers")
+FAIR_PAIRS = ("headline", "control")
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a configuration of a backend is, declared by the backend (never parsed from its
+    label): its compiler family, how it launches kernels as graphs, and which fair pair it is a
+    side of (docs/DESIGN.md, "What is fair": the side is its family)."""
+    family: str                     # eager | inductor | xla | torch_xla | a plugin's own
+    graphs: str = "none"            # none | cudagraphs (Inductor's graph modes) | command_buffers (XLA)
+    pair: str | None = None         # headline | control | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
@@ -50,6 +67,23 @@ class BackendSpec:
     env: Mapping[str, str] = field(default_factory=dict)             # set for the worker if unset
     packages: tuple[str, ...] = ()                      # versions recorded with every run
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # option -> overrides
+    family: str = ""                                    # "" : the backend's name
+    graphs: Callable[[Mapping[str, Any]], str] = lambda cfg: "none"          # config -> GRAPH_MECHANISMS
+    pair: Callable[[Mapping[str, Any]], str | None] = lambda cfg: None       # config -> FAIR_PAIRS or None
+
+    def traits(self, cfg: Mapping[str, Any]) -> Traits:
+        """The traits of a configuration: the schema's defaults under the given keys (a record
+        written before a key existed reads as that key's default)."""
+        full = {f.name: f.default for f in dataclasses.fields(self.schema)
+                if f.default is not dataclasses.MISSING}
+        full.update({k: v for k, v in cfg.items() if v is not None or k not in full})
+        graphs = self.graphs(full)
+        if graphs not in GRAPH_MECHANISMS:
+            raise TypeError(f"backend {self.name}: graphs() gave {graphs!r}, expected one of {GRAPH_MECHANISMS}")
+        pair = self.pair(full)
+        if pair is not None and pair not in FAIR_PAIRS:
+            raise TypeError(f"backend {self.name}: pair() gave {pair!r}, expected one of {FAIR_PAIRS} or None")
+        return Traits(self.family or self.name, graphs, pair)
 
 
 _WORKLOADS: dict[str, WorkloadSpec] = {}
@@ -74,10 +108,12 @@ def workload(name: str, *, build: str) -> Callable[[type], type]:
 
 def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str] | None = None,
             compile_cache: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-            packages: tuple[str, ...] = (), variants: Mapping[str, Mapping[str, Any]] | None = None
-            ) -> Callable[[type], type]:
+            packages: tuple[str, ...] = (), variants: Mapping[str, Mapping[str, Any]] | None = None,
+            family: str = "", graphs: Callable[[Mapping[str, Any]], str] | None = None,
+            pair: Callable[[Mapping[str, Any]], str | None] | None = None) -> Callable[[type], type]:
     """Register a backend: its config schema (this class), its module, how tables name a
-    configuration of it, the compile caches it writes and its named variants."""
+    configuration of it, the compile caches it writes, its named variants, and what a
+    configuration of it is (`family`, `graphs`, `pair`: the reports read these, never the label)."""
     def register(schema: type) -> type:
         _require_dataclass(schema, name)
         known = {f.name for f in dataclasses.fields(schema)}
@@ -88,7 +124,8 @@ def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str]
                                 f"not in {schema.__name__}")
         _BACKENDS[name] = BackendSpec(name, schema, module, label or (lambda cfg: name),
                                       dict(compile_cache or {}), dict(env or {}), tuple(packages),
-                                      dict(variants or {}))
+                                      dict(variants or {}), family or name,
+                                      graphs or (lambda cfg: "none"), pair or (lambda cfg: None))
         return schema
     return register
 

@@ -134,7 +134,8 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
     plugins.workload_spec(cfg["workload"]["name"])      # an unknown name is a config error, here
     rid = run_id(cfg)
     record = RunRecord(run_id=rid, status="failed", config=cfg, workload=cfg["workload"]["name"],
-                       backend=spec.name, backend_label=spec.label(cfg["backend"]))
+                       backend=spec.name, backend_label=spec.label(cfg["backend"]),
+                       backend_traits=spec.traits(cfg["backend"]).to_dict())
     node_gpus = gpus.node_gpus()
     pool = gpus.pool(cfg.get("gpu_pool", "none"))
     cpu_sets = gpus.cpu_sets(pool) if len(pool) > 1 and cfg.get("cpu_pinning", "auto") == "auto" else {}

@@ -280,10 +280,10 @@ def rule_idle(ctx: "Context") -> list[Finding]:
         gap, share, busy, what = idle
         if gap < cfg.idle_min_ms or share < cfg.idle_min_share:
             continue
-        if r.backend.startswith("inductor"):
+        if r.family == "inductor":
             fix = "CUDA graphs (backend mode reduce-overhead or max-autotune) or a larger batch"
-        elif r.backend.startswith("xla"):
-            fix = ("XLA's command buffers (its default) or a larger batch" if r.backend != "xla"
+        elif r.family == "xla":
+            fix = ("XLA's command buffers (its default) or a larger batch" if r.graphs == "none"
                    else "a larger batch or fewer host round trips per step (XLA already "
                         "launches one executable)")
         else:

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from harness.collect.devices import Peaks, lookup_device, peak_dtype
-from harness.describe import (TAG_KEYS, THRESHOLDS, backend_label, between_processes,
-                              gpu_figures, record_flags, variant)
+from harness.describe import (TAG_KEYS, THRESHOLDS, backend_label, backend_traits,
+                              between_processes, gpu_figures, record_flags, variant)
 from harness.errors import InputError
 from harness.record import KNOWN_SCHEMA_VERSIONS, RECORD_NAME
 
@@ -141,6 +141,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     gpu = gpu_figures(record) or {}
     idle = _f(gpu.get("idle_share"))
     flags = record_flags(record)
+    traits = backend_traits(record)
     tflops = _f(thr.get("tflops"))
     gbps = _f(thr.get("gbps_min_bytes"))
     pct_flops = pct_bw = math.nan
@@ -190,6 +191,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "flags": ",".join(flag["code"] for flag in flags),
         "schema_version": record.get("schema_version"),
         "backend_name": record.get("backend", ""),
+        # what the backend configuration is (its declaration, never its label)
+        "family": traits.family, "graphs": traits.graphs, "pair": traits.pair or "",
         "backend_mode": ((record.get("config") or {}).get("backend") or {}).get("mode") or "",
         "device": env.get("gpu_name") or env.get("device") or "",
         "params_json": params_json(params),

@@ -17,8 +17,8 @@ from harness.report.tables import fmt_num, md_escape, md_table
 
 @dataclass(frozen=True)
 class Pair:
-    name: str
-    inductor: str       # backend label (harness.describe.backend_label)
+    name: str           # a backend's declared pair (harness.orchestrator.plugins.Traits.pair)
+    inductor: str       # the label its sides run under in the built-in backends, for the prose
     xla: str
     meaning: str
 
@@ -30,6 +30,13 @@ PAIRS = (
          "each compiler without CUDA graphs: Inductor's default mode, XLA with command "
          "buffers off"),
 )
+SIDES = ("inductor", "xla")     # a side of a pair is the run's declared family
+
+
+def _sides(group: pd.DataFrame, pair: str) -> dict[str, pd.DataFrame]:
+    """The runs of a workload variant that are the sides of `pair`, by their declared traits."""
+    mine = group[group["pair"] == pair]
+    return {side: mine[mine["family"] == side] for side in SIDES}
 
 SIDE_COLUMNS = {"median_ms": "ms", "cv": "cv", "between_cv": "between_cv",
                 "gpu_busy_ms_per_iter": "gpu_ms", "host_gap_ms": "host_gap_ms",
@@ -48,12 +55,11 @@ def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for pair in PAIRS:
         for (w, v), g in ok.groupby(["workload", "variant"], sort=False):
-            sides = {side: g[g["backend"] == label] for side, label in
-                     (("inductor", pair.inductor), ("xla", pair.xla))}
+            sides = _sides(g, pair.name)
             if any(s.empty for s in sides.values()):
                 continue
             row = {"pair": pair.name, "meaning": pair.meaning, "workload": w, "variant": v,
-                   "inductor": pair.inductor, "xla": pair.xla}
+                   "inductor": sides["inductor"].iloc[0]["backend"], "xla": sides["xla"].iloc[0]["backend"]}
             for side, runs in sides.items():
                 first = runs.iloc[0]
                 row.update({f"{side}_{name}": first[col] for col, name in SIDE_COLUMNS.items()})
@@ -68,16 +74,18 @@ def incomplete(summary: pd.DataFrame, listed: int = 3) -> list[str]:
     ok = summary[summary["status"] == "ok"]
     notes = []
     for pair in PAIRS:
+        labels = dict(zip(SIDES, (pair.inductor, pair.xla)))
         lacking: dict[str, list[str]] = {}
         for (w, v), g in ok.groupby(["workload", "variant"], sort=False):
-            have = {pair.inductor, pair.xla} & set(g["backend"])
+            have = {side for side, runs in _sides(g, pair.name).items() if len(runs)}
             if len(have) == 1:
-                (missing,) = {pair.inductor, pair.xla} - have
+                (missing,) = set(SIDES) - have
                 lacking.setdefault(missing, []).append(f"{w} [{v}]")
         for missing, names in lacking.items():
+            (present,) = set(SIDES) - {missing}
             more = f" and {len(names) - listed} more" if len(names) > listed else ""
-            notes.append(f"{pair.name} pair incomplete: no ok {missing} run beside "
-                         f"{({pair.inductor, pair.xla} - {missing}).pop()} on {len(names)} "
+            notes.append(f"{pair.name} pair incomplete: no ok {labels[missing]} run beside "
+                         f"{labels[present]} on {len(names)} "
                          f"variant(s): {', '.join(names[:listed])}{more}")
     return notes
 
