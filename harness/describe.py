@@ -29,6 +29,11 @@ FLAG_CODES = {
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
 
+# Flags that say a run's figures are noisier than its samples show (`host_busy` and `throttled`
+# come from the busy-host and GPU-state work): compare names them beside its verdict, and
+# regressions keeps such a night out of the series it judges.
+NOISE_FLAGS = ("high_cv", "process_spread", "host_busy", "throttled")
+
 
 @dataclass(frozen=True)
 class Thresholds:

@@ -6,7 +6,10 @@
                                            exit 1 when something regressed; 3 when nothing
                                            matched or an ok run of BASE is missing from NEW
                                            (unless --allow-missing); else 0
-    python -m harness.report history SWEEP_DIR [...] [--store results/history]
+    python -m harness.report history SWEEP_DIR [...] [--store results/history] [--night DATE]
+    python -m harness.report regressions STORE [--json] [--since DATE] [--min-effect 0.03]
+                                           changes across the nights of a history store; exit 1
+                                           while a regression is open, else 0
     python -m harness.report explain SWEEP_DIR [...]                 findings, ranked
 
 User mistakes (no records, a corrupt record.json, a record of an unknown schema_version) are
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import InputError, die
 
-COMMANDS = ("compare", "history", "explain")
+COMMANDS = ("compare", "history", "regressions", "explain")
 EXIT_REGRESSED = 1
 EXIT_INCOMPLETE = 3     # 2 is a user mistake (harness.errors)
 
@@ -105,12 +108,61 @@ def _history(argv: list[str]) -> int:
                                             "partitioned by date (idempotent) and plot the trend.")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
     p.add_argument("--store", default=str(DEFAULT_STORE), help=f"default {DEFAULT_STORE}/")
+    p.add_argument("--night", metavar="YYYY-MM-DD",
+                   help="the night these sweeps belong to (scripts/nightly.sh passes its "
+                        "NIGHTLY_DATE); default: the day each record was written (UTC)")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
-    a = append(args.sweeps, args.store, plot=not args.no_plot)
+    from harness.report.regressions import parse_date
+    night = parse_date(args.night, "--night") if args.night is not None else None
+    a = append(args.sweeps, args.store, plot=not args.no_plot, night=night)
     print(f"{a.rows_new} run(s) appended to {a.store}, {a.rows_skipped} already there"
           + (f"; trend: {a.trend}" if a.trend else ""))
     return 0
+
+
+def _regressions(argv: list[str]) -> int:
+    from harness.report.regressions import METHODS, RegressionConfig
+    default = RegressionConfig()
+    p = argparse.ArgumentParser(prog="python -m harness.report regressions",
+                                description="Changes across the nights of a history store, per "
+                                            "workload variant x backend x device: regressions, "
+                                            "improvements and single suspicious nights, with "
+                                            "the night and commit range where each began. Exit "
+                                            "1 while a regression is open (its level is the "
+                                            "latest), else 0; 2 on bad input.")
+    p.add_argument("store", metavar="STORE", help="a store written by `history` "
+                                                  "(<store>/date=YYYY-MM-DD/*.parquet)")
+    p.add_argument("--json", action="store_true", help="a JSON list of changes instead")
+    p.add_argument("--since", metavar="YYYY-MM-DD",
+                   help="only changes that began on or after this night (earlier nights still "
+                        "make the baselines)")
+    p.add_argument("--min-effect", type=float, default=default.min_effect,
+                   help=f"smallest relative change of a level called a change "
+                        f"({default.min_effect:g} = {100 * default.min_effect:g}%%)")
+    p.add_argument("--min-nights", type=int, default=default.min_nights,
+                   help=f"nights a new level must hold to be a regression ({default.min_nights})")
+    p.add_argument("--alpha", type=float, default=default.alpha,
+                   help=f"significance of a change point given the series' noise "
+                        f"({default.alpha:g})")
+    p.add_argument("--method", choices=METHODS, default=default.method,
+                   help="change-point library (otava and e_divisive where installed)")
+    args = p.parse_args(argv)
+    if not (args.min_effect >= 0 and args.min_nights >= 1 and 0 < args.alpha < 1):
+        die("--min-effect must be >= 0 (0.03 = 3%), --min-nights >= 1 and --alpha in (0, 1)")
+    from harness.report.history import read_store
+    from harness.report.regressions import (detect, method_missing, open_regressions, parse_date,
+                                            render_text, to_json)
+    missing = method_missing(args.method)
+    if missing:
+        die(missing)
+    since = parse_date(args.since) if args.since is not None else None
+    history = read_store(Path(args.store), must_exist=True)
+    cfg = RegressionConfig(min_effect=args.min_effect, min_nights=args.min_nights,
+                           alpha=args.alpha, method=args.method)
+    changes = detect(history, cfg, since)
+    print(to_json(changes) if args.json else render_text(changes, history, args.store, cfg, since))
+    return EXIT_REGRESSED if open_regressions(changes) else 0
 
 
 def _explain(argv: list[str]) -> int:
@@ -141,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handler = _report
     if argv and argv[0] in COMMANDS:
-        handler = {"compare": _compare, "history": _history, "explain": _explain}[argv.pop(0)]
+        handler = {"compare": _compare, "history": _history, "regressions": _regressions,
+                   "explain": _explain}[argv.pop(0)]
     try:
         code = handler(argv)
         sys.stdout.flush()
