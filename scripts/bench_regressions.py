@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.report.regressions import REGRESSION, SUSPICIOUS, RegressionConfig, detect  # noqa: E402
 
 MODULES = {"ruptures": "ruptures", "otava": "otava", "e_divisive": "signal_processing_algorithms"}
-DEFAULT_ALPHAS = {"ruptures": "0.002,0.005,0.01", "otava": "0.001,0.002,0.005",
-                  "e_divisive": "0.02,0.05"}
+DEFAULT_ALPHAS = {"ruptures": "0.001,0.002,0.005,0.02", "otava": "0.001,0.002,0.005",
+                  "e_divisive": "0.01,0.02,0.05"}
 PROCESSES = 3
 SD_MEDIAN_OF_3 = 0.6698     # sd of the median of 3 standard normals
 

@@ -1,7 +1,7 @@
 """Reports from sweep directories.
 
     python -m harness.report SWEEP_DIR [SWEEP_DIR...] [--out DIR]   tables + plots + report.md
-    python -m harness.report compare BASE NEW [--threshold 0.05] [--k 3] [--out FILE]
+    python -m harness.report compare BASE NEW [--threshold 0.05] [--alpha 0.05] [--out FILE]
                                            [--allow-missing]
                                            exit 1 when something regressed; 3 when nothing
                                            matched or an ok run of BASE is missing from NEW
@@ -56,7 +56,8 @@ def _report(argv: list[str]) -> int:
 def _compare(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.report compare",
                                 description="Per matching run, NEW/BASE of the median with a "
-                                            "noise-aware verdict, and whether the kernels or the "
+                                            "verdict from a rank test and a minimum effect, and "
+                                            "whether the kernels or the "
                                             "host changed. Exit 1 if anything regressed, 3 if "
                                             "nothing matched or an ok run of BASE is missing "
                                             "from NEW.")
@@ -64,21 +65,22 @@ def _compare(argv: list[str]) -> int:
     p.add_argument("new", metavar="NEW")
     p.add_argument("--threshold", type=float, default=0.05,
                    help="smallest relative change counted (0.05 = 5%%)")
-    p.add_argument("--k", type=float, default=3.0,
-                   help="a change must also exceed k x sqrt(noise_base^2 + noise_new^2), noise "
-                        "being the between-process CV where several processes ran, else the "
-                        "within-process CV (3)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="a change must also pass a one-sided Mann-Whitney U test at this level, "
+                        "on the samples (every process of NEW beyond every process of BASE where "
+                        "processes ran) or on the process medians where enough ran (0.05)")
     p.add_argument("--out", help="also write the Markdown here (and FILE.csv beside it)")
     p.add_argument("--allow-missing", action="store_true",
                    help="accept on purpose that nothing matched or that ok runs of BASE are "
                         "missing from NEW (still listed); exit 0 unless something regressed")
     args = p.parse_args(argv)
-    if args.threshold < 0 or args.k < 0:
-        die("--threshold and --k must be non-negative")
+    if not (args.threshold >= 0 and 0 < args.alpha < 1):
+        die("--threshold must be >= 0 (0.05 = 5%) and --alpha in (0, 1), e.g. 0.05")
     from harness.report.compare import (CompareConfig, compare, incomplete_reason,
                                         render_markdown)
     from harness.report.load import load
-    c = compare(load([args.base]), load([args.new]), CompareConfig(args.threshold, args.k))
+    c = compare(load([args.base]), load([args.new]),
+                CompareConfig(threshold=args.threshold, alpha=args.alpha))
     md = render_markdown(c, args.base, args.new, args.allow_missing)
     code = (EXIT_REGRESSED if c.regressed else
             EXIT_INCOMPLETE if c.incomplete and not args.allow_missing else 0)

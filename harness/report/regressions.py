@@ -13,9 +13,10 @@ figure (`night_series`). How a change is found (docs/DESIGN.md, "Regressions acr
    spread of its nights around their segments, never taken below what the nights' own fresh
    processes spread) and the degrees of freedom that noise was estimated from.
 3. Segments of at least `min_nights` nights are levels, shorter ones excursions. Neighbouring
-   levels closer than `min_effect` are merged, weakest first (Otava's merge step).
+   levels closer than `min_effect`, or than `noise_k` x the series' noise between nights, are
+   merged, weakest first (Otava's merge step).
 4. A level slower than the level before it is a regression, a faster one an improvement; an
-   excursion beyond `min_effect` (one slow night) is suspicious. A change is open while its level
+   excursion beyond that (one slow night) is suspicious. A change is open while its level
    is the series' latest.
 
 Otava (`apache-otava`) and MongoDB's E-divisive (`signal-processing-algorithms`) can replace
@@ -54,6 +55,10 @@ NIGHT_COLUMNS = [*SERIES, "date", "median_ms", "between_min_ms", "between_max_ms
 @dataclass(frozen=True)
 class RegressionConfig:
     min_effect: float = 0.03    # smallest relative change of a level ever called a change
+    # ... and it must exceed this many times the series' own noise between nights (the sd of a
+    # night's log median around its level): a change smaller than one night's scatter is not
+    # one, however many nights it holds
+    noise_k: float = 2.0
     min_nights: int = 2         # nights a new level must hold to be a regression / improvement
     # Significance of a change point (two-sided t-test of the segments' means given the series'
     # noise): 14 nights of 2% noise raise a false alarm in <= 1% of series at this value
@@ -66,8 +71,10 @@ class RegressionConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method {self.method!r}: expected one of {', '.join(METHODS)}")
-        if not (self.min_effect >= 0 and self.min_nights >= 1 and 0 < self.alpha < 1):
-            raise ValueError("min_effect >= 0, min_nights >= 1 and 0 < alpha < 1 expected")
+        if not (self.min_effect >= 0 and self.min_nights >= 1 and 0 < self.alpha < 1
+                and self.noise_k >= 0):
+            raise ValueError("min_effect >= 0, min_nights >= 1, 0 < alpha < 1 and noise_k >= 0 "
+                             "expected")
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ class Fit:
     """A series' usable nights cut into levels and excursions, in night order."""
     segments: list[Segment] = field(default_factory=list)
     noise: float = math.nan         # sd of log(median) between nights
+    threshold: float = 0.0          # smallest relative change that counts: min_effect, noise_k x noise
 
 
 # --------------------------------------------------------------------------- night series
@@ -295,14 +303,14 @@ def _noise_of(y: np.ndarray, starts: list[int], floor: Noise) -> float:
 SEGMENTERS = {"ruptures": _ruptures, "otava": _otava, "e_divisive": _e_divisive}
 
 
-def _merge_levels(levels: list[Segment], y: np.ndarray, min_effect: float) -> list[Segment]:
-    """Neighbouring levels closer than min_effect become one, the closest pair first, the
+def _merge_levels(levels: list[Segment], y: np.ndarray, threshold: float) -> list[Segment]:
+    """Neighbouring levels closer than `threshold` become one, the closest pair first, the
     merged level's median recomputed before the next pair is judged."""
     levels = list(levels)
     while len(levels) > 1:
         gaps = [abs(math.expm1(b.median - a.median)) for a, b in zip(levels, levels[1:])]
         i = int(np.argmin(gaps))
-        if gaps[i] >= min_effect:
+        if gaps[i] >= threshold:
             break
         nights = levels[i].nights + levels[i + 1].nights
         levels[i:i + 2] = [Segment("level", nights, float(np.median(y[nights])))]
@@ -321,7 +329,8 @@ def fit(y: np.ndarray, measured: Noise | None = None,
     bounds = [0, *starts, n]
     segments = [Segment("level" if b - a >= cfg.min_nights else "excursion", list(range(a, b)),
                         float(np.median(y[a:b]))) for a, b in zip(bounds, bounds[1:])]
-    levels = _merge_levels([s for s in segments if s.kind == "level"], y, cfg.min_effect)
+    threshold = max(cfg.min_effect, math.expm1(cfg.noise_k * noise))
+    levels = _merge_levels([s for s in segments if s.kind == "level"], y, threshold)
     merged = {i: lvl for lvl in levels for i in lvl.nights}
     out: list[Segment] = []
     for s in segments:          # back into night order: a merged level where its first night is
@@ -330,7 +339,7 @@ def fit(y: np.ndarray, measured: Noise | None = None,
         elif merged[s.nights[0]] not in out:
             out.append(merged[s.nights[0]])
     out.sort(key=lambda s: s.nights[0])
-    return Fit(out, noise)
+    return Fit(out, noise, threshold)
 
 
 def change_points(values: Sequence[float], cfg: RegressionConfig = RegressionConfig(),
@@ -348,7 +357,7 @@ def change_points(values: Sequence[float], cfg: RegressionConfig = RegressionCon
     f = fit(y, measured_noise(noise, np.full(len(noise), 2.0)), cfg)
     level_of = {}
     for s in f.segments:
-        if s.kind == "level" or abs(math.expm1(s.median - _reference(f, s).median)) >= cfg.min_effect:
+        if s.kind == "level" or abs(math.expm1(s.median - _reference(f, s).median)) >= f.threshold:
             level_of.update({i: id(s) for i in s.nights})
         else:                    # an excursion within min_effect is drawn as its level
             level_of.update({i: id(_reference(f, s)) for i in s.nights})
@@ -426,7 +435,7 @@ def series_changes(nights: pd.DataFrame, cfg: RegressionConfig = RegressionConfi
         if s.kind != "excursion" or ref.nights[0] >= s.nights[0]:
             continue            # a level, or an excursion with no level before it
         before = [i for i in ref.nights if i < s.nights[0]]
-        if abs(math.expm1(s.median - float(np.median(y[before])))) >= cfg.min_effect:
+        if abs(math.expm1(s.median - float(np.median(y[before])))) >= f.threshold:
             changes.append(_change(nights, use, Segment("level", before), s, SUSPICIOUS,
                                    s.nights[-1] == len(use) - 1, f.noise))
     return changes
