@@ -1,7 +1,7 @@
 """How often `regressions` cries wolf, and how soon it sees a real step: the figures behind
 RegressionConfig's defaults and the choice of change-point library (docs/DESIGN.md).
 
-    python scripts/bench_regressions.py                      # ruptures, and Otava / E-divisive where installed
+    python scripts/bench_regressions.py              # ruptures; Otava, E-divisive where installed
     python scripts/bench_regressions.py --methods ruptures --alphas 0.002,0.005,0.01
 
 Synthetic nights go through the real `detect` (night series, unusable nights, merge, kinds):
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.report.regressions import REGRESSION, SUSPICIOUS, RegressionConfig, detect  # noqa: E402
 
 MODULES = {"ruptures": "ruptures", "otava": "otava", "e_divisive": "signal_processing_algorithms"}
-DEFAULT_ALPHAS = {"ruptures": "0.001,0.002,0.005,0.02", "otava": "0.001,0.002,0.005",
+DEFAULT_ALPHAS = {"ruptures": "0.02,0.03,0.05,0.1", "otava": "0.001,0.002,0.005",
                   "e_divisive": "0.01,0.02,0.05"}
 PROCESSES = 3
 SD_MEDIAN_OF_3 = 0.6698     # sd of the median of 3 standard normals
@@ -102,11 +102,14 @@ def main() -> int:
     p.add_argument("--methods", default="ruptures,otava,e_divisive")
     p.add_argument("--alphas", help="comma-separated, for every method (default: per method)")
     p.add_argument("--models", default="processes,nights")
+    p.add_argument("--noise-k", type=float, default=RegressionConfig().noise_k,
+                   help="a change must exceed this many times the series' noise")
     args = p.parse_args()
     default = RegressionConfig()
     print(f"{args.series} series x {args.nights} nights, noise {100 * args.cv:g}% of the night's "
           f"median; step +{100 * args.step:g}% from night {args.at}; min_effect "
-          f"{100 * default.min_effect:g}%, min_nights {default.min_nights}; default: "
+          f"{100 * default.min_effect:g}%, min_nights {default.min_nights}, noise_k "
+          f"{args.noise_k:g}; default: "
           f"{default.method} alpha {default.alpha:g}\n")
     head = (f"{'method':<11}{'alpha':>7} {'noise':<10}{'FA':>6}{'FA any night':>13}"
             f"{'suspicious':>11}{'delay median':>13}{'<=3 nights':>11}{'never':>7}"
@@ -118,7 +121,7 @@ def main() -> int:
             print(f"{method:<11} not installed (pip install --no-deps ...: see this script's doc)")
             continue
         for alpha in map(float, (args.alphas or DEFAULT_ALPHAS[method]).split(",")):
-            cfg = RegressionConfig(method=method, alpha=alpha)
+            cfg = RegressionConfig(method=method, alpha=alpha, noise_k=args.noise_k)
             for model in args.models.split(","):
                 t0 = time.perf_counter()
                 fa = false_alarms(cfg, args, model)

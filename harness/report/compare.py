@@ -114,7 +114,8 @@ def samples_of(record: dict[str, Any] | None) -> list[list[float]]:
     timing = (record or {}).get("timing") or {}
     processes = timing.get("processes")
     if isinstance(processes, list) and processes:
-        per = [[float(x) for x in (p or {}).get("samples_ms") or [] if finite(x)] for p in processes]
+        per = [[float(x) for x in (p or {}).get("samples_ms") or [] if finite(x)]
+               for p in processes]
         if all(per):
             return per
     pooled = [float(x) for x in timing.get("samples_ms") or [] if finite(x)]
@@ -360,7 +361,8 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
                                  for a, b in zip(t["base_host_gap_ms"], t["new_host_gap_ms"])],
         "GPU Δ %": signed(t["gpu_change_pct"]), "host Δ %": signed(t["host_change_pct"]),
         "verdict": [(f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v)
-                    + (f" (flagged: {f})" if f else "") for v, f in zip(t["verdict"], t["flagged"])],
+                    + (f" (flagged: {f})" if f else "")
+                    for v, f in zip(t["verdict"], t["flagged"])],
         "cause": t["cause"],
         "status": [s if s == ns else f"{s} → {ns}" for s, ns in zip(t["base_status"],
                                                                      t["new_status"])],

@@ -9,9 +9,10 @@ figure (`night_series`). How a change is found (docs/DESIGN.md, "Regressions acr
    the timed window). The others stay in the night series, marked, and each change says how many
    of them fell inside it; they never move a level or a change point.
 2. Change points of log(median) by ruptures' PELT with an L2 cost: a split stands when the
-   segments' means differ by more than a t-test at `alpha` allows, given the series' noise (the
-   spread of its nights around their segments, never taken below what the nights' own fresh
-   processes spread) and the degrees of freedom that noise was estimated from.
+   segments' means differ by more than a t-test allows at `alpha` shared among the series'
+   possible change points, given the series' noise (the spread of its nights around their
+   segments, never taken below what the nights' own fresh processes spread) and the degrees
+   of freedom that noise was estimated from.
 3. Segments of at least `min_nights` nights are levels, shorter ones excursions. Neighbouring
    levels closer than `min_effect`, or than `noise_k` x the series' noise between nights, are
    merged, weakest first (Otava's merge step).
@@ -38,7 +39,8 @@ import pandas as pd
 from harness.describe import NOISE_FLAGS
 from harness.errors import InputError
 
-SERIES = ("workload", "variant", "backend", "device")   # one series = workload variant x backend label x device
+# One series = workload variant x backend label x device.
+SERIES = ("workload", "variant", "backend", "device")
 REGRESSION, IMPROVEMENT, SUSPICIOUS = "regression", "improvement", "suspicious"
 KINDS = (REGRESSION, IMPROVEMENT, SUSPICIOUS)
 # A night carrying one of these measured something else than the series' figure: a noisy or
@@ -56,14 +58,15 @@ NIGHT_COLUMNS = [*SERIES, "date", "median_ms", "between_min_ms", "between_max_ms
 class RegressionConfig:
     min_effect: float = 0.03    # smallest relative change of a level ever called a change
     # ... and it must exceed this many times the series' own noise between nights (the sd of a
-    # night's log median around its level): a change smaller than one night's scatter is not
-    # one, however many nights it holds
-    noise_k: float = 2.0
+    # night's log median around its level): a change within one night's scatter is not one,
+    # however many nights it holds (2 x measured no fewer false alarms, and found fewer steps)
+    noise_k: float = 1.0
     min_nights: int = 2         # nights a new level must hold to be a regression / improvement
-    # Significance of a change point (two-sided t-test of the segments' means given the series'
-    # noise): 14 nights of 2% noise raise a false alarm in <= 1% of series at this value
-    # (scripts/bench_regressions.py).
-    alpha: float = 0.005
+    # Chance that a series of pure noise shows a change point (two-sided t-tests of the
+    # segments' means given the series' noise, Bonferroni over its n - 1 places): 14 nights of
+    # 2% noise gave a false alarm in 0.5% of 1000 series at this value, 1.2% at 0.05
+    # (scripts/bench_regressions.py, docs/DESIGN.md).
+    alpha: float = 0.03
     method: str = "ruptures"    # one of METHODS
     noise_floor: float = 0.002  # the noise (sd of log median) is never taken below 0.2%
     permutations: int = 100     # e_divisive's permutation test
@@ -97,7 +100,8 @@ class Change:
     last_date_before: str | None = None   # the last night at the level before
     latest_date: str = ""           # the series' latest night (usable or not)
     nights_before: int = 0          # usable nights at the level before
-    nights_excluded: int = 0        # nights not judged (failed, flagged) from the level before on
+    nights_excluded: int = 0        # nights not judged (failed, flagged) after the level before,
+                                    # up to the new level's last night
     noise_pct: float = math.nan     # the series' noise between nights (sd of log median, %)
 
     def as_dict(self) -> dict[str, Any]:
@@ -116,7 +120,7 @@ class Fit:
     """A series' usable nights cut into levels and excursions, in night order."""
     segments: list[Segment] = field(default_factory=list)
     noise: float = math.nan         # sd of log(median) between nights
-    threshold: float = 0.0          # smallest relative change that counts: min_effect, noise_k x noise
+    threshold: float = 0.0          # smallest change that counts: min_effect, noise_k x noise
 
 
 # --------------------------------------------------------------------------- night series
@@ -185,11 +189,14 @@ def night_series(history: pd.DataFrame) -> pd.DataFrame:
     latest ok run is the night's figure, else the latest run; `runs` says how many there were.
     The latest, because a re-run on the same night is a retry or a fix of the one before it;
     never a mean, which would mix two commits or a failure into one figure."""
-    missing = [c for c in (*SERIES, "date", "status", "median_ms") if c not in history.columns]
+    missing = [c for c in ("workload", "variant", "backend", "date", "status", "median_ms")
+               if c not in history.columns]
     if missing:
         raise InputError(f"history: missing column(s) {', '.join(missing)} (expected rows of a "
                          "store written by `python -m harness.report history`)")
     h = history.copy()
+    if "device" not in h.columns:       # rows written before the summary named the device
+        h["device"] = ""
     h["date"] = _dates(h["date"])
     for col in ("between_min_ms", "between_max_ms", "cv", "between_cv", "processes",
                 "gpu_busy_ms_per_iter", "host_gap_ms"):
@@ -248,12 +255,14 @@ def _residual_sd(y: np.ndarray, starts: list[int]) -> tuple[float, int]:
 def _pelt(y: np.ndarray, noise: float, df: int, alpha: float) -> list[int]:
     """PELT on an L2 cost: a split of one segment into n1 and n2 nights lowers the cost by
     n1 n2 / (n1 + n2) x (mean difference)^2, so a penalty of (t quantile x noise)^2 keeps
-    exactly the splits a t-test at `alpha` would. ruptures' KernelCPD with a linear kernel is
-    its L2 cost in C: the same change points as `Pelt(model="l2")`, 100x faster (measured on
-    200 series of 14 nights)."""
+    exactly the splits a two-sided t-test would keep. The test's level is `alpha` shared among
+    the series' n - 1 places a change could start (Bonferroni): a series of pure noise shows a
+    change with chance <= alpha however many nights it has. ruptures' KernelCPD with a linear
+    kernel is its L2 cost in C: the same change points as `Pelt(model="l2")`, 100x faster
+    (measured on 200 series of 14 nights)."""
     import ruptures
     from scipy import stats
-    q = float(stats.t.isf(alpha / 2.0, max(df, 1)))
+    q = float(stats.t.isf(alpha / 2.0 / max(len(y) - 1, 1), max(df, 1)))
     algo = ruptures.KernelCPD(kernel="linear", min_size=1, jump=1).fit(y.reshape(-1, 1))
     return [int(b) for b in algo.predict(pen=(q * noise) ** 2) if b < len(y)]
 
@@ -400,7 +409,8 @@ def _change(nights: pd.DataFrame, use: pd.DataFrame, before: Segment, after: Seg
     b, a = use.iloc[before.nights], use.iloc[after.nights]
     mb, ma = float(b["median_ms"].median()), float(a["median_ms"].median())
     first, last_before = a.iloc[0], b.iloc[-1]
-    between = nights[(nights["date"] > last_before["date"]) & (nights["date"] <= a.iloc[-1]["date"])]
+    between = nights[(nights["date"] > last_before["date"])
+                     & (nights["date"] <= a.iloc[-1]["date"])]
     key = use.iloc[0]
     return Change(
         workload=key["workload"], variant=key["variant"], backend=key["backend"],
@@ -414,7 +424,8 @@ def _change(nights: pd.DataFrame, use: pd.DataFrame, before: Segment, after: Seg
         noise_pct=100.0 * noise)
 
 
-def series_changes(nights: pd.DataFrame, cfg: RegressionConfig = RegressionConfig()) -> list[Change]:
+def series_changes(nights: pd.DataFrame,
+                   cfg: RegressionConfig = RegressionConfig()) -> list[Change]:
     """The changes of one series (its night_series rows, in night order)."""
     nights = nights.reset_index(drop=True)
     use = nights[nights["usable"]].reset_index(drop=True)
