@@ -5,7 +5,7 @@ from harness.orchestrator.config import BackendConfig
 from harness.orchestrator import plugins
 
 
-@plugins.backend("eager", module="backends.eager.backend", packages=("torch",))
+@plugins.backend("eager", module="backends.eager.backend", packages=("torch",), preload=("torch",))
 @dataclass
 class EagerConfig(BackendConfig):
     pass

@@ -83,10 +83,10 @@ def app(cfg: DictConfig) -> None:
     if record.reason.startswith("interrupted:"):
         raise SystemExit(f"{record.reason}; failed record written to {run_dir}")
     if not multirun and record.status == "failed":
-        code = 2 if record.reason.startswith("config error: ") else 1
-        if code == 2:
-            print(f"error: {record.reason[len('config error: '):]}", file=sys.stderr)
-        raise SystemExit(code)
+        if record.config_error:
+            print(f"error: {record.config_error['key']}: {record.config_error['message']}", file=sys.stderr)
+            raise SystemExit(2)
+        raise SystemExit(1)
 
 
 def main() -> None:

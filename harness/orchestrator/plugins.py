@@ -50,6 +50,10 @@ class BackendSpec:
     env: Mapping[str, str] = field(default_factory=dict)             # set for the worker if unset
     packages: tuple[str, ...] = ()                      # versions recorded with every run
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # option -> overrides
+    # What the fork server imports before it forks this backend's workers (bench.isolation=forkserver):
+    # modules that cost seconds to import and initialise no device (no CUDA context, no JAX
+    # backend). Backends with the same set share a server; a different set gets its own.
+    preload: tuple[str, ...] = ()
 
 
 _WORKLOADS: dict[str, WorkloadSpec] = {}
@@ -74,10 +78,11 @@ def workload(name: str, *, build: str) -> Callable[[type], type]:
 
 def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str] | None = None,
             compile_cache: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-            packages: tuple[str, ...] = (), variants: Mapping[str, Mapping[str, Any]] | None = None
-            ) -> Callable[[type], type]:
+            packages: tuple[str, ...] = (), variants: Mapping[str, Mapping[str, Any]] | None = None,
+            preload: tuple[str, ...] = ()) -> Callable[[type], type]:
     """Register a backend: its config schema (this class), its module, how tables name a
-    configuration of it, the compile caches it writes and its named variants."""
+    configuration of it, the compile caches it writes, its named variants and what its fork
+    server imports before forking."""
     def register(schema: type) -> type:
         _require_dataclass(schema, name)
         known = {f.name for f in dataclasses.fields(schema)}
@@ -88,7 +93,7 @@ def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str]
                                 f"not in {schema.__name__}")
         _BACKENDS[name] = BackendSpec(name, schema, module, label or (lambda cfg: name),
                                       dict(compile_cache or {}), dict(env or {}), tuple(packages),
-                                      dict(variants or {}))
+                                      dict(variants or {}), tuple(preload))
         return schema
     return register
 
