@@ -28,13 +28,14 @@ def test_sweep_eager_and_inductor_gives_two_ok_records(sweep_dir):
     assert "fp8_linear[fwd,tensorwise,cpu_small]" in proc.stdout
 
 
-def test_faults_cost_one_row_each(sweep_dir):
+@pytest.mark.parametrize("isolation", ["forkserver", "spawn"])
+def test_faults_cost_one_row_each(isolation, sweep_dir):
     proc = run_harness("-m", "workload=faulty", "workload.fault=none,crash,segfault,wrong,raise",
-                       "backend=eager", "bench=quick", f"hydra.sweep.dir={sweep_dir}")
+                       "backend=eager", "bench=quick", f"bench.isolation={isolation}", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr
     # the hang alone, with a limit short enough for a test and long enough for a loaded machine
     proc = run_harness("-m", "workload=faulty", "workload.fault=hang", "backend=eager", "bench=quick",
-                       "bench.timeout_s=30", f"hydra.sweep.dir={sweep_dir}")
+                       "bench.timeout_s=30", f"bench.isolation={isolation}", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr
     by_fault = {r["config"]["workload"]["fault"]: r for r in records(sweep_dir)}
     assert len(by_fault) == 6
