@@ -36,8 +36,12 @@ def harness(*overrides: str) -> float:
     return time.perf_counter() - start
 
 
+def records(root: Path) -> list[dict]:
+    return sorted((json.loads(p.read_text()) for p in root.rglob("record.json")), key=lambda r: r["started_at"])
+
+
 def work_s(root: Path) -> list[float]:
-    return [json.loads(p.read_text())["work_s"] for p in sorted(root.rglob("record.json"))]
+    return [r["work_s"] for r in records(root)]
 
 
 def one_run(out: Path, isolation: str) -> tuple[float, float]:
@@ -46,13 +50,25 @@ def one_run(out: Path, isolation: str) -> tuple[float, float]:
     return wall, wall - sum(work_s(out))
 
 
-def sweep(out: Path, isolation: str) -> tuple[float, float]:
-    """(wall, overhead per run) of an 8-run sweep."""
+def sweep(out: Path, isolation: str) -> tuple[float, float, dict[str, float]]:
+    """(wall, overhead per run, where the overhead went) of an 8-run sweep."""
     seeds = ",".join(map(str, range(SWEEP_RUNS)))
+    started = time.time()
     wall = harness("-m", *TRIVIAL, f"seed={seeds}", f"bench.isolation={isolation}", f"hydra.sweep.dir={out}")
-    works = work_s(out)
-    assert len(works) == SWEEP_RUNS, f"{len(works)} records in {out}"
-    return wall, (wall - sum(works)) / SWEEP_RUNS
+    recs = records(out)
+    assert len(recs) == SWEEP_RUNS, f"{len(recs)} records in {out}"
+    worker_overheads = [r["wall_s"] - r["work_s"] for r in recs]
+    parts = {
+        # the orchestrator's start: Python, Hydra, the plugins, Hydra's check of the 8 configs
+        "command start to first worker start": recs[0]["started_at"] - started,
+        "first worker: start to exit, minus work_s": worker_overheads[0],
+        "each later worker: start to exit, minus work_s": statistics.median(worker_overheads[1:]),
+        # Hydra's job (compose, .hydra files, logging), the lock, the GPU pool, the record
+        "between two workers (orchestrator, Hydra)": statistics.median(
+            b["started_at"] - a["finished_at"] for a, b in zip(recs, recs[1:])),
+        "last worker's exit to command exit": started + wall - recs[-1]["finished_at"],
+    }
+    return wall, (wall - sum(r["work_s"] for r in recs)) / SWEEP_RUNS, parts
 
 
 def bare_imports() -> float:
@@ -93,9 +109,14 @@ def main() -> None:
     for name, figure in rows:
         print(f"| {name:<46} | {figure('spawn'):>8.2f} | {figure('forkserver'):>10.2f} |")
     bare_s = statistics.median(bare)
-    print(f"| {f'{SWEEP_RUNS} x python -c \"import torch\" (s)':<46} | {bare_s:>8.2f} | {bare_s:>10.2f} |")
+    bare_name = f'{SWEEP_RUNS} x python -c "import torch" (s)'
+    print(f"| {bare_name:<46} | {bare_s:>8.2f} | {bare_s:>10.2f} |")
     print(f"| {f'{SWEEP_RUNS}-run sweep / {SWEEP_RUNS} bare imports':<46} | "
           f"{med(sweeps['spawn'], 0) / bare_s:>8.2f} | {med(sweeps['forkserver'], 0) / bare_s:>10.2f} |")
+    print(f"| {f'where a {SWEEP_RUNS}-run sweep spends its overhead (s):':<46} | {'':>8} | {'':>10} |")
+    for part in sweeps["spawn"][0][2]:
+        print(f"| {'  ' + part:<46} | {statistics.median(row[2][part] for row in sweeps['spawn']):>8.2f} | "
+              f"{statistics.median(row[2][part] for row in sweeps['forkserver']):>10.2f} |")
     print("goal: overhead per run in a sweep <= 1.0 s")
 
 

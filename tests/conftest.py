@@ -127,7 +127,11 @@ class ProcessWatch:
 
     def _run(self) -> None:
         while self.proc.poll() is None:
-            self.seen = {**self.seen, **process_tree(self.proc.pid)}    # readers keep a whole one
+            seen = dict(self.seen)
+            for pid, (ppid, cmd) in process_tree(self.proc.pid).items():
+                if cmd or pid not in seen:      # an exiting process reads as an empty command line
+                    seen[pid] = (ppid, cmd)
+            self.seen = seen                    # replaced whole: readers keep a consistent one
             time.sleep(0.1)
 
     def servers(self) -> list[int]:

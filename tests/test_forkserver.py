@@ -42,7 +42,7 @@ def servers():
 
 
 def test_every_server_starts_no_device_and_one_thread(servers):
-    assert {("torch",), ("torch", "jax")} <= set(servers)
+    assert any("jax" in preload for preload in servers) and any("torch._inductor.compile_fx" in p for p in servers)
     for preload, server in servers.items():
         state = server.state()
         assert state["pid"] == server.proc.pid
@@ -56,7 +56,7 @@ def test_every_server_starts_no_device_and_one_thread(servers):
 
 
 def test_a_run_leaves_the_server_as_it_was(servers, tmp_path):
-    server = servers[("torch",)]
+    server = servers[plugins.backend_spec("eager").preload]
     before = server.state()
     cfg = {"workload": {"name": "faulty", "fault": "none", "size": 32, "preset": "auto", "mode": "fwd",
                         "dtype": None, "min_sqnr_db": None},

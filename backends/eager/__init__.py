@@ -5,7 +5,7 @@ from harness.orchestrator.config import BackendConfig
 from harness.orchestrator import plugins
 
 
-@plugins.backend("eager", module="backends.eager.backend", packages=("torch",), preload=("torch",))
+@plugins.backend("eager", module="backends.eager.backend", packages=("torch",), preload=("torch", "backends.eager.backend"))
 @dataclass
 class EagerConfig(BackendConfig):
     pass

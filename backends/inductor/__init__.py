@@ -16,7 +16,7 @@ GRAPH_MODES = ("reduce-overhead", "max-autotune")     # the modes that capture C
 CACHE_SUBDIR = "inductor"     # Inductor's cache (FX graphs, output code) under the run's compile cache
 # What its fork server imports before forking a worker: Dynamo and Inductor cost 3-4 s on top of
 # torch's 2 s on a 2-core machine; none of them touches CUDA.
-PRELOAD = ("torch", "torch._dynamo", "torch._inductor.compile_fx")
+PRELOAD = ("torch", "torch._dynamo", "torch._inductor.compile_fx", "backends.inductor.backend")
 
 
 def label(cfg: Mapping[str, Any]) -> str:

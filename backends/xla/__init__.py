@@ -35,7 +35,7 @@ def label(cfg: Mapping[str, Any]) -> str:
          packages=("jax", "jaxlib", "torchax", "torch"),
          # Not torchax: importing it before the backend's eager run breaks torch's CUDA autograd
          # (backend.channels_last_outputs), and no JAX backend may start in the server.
-         preload=("torch", "jax"),
+         preload=("torch", "jax", "backends.xla.backend"),
          variants={"xla_no_cmdbuf": {"command_buffers": False}})
 @dataclass
 class XlaConfig(BackendConfig):

@@ -89,11 +89,22 @@ def app(cfg: DictConfig) -> None:
         raise SystemExit(1)
 
 
+def _start_servers(argv: list[str]) -> None:
+    """The fork servers of the backends the command line names start in the background now,
+    not when the first run asks (a backend from an experiment or the defaults starts then)."""
+    if "bench.isolation=spawn" in argv:
+        return
+    from harness.orchestrator import forkserver
+    named = [a.split("=", 1)[1] for a in argv if a.startswith("backend=") and not any(ch in a for ch in "()[]$")]
+    forkserver.start_early([option for values in named for option in values.split(",")])
+
+
 def main() -> None:
     argv = sys.argv[1:]
     _check_group_choices(argv)
     if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in argv):
         _check_output(argv)
+        _start_servers(argv)
     app()
 
 

@@ -94,7 +94,7 @@ class ForkServer:
         # Its own session: a Ctrl-C in the terminal goes to the orchestrator, which stops the run.
         self.proc = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, str(theirs.fileno()), str(os.getpid()),
                                       *preload], pass_fds=(theirs.fileno(),), cwd=REPO_ROOT, env=env,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
         self.control = ours
         self.ready: dict[str, Any] | None = None
@@ -163,6 +163,17 @@ def server_for(preload: tuple[str, ...]) -> ForkServer:
         if server is None or not server.alive():
             server = _servers[preload] = ForkServer(preload)
         return server
+
+
+def start_early(backend_options: list[str]) -> None:
+    """Start the servers of the backend options a command line names (`backend=eager,inductor`)
+    now, before Hydra composes anything: their imports (seconds) overlap the orchestrator's own
+    start and Hydra's checks of the sweep's configs. The runs find them by preload set."""
+    from harness.orchestrator import plugins
+    preload_of = {option: spec.preload for spec in plugins.backends().values()
+                  for option in (spec.name, *spec.variants)}
+    for preload in dict.fromkeys(preload_of[o] for o in backend_options if o in preload_of):
+        server_for(preload)
 
 
 @atexit.register

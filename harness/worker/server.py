@@ -39,9 +39,11 @@ from harness.protocol import receive_message, send_message
 
 PR_SET_PDEATHSIG = 1
 # Imported by every server: the worker's own modules (the measurement, its timing and
-# collectors; the collectors import pandas: ~1 s).
+# collectors; the collectors import pandas: ~1 s) and what each run imports on its way
+# (numpy.random: the seed).
 WORKER_MODULES = ("harness.worker.measure", "harness.worker.timing", "harness.worker.environment",
-                  "harness.worker.numerics", "harness.worker.generate", "harness.worker.run_tables")
+                  "harness.worker.numerics", "harness.worker.generate", "harness.worker.run_tables",
+                  "harness.orchestrator.plugins", "numpy.random")
 
 
 class Stop(BaseException):
@@ -92,6 +94,17 @@ def preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
             done.append(name)
         except Exception as e:   # noqa: BLE001: reported in `state`, raised again in the worker
             failed[name] = f"{type(e).__name__}: {e}"
+    # What every run did first, once here (measured on the loaded 2-core machine): the plugins'
+    # discovery (their schemas import Hydra; entry points scan every installed package), 1.3 s
+    # a run; the caches an environment capture fills (package metadata, platform), 0.1 s a run.
+    # Neither starts a device; the orchestrator discovered the same plugins when it started.
+    try:
+        from harness.orchestrator import plugins
+        from harness.worker import environment
+        plugins.discover()
+        environment.capture("cpu")
+    except Exception as e:      # noqa: BLE001: the worker meets it again and fails with it
+        failed["discovery"] = f"{type(e).__name__}: {e}"
     return done, failed
 
 
@@ -125,9 +138,16 @@ class Server:
                 reply(sock, state(self.preloaded, self.failed))
             return
         output, result, lifeline, reply_fd = fds
+        sock = socket.socket(fileno=reply_fd)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:        # no memory or no process left: this run fails, the server stays
+            reply(sock, {"error": f"fork failed: {e.strerror or e}"})
+            for fd in (output, result, lifeline, sock.detach()):
+                os.close(fd)
+            return
         if pid == 0:
             code = 70       # EX_SOFTWARE: the child's setup failed
             try:
@@ -140,7 +160,6 @@ class Server:
                 os._exit(code)
         for fd in (output, result, lifeline):
             os.close(fd)
-        sock = socket.socket(fileno=reply_fd)
         self.children[pid] = sock
         reply(sock, {"pid": pid})
 
@@ -208,19 +227,23 @@ def child(message: dict[str, Any], output: int, result: int, lifeline: int, serv
 
 def main(argv: list[str]) -> int:
     control_fd, orchestrator_pid, modules = int(argv[0]), int(argv[1]), argv[2:]
-    _prctl_pdeathsig(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _stop)
-    if os.getppid() != orchestrator_pid:            # the orchestrator died before the line above
-        return 1
-    control = socket.socket(fileno=control_fd)
-    preloaded, failed = preload(modules)
-    send_message(control, {"ready": state(preloaded, failed)})
+    _prctl_pdeathsig(signal.SIGTERM)
     try:
+        if os.getppid() != orchestrator_pid:        # the orchestrator died before the line above
+            return 1
+        control = socket.socket(fileno=control_fd)
+        preloaded, failed = preload(modules)
+        send_message(control, {"ready": state(preloaded, failed)})
         Server(control, preloaded, failed).serve()
-    except Stop:
+    except (Stop, BrokenPipeError, ConnectionResetError):     # the orchestrator is gone
         pass
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stderr.flush()
+    # Without the interpreter's teardown of torch & co (0.1-0.5 s): the orchestrator's caller
+    # waits for the server's end of its stderr, and the server has nothing left to write.
+    os._exit(code)
