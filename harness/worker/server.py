@@ -141,6 +141,7 @@ class Server:
         sock = socket.socket(fileno=reply_fd)
         sys.stdout.flush()
         sys.stderr.flush()
+        server_pid = os.getpid()
         try:
             pid = os.fork()
         except OSError as e:        # no memory or no process left: this run fails, the server stays
@@ -151,7 +152,7 @@ class Server:
         if pid == 0:
             code = 70       # EX_SOFTWARE: the child's setup failed
             try:
-                code = child(message, output, result, lifeline, server_pid=os.getppid())
+                code = child(message, output, result, lifeline, server_pid)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
             except BaseException:  # noqa: BLE001: never return into the server's loop
