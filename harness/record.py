@@ -23,6 +23,7 @@ class RunRecord:
     run_id: str
     status: str                 # ok | failed | skipped
     reason: str = ""
+    config_error: dict[str, str] | None = None   # {key, message}: a parameter was wrong (the CLI exits 2)
     config: dict[str, Any] = field(default_factory=dict)
     workload: str = ""
     backend: str = ""           # the backend package: eager | inductor | xla | torch_xla

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, REPO, records, run_harness
+from conftest import FIXTURES, REPO, ProcessWatch, records, run_harness
 from harness.orchestrator import gpus
 
 TOPO = ("\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\n"
@@ -122,47 +122,18 @@ def test_two_sweeps_into_one_dir_lose_nothing(sweep_dir):
 
 # --- the orchestrator's death -------------------------------------------------------------------
 
-def _worker_pids(parent: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().split(b"\0")
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if b"harness.worker.measure" in cmd and ppid == parent:
-                pids.append(int(entry.name))
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
-
-
 @pytest.mark.slow
+@pytest.mark.parametrize("isolation", ["forkserver", "spawn"])
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL])
-def test_no_worker_outlives_its_orchestrator(sig, tmp_path):
+def test_no_worker_outlives_its_orchestrator(sig, isolation, tmp_path):
     proc = harness("workload=faulty", "workload.fault=hang", "backend=eager", "bench=quick",
-                   "bench.timeout_s=300", f"hydra.run.dir={tmp_path}")
-    deadline = time.time() + 120
-    workers: list[int] = []
-    while not workers and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        workers = _worker_pids(proc.pid)
-    assert workers, "no worker started"
+                   "bench.timeout_s=300", f"bench.isolation={isolation}", f"hydra.run.dir={tmp_path}")
+    watch = ProcessWatch(proc)
+    watch.wait_for_worker()
     time.sleep(3)                                  # the worker is inside the hanging step now
     proc.send_signal(sig)
     proc.communicate(timeout=60)
-    gone_by = time.time() + 10
-    while any(_alive(w) for w in workers) and time.time() < gone_by:
-        time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), "a worker survived its orchestrator by 10 s"
+    watch.assert_all_gone()                        # the workers, their fork server, anything they started
     if sig == signal.SIGHUP:
         (r,) = records(tmp_path)
         assert r["status"] == "failed" and r["reason"].startswith("interrupted: the orchestrator received SIGHUP")

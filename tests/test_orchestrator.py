@@ -50,6 +50,19 @@ def test_faults_cost_one_row_each(sweep_dir):
         assert by_fault[fault]["status"] == "failed"
 
 
+def test_a_spawned_worker_fails_as_a_forked_one(sweep_dir):
+    # the fork server is the default (above); a spawned worker's death and failure read the same
+    # (the time limit is watched by the same code for both; the orchestrator's death under
+    # spawn: tests/test_node_integrity.py)
+    proc = run_harness("-m", "workload=faulty", "workload.fault=crash,raise", "backend=eager", "bench=quick",
+                       "bench.isolation=spawn", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr
+    by_fault = {r["config"]["workload"]["fault"]: r for r in records(sweep_dir)}
+    assert by_fault["crash"]["reason"] == "worker killed by signal SIGABRT"
+    assert by_fault["raise"]["reason"] == "RuntimeError: faulty workload raised on request"
+    assert "faulty workload raised on request" in by_fault["raise"]["stderr_tail"]
+
+
 def test_unknown_workload_is_one_line_naming_the_options():
     proc = run_harness("workload=nope")
     assert proc.returncode == 2

@@ -70,6 +70,10 @@ class BackendSpec:
     family: str = ""                                    # "" : the backend's name
     graphs: Callable[[Mapping[str, Any]], str] = lambda cfg: "none"          # config -> GRAPH_MECHANISMS
     pair: Callable[[Mapping[str, Any]], str | None] = lambda cfg: None       # config -> FAIR_PAIRS or None
+    # What the fork server imports before it forks this backend's workers (bench.isolation=forkserver):
+    # modules that cost seconds to import and initialise no device (no CUDA context, no JAX
+    # backend). Backends with the same set share a server; a different set gets its own.
+    preload: tuple[str, ...] = ()
 
     def traits(self, cfg: Mapping[str, Any]) -> Traits:
         """The traits of a configuration: the schema's defaults under the given keys (a record
@@ -110,10 +114,12 @@ def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str]
             compile_cache: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
             packages: tuple[str, ...] = (), variants: Mapping[str, Mapping[str, Any]] | None = None,
             family: str = "", graphs: Callable[[Mapping[str, Any]], str] | None = None,
-            pair: Callable[[Mapping[str, Any]], str | None] | None = None) -> Callable[[type], type]:
+            pair: Callable[[Mapping[str, Any]], str | None] | None = None,
+            preload: tuple[str, ...] = ()) -> Callable[[type], type]:
     """Register a backend: its config schema (this class), its module, how tables name a
-    configuration of it, the compile caches it writes, its named variants, and what a
-    configuration of it is (`family`, `graphs`, `pair`: the reports read these, never the label)."""
+    configuration of it, the compile caches it writes, its named variants, what a configuration
+    of it is (`family`, `graphs`, `pair`: the reports read these, never the label) and what its
+    fork server imports before forking."""
     def register(schema: type) -> type:
         _require_dataclass(schema, name)
         known = {f.name for f in dataclasses.fields(schema)}
@@ -125,7 +131,8 @@ def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str]
         _BACKENDS[name] = BackendSpec(name, schema, module, label or (lambda cfg: name),
                                       dict(compile_cache or {}), dict(env or {}), tuple(packages),
                                       dict(variants or {}), family or name,
-                                      graphs or (lambda cfg: "none"), pair or (lambda cfg: None))
+                                      graphs or (lambda cfg: "none"), pair or (lambda cfg: None),
+                                      tuple(preload))
         return schema
     return register
 

@@ -8,5 +8,5 @@ from harness.orchestrator import plugins
 @plugins.workload("faulty", build="workloads.faulty.model:build")
 @dataclass
 class FaultyConfig(WorkloadConfig):
-    fault: str = "none"             # none | crash | segfault | hang | wrong | raise | recompile
+    fault: str = "none"             # none | crash | segfault | hang | wrong | raise | recompile | leak
     size: int = 64

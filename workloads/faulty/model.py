@@ -10,7 +10,7 @@ import torch
 
 from harness.worker.workload import Workload, require_choice, require_positive
 
-FAULTS = ("none", "crash", "segfault", "hang", "wrong", "raise", "recompile")
+FAULTS = ("none", "crash", "segfault", "hang", "wrong", "raise", "recompile", "leak")
 
 
 class Faulty(torch.nn.Module):
@@ -48,6 +48,13 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
     require_choice(p, "fault", FAULTS)
     require_positive(p, "size")
     n = p["size"]
+    if p["fault"] == "leak":
+        # Globals an earlier run in this process would have left (a module attribute of torch,
+        # which a fork server imported, and a variable), then set them for the next run to find;
+        # and this process's parent (a fork server's runs share it).
+        p.update(found_globals=[getattr(torch, "_harness_leak", None), os.environ.get("HARNESS_LEAK")],
+                 parent_pid=os.getppid())
+        torch._harness_leak = os.environ["HARNESS_LEAK"] = "set by an earlier run"
     x = torch.randn(n, n, device=device)
     w = torch.randn(n, n, device=device)
     return Workload(name="faulty", params=p, module=Faulty(w, p["fault"]).to(device), inputs=(x,),
