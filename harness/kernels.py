@@ -119,7 +119,8 @@ def header(label: str, table: pd.DataFrame) -> str:
             f"   {a.get('source')} trace, {iters}, device {device}, "
             f"kernels {a.get('kernel_us_per_iter', 0):,.1f} {per}, GPU busy "
             f"{a.get('gpu_busy_us_per_iter', 0):,.1f} {per}, "
-            f"{a.get('launches_excluded', 0)} launches outside the iterations")
+            f"{a.get('launches_excluded', 0)} launches outside the iterations"
+            + "".join(f"\n   note: {note}" for note in a.get("notes") or []))
 
 
 def _parser() -> argparse.ArgumentParser:
