@@ -128,7 +128,10 @@ def _explain(argv: list[str]) -> int:
     found = findings(sweep, build_tables(sweep))
     print(render_text(found))
     if args.csv:
-        found.to_csv(args.csv, index=False)
+        try:
+            found.to_csv(args.csv, index=False)
+        except OSError as e:
+            die(f"{args.csv}: cannot write ({e.strerror or e})")
     return 0
 
 

@@ -112,36 +112,6 @@ def run_torch(workload: Workload, forward: Callable[..., Any], inputs: Sequence[
     return tuple(o.detach() for o in outs) + tuple(grads)
 
 
-def resolve(cfg: Mapping[str, Any], presets: Mapping[str, Mapping[str, Any]], device: str,
-            defaults: Mapping[str, str], validate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """The validated parameters of a config, without building anything: the preset's values
-    overlaid with the explicitly set (non-None) config keys. `defaults` maps a device type to
-    the preset `auto` means there."""
-    preset = cfg.get("preset", "auto")
-    if preset == "auto":
-        preset = defaults.get(device, defaults.get("cpu"))
-    if preset not in presets:
-        raise ConfigError("workload.preset", f"unknown preset {preset!r}; expected one of: "
-                          f"auto, {', '.join(presets)}")
-    params = dict(presets[preset])
-    params.update({k: v for k, v in cfg.items() if k != "preset" and (v is not None or k not in params)})
-    params["preset"] = preset
-    validate(params)
-    return params
-
-
-def require_positive(params: Mapping[str, Any], *keys: str) -> None:
-    for key in keys:
-        value = params.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"workload.{key}", f"expected a positive integer, got {value!r}")
-
-
-def require_choice(params: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:
-    if params.get(key) not in choices:
-        raise ConfigError(f"workload.{key}", f"expected one of {', '.join(choices)}, got {params.get(key)!r}")
-
-
 def torch_dtype(name: str, key: str = "workload.dtype") -> torch.dtype:
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype):

@@ -13,17 +13,10 @@ from typing import Any
 import torch
 
 from harness.errors import ConfigError
-from harness.worker.workload import Workload, fp8_supported, require_choice, require_positive, resolve, torch_dtype
+from harness.params import resolve
+from harness.worker.workload import Workload, fp8_supported, torch_dtype
+from workloads.fp8_linear import DEFAULT_PRESET, PRESETS, validate
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": dict(M=2048, K=4096, N=8192),            # seeds 000/001
-    "cpu_small": dict(M=64, K=128, N=256),
-    "square_4k": dict(M=4096, K=4096, N=4096),
-    "llama3_8b_ffn_up": dict(M=8192, K=4096, N=14336),
-    "llama3_8b_ffn_down": dict(M=8192, K=14336, N=4096),
-    "llama3_70b_ffn_up": dict(M=8192, K=8192, N=28672),
-}
-DEFAULT_PRESET = {"cuda": "seed", "cpu": "cpu_small"}
 # fp8 is lossy: e4m3 keeps 3 mantissa bits, e5m2 2. These fail a broken scale or layout
 # (tests show those land far below) while passing the recipe's own rounding.
 DEFAULT_MIN_SQNR_DB = {("tensorwise", "fwd"): 25.0, ("tensorwise", "fwd_bwd"): 18.0,
@@ -84,17 +77,6 @@ class Float8Linear(torch.nn.Module):
 
 def forward(module: Float8Linear, x: torch.Tensor) -> torch.Tensor:
     return module(x)
-
-
-def validate(p: dict[str, Any]) -> None:
-    require_positive(p, "M", "K", "N")
-    require_choice(p, "mode", ("fwd", "fwd_bwd"))
-    require_choice(p, "recipe", ("tensorwise", "bf16"))
-    dtype = torch_dtype(p["dtype"])
-    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
-        raise ConfigError("workload.dtype", f"expected bfloat16, float16 or float32, got {p['dtype']}")
-    if p["recipe"] == "tensorwise" and (p["K"] % 16 or p["N"] % 16):
-        raise ConfigError("workload.K", f"_scaled_mm needs K and N divisible by 16, got K={p['K']} N={p['N']}")
 
 
 def build(cfg: dict[str, Any], device: torch.device) -> Workload:
