@@ -202,7 +202,22 @@ def test_host_memory_limit_names_itself(tmp_path):
     assert proc.returncode == 1
     (r,) = records(tmp_path)
     assert r["status"] == "failed"
-    assert r["reason"].startswith("host memory above 3.0 GiB (bench.max_host_mem_gb)"), r["reason"]
+    assert r["reason"].startswith("host memory above 3 GiB (bench.max_host_mem_gb)"), r["reason"]
+
+
+def test_item14_a_small_memory_limit_is_printed_with_its_digits():
+    """A limit of 0.05 GiB on a process holding ~0.2 GiB: the reason says 0.05, not 0.0."""
+    from harness.orchestrator import spawn
+    proc = subprocess.Popen([sys.executable, "-c", "import time; b = b'x' * (200 << 20); time.sleep(60)"],
+                            start_new_session=True)
+    try:
+        failure, interrupted = spawn._wait(proc, timeout_s=60, mem_limit_gb=0.05)
+    finally:
+        spawn._kill_group(proc)
+    assert interrupted == "" and proc.poll() is not None
+    assert failure.startswith("host memory above 0.05 GiB (bench.max_host_mem_gb): the worker and its "
+                              "children held 0.2"), failure
+    assert failure.endswith(" GiB, killed")
 
 
 @pytest.mark.parametrize("override,line", [
