@@ -29,6 +29,7 @@ class RunRecord:
     backend: str = ""           # the backend package: eager | inductor | xla | torch_xla
     backend_label: str = ""     # what tables call this configuration: inductor:max-autotune, xla:no-cmdbuf
     params: dict[str, Any] = field(default_factory=dict)   # the workload's resolved parameters
+    shape: str = ""             # what was measured, in words: "M=64 K=128 N=256 (bfloat16 x[64,128] @ ...)"
     environment: dict[str, Any] = field(default_factory=dict)
     compile_s: float | None = None        # first call of the first process (compile + one execution)
     compile: dict[str, Any] = field(default_factory=dict)  # phases, graph evidence, settings

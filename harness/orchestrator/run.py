@@ -204,7 +204,7 @@ def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
     timing of all, and the first failure's reason."""
     results = [o.result for o in outcomes if o.result is not None]
     first = results[0] if results else {}
-    for key in ("params", "environment", "numerics", "memory", "kernels", "artifacts", "profile_iters"):
+    for key in ("params", "shape", "environment", "numerics", "memory", "kernels", "artifacts", "profile_iters"):
         if first.get(key) is not None:
             setattr(record, key, first[key])
     record.compile = {**(first.get("compile") or {}), **record.compile}     # with the priming run

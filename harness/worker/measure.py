@@ -143,7 +143,9 @@ def measure(task: WorkerTask) -> dict[str, Any]:
     if why_not:
         result.update(status="skipped", reason=why_not)
         return result
-    result["params"] = workload.params
+    result["params"], result["shape"] = workload.params, workload.shape
+    if workload.emulated:
+        result["flags"].append({"code": "emulated", "detail": workload.emulated})
     result["throughput_basis"] = {"flops_per_iter": workload.flops, "min_bytes_per_iter": workload.min_bytes,
                                   "tokens_per_iter": workload.tokens_per_iter}
     if workload.generation is not None:      # whole generations, timed token by token

@@ -63,10 +63,19 @@ class Workload:
     # `step(module, *inputs)`: backends prepare each as a callable sharing the state (a KV cache).
     steps: dict[str, Callable[..., Any]] = field(default_factory=dict)
     generation: Generation | None = None
+    # What the console line and the record say was measured: "M=64 K=128 N=256"; default: the
+    # inputs' dtypes and shapes.
+    shape: str = ""
+    # Why this program's time on this device is not the hardware's (an op that runs as an
+    # emulation here); "" when it is. The run is flagged `emulated` with this as the detail.
+    emulated: str = ""
 
     def __post_init__(self) -> None:
         if not self.check_inputs:
             self.check_inputs = [self.inputs]
+        if not self.shape:
+            self.shape = ", ".join(f"{str(t.dtype).removeprefix('torch.')}[{','.join(map(str, t.shape))}]"
+                                   for t in self.inputs if isinstance(t, torch.Tensor))
 
     def grad_targets(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """What fwd_bwd differentiates: inputs that require grad, then parameters, in order."""

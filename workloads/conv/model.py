@@ -88,4 +88,6 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
         min_bytes=float(fwd_bytes + bwd_bytes),
         reference=reference, min_sqnr_db=threshold, mode=p["mode"],
         grad_outputs=(g,) if train else None, output_names=names,
+        shape=(f"{p['dtype']} x[{','.join(map(str, x.shape))}] * w[{','.join(map(str, module.weight.shape))}], "
+               f"stride {p['stride']}, padding {p['padding']}"),
     )

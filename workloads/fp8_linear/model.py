@@ -105,6 +105,12 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
     elem = torch.finfo(dtype).bits // 8
     fwd_bytes = (M * K + N * K + M * N) * elem
     threshold = p["min_sqnr_db"] if p["min_sqnr_db"] is not None else DEFAULT_MIN_SQNR_DB[(p["recipe"], p["mode"])]
+    # torch's CPU `_scaled_mm` has no fp8 hardware under it: measured 205-255 ms a call for
+    # 64x128x256 (a bf16 matmul of that size takes microseconds), so its time is no GEMM's.
+    emulated = (f"fp8 _scaled_mm is emulated on the CPU (no fp8 units; 205-255 ms a call measured "
+                f"at 64x128x256): the time measures the emulation, not an fp8 GEMM; on the CPU "
+                f"use workload.recipe=bf16, or run on a GPU with fp8 (compute capability >= 8.9)"
+                if p["recipe"] == "tensorwise" and device.type == "cpu" else "")
     return Workload(
         name="fp8_linear", params=p, module=module, inputs=(x,), forward=forward,
         flops=2.0 * M * N * K * (3 if train else 1),
@@ -113,4 +119,5 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
         reference=reference, min_sqnr_db=threshold, mode=p["mode"],
         grad_outputs=(g,) if train else None,
         output_names=("y", "grad_x", "grad_w") if train else ("y",),
+        shape=f"M={M} K={K} N={N} ({p['dtype']} x[{M},{K}] @ w[{N},{K}]^T)", emulated=emulated,
     )

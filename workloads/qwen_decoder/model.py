@@ -481,8 +481,16 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
         flops=count_flops(p), min_bytes=count_min_bytes(p, model, torch.finfo(dtype).bits // 8),
         reference=reference, min_sqnr_db=threshold, mode="fwd",
         tokens_per_iter=B if decode else B * L, state_buffers=cache_names, check_inputs=check_inputs,
-        output_names=("logits",), reference_state=reference_state, state_probe=written,
+        output_names=("logits",), reference_state=reference_state, state_probe=written, shape=shape(p),
     )
+
+
+def shape(p: dict[str, Any]) -> str:
+    """`batch 16, prompt 1024, cache 2048 (static), 28 layers x 1024, bfloat16`."""
+    length = (f"prompt {p['prompt_len']}, {p['new_tokens']} new tokens" if p["phase"] == "generate"
+              else f"prompt {p['prompt_len']}, cache {p['max_len']}")
+    return (f"batch {p['batch']}, {length} ({p['cache']}), {p['num_layers']} layers x "
+            f"{p['hidden_size']}, {p['dtype']}")
 
 
 def generation_workload(p: dict[str, Any], model: Transformer, prompt: tuple[torch.Tensor, torch.Tensor],
@@ -499,4 +507,5 @@ def generation_workload(p: dict[str, Any], model: Transformer, prompt: tuple[tor
         reference=lambda: [], min_sqnr_db=threshold, mode="fwd", tokens_per_iter=p["batch"],
         state_buffers=model.cache_buffers(), output_names=("next_token", "next_position", "logits"),
         generation=Generation(new_tokens=p["new_tokens"], check_tokens=p["check_tokens"], growing=growing),
+        shape=shape(p),
     )
