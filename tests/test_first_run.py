@@ -49,6 +49,9 @@ def test_item15_a_cpu_fp8_run_is_flagged_emulated_shows_its_shape_and_the_next_c
     assert summary.loc[0, "flags"].split(",")[0] == "emulated"
     md = (run_dir / "report.md").read_text()
     assert "`emulated` fp8 _scaled_mm is emulated on the CPU" in md.split("### Flags")[1]
+    compare = report_cli("compare", run_dir, run_dir)
+    row = next(l for l in compare.stdout.splitlines() if l.startswith("| fp8_linear |"))
+    assert re.search(r"\| emulated[\w,]* / emulated[\w,]* \|", row), row
 
 
 def test_item15_a_bf16_cpu_run_is_not_flagged(tmp_path):

@@ -251,6 +251,8 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                      "base_gpu_ms": b["gpu_busy_ms_per_iter"],
                      "new_gpu_ms": n["gpu_busy_ms_per_iter"],
                      "base_host_gap_ms": b["host_gap_ms"], "new_host_gap_ms": n["host_gap_ms"],
+                     # what a side did not measure as asked stands beside its median
+                     "base_flags": b["flags"], "new_flags": n["flags"],
                      **v, "matched_by": how,
                      "base_run_id": b["run_id"], "new_run_id": n["run_id"],
                      "reason": n["reason"] if n["status"] != "ok" else ""})
@@ -263,7 +265,8 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                 kernel_diffs[name] = (cats, kern)
     cols = ["workload", "variant", "backend", "base_status", "new_status", "base_median_ms",
             "new_median_ms", "base_cv", "new_cv", "base_between_cv", "new_between_cv",
-            "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "ratio",
+            "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "base_flags",
+            "new_flags", "ratio",
             "change_pct", "band_pct", "noise", "verdict", "gpu_change_pct", "host_change_pct",
             "cause", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
@@ -351,6 +354,8 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
         "GPU Δ %": signed(t["gpu_change_pct"]), "host Δ %": signed(t["host_change_pct"]),
         "verdict": [f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v for v in t["verdict"]],
         "cause": t["cause"],
+        "flags base/new": [f"{a or '-'} / {b or '-'}" if a or b else ""
+                           for a, b in zip(t["base_flags"], t["new_flags"])],
         "status": [s if s == ns else f"{s} → {ns}" for s, ns in zip(t["base_status"],
                                                                      t["new_status"])],
         "reason": t["reason"].map(lambda r: r[:120]),
