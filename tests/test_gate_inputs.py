@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import pytest
 
+from harness.report.__main__ import main as report_main
 from schema2 import FP8_FWD, copy_reference, reference, write_run
-from test_report import report_cli
 
 FP8_EAGER = FP8_FWD["eager"]
+
+
+class Proc:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def report_cli(capsys):
+    """`python -m harness.report ARGS` in this process (its main, exit code and output)."""
+    def run(*args) -> Proc:
+        capsys.readouterr()
+        try:
+            code = report_main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return Proc(code, out.out, out.err)
+    return run
 
 
 def edit_record(path: Path, edit) -> None:
@@ -41,7 +59,7 @@ BAD_MEDIANS = [(set_median(math.nan), "timing.median_ms nan"),
 @pytest.mark.parametrize("side", ["base", "new"])
 @pytest.mark.parametrize("edit,got", BAD_MEDIANS, ids=["nan", "negative", "zero", "no_timing"])
 def test_item01_an_ok_record_without_a_finite_positive_median_is_unusable(tmp_path, side, edit,
-                                                                         got):
+                                                                         got, report_cli):
     base = copy_reference(tmp_path / "base", *FP8_FWD.values())
     new = copy_reference(tmp_path / "new", *FP8_FWD.values())
     bad = (base if side == "base" else new) / FP8_EAGER / "record.json"
@@ -70,13 +88,14 @@ def test_item01_an_ok_record_without_a_finite_positive_median_is_unusable(tmp_pa
     (["compare", "B", "N", "--k", "inf"], "argument --k: expected a finite number >= 0, "
                                           "got 'inf'"),
 ])
-def test_item05_bad_numbers_on_the_report_command_line_are_one_line(tmp_path, argv, message):
+def test_item05_bad_numbers_on_the_report_command_line_are_one_line(tmp_path, argv, message,
+                                                                    report_cli):
     proc = report_cli(*argv)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == f"error: python -m harness.report compare: {message} (see --help)\n"
 
 
-def test_item05_threshold_nan_cannot_turn_a_5x_slowdown_into_no_regression(tmp_path):
+def test_item05_threshold_nan_cannot_turn_a_5x_slowdown_into_no_regression(tmp_path, report_cli):
     base = copy_reference(tmp_path / "base", FP8_EAGER)
     new = copy_reference(tmp_path / "new", FP8_EAGER)
     edit_record(new / FP8_EAGER / "record.json",
@@ -97,20 +116,20 @@ def test_item05_threshold_nan_cannot_turn_a_5x_slowdown_into_no_regression(tmp_p
     ("memory", ["--top", "nan"], "argument --top: expected an integer >= 0, got 'nan'"),
 ])
 def test_item05_bad_numbers_on_the_kernels_and_memory_command_lines_are_one_line(tool, argv,
-                                                                                 message):
-    import subprocess
-    import sys
-    from conftest import FIXTURES, REPO
+                                                                                 message, capsys):
+    import importlib
+    from conftest import FIXTURES
     target = {"kernels": FIXTURES / "traces" / "h100_fp8_linear_fwd_inductor.trace.json.gz",
               "memory": FIXTURES / "seeds" / "004_xla_gpu_buffer_assignment_qwen_decode.txt"}[tool]
-    proc = subprocess.run([sys.executable, "-m", f"harness.{tool}", str(target), *argv], cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == f"error: python -m harness.{tool}: {message} (see --help)\n"
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(f"harness.{tool}").main([str(target), *argv])
+    out = capsys.readouterr()
+    assert e.value.code == 2 and out.out == ""
+    assert out.err == f"error: python -m harness.{tool}: {message} (see --help)\n"
 
 
-def test_item06_a_run_measured_twice_in_base_is_compared_once_with_its_latest_ok_record(tmp_path):
+def test_item06_a_run_measured_twice_in_base_is_compared_once_with_its_latest_ok_record(tmp_path,
+                                                                                       report_cli):
     """The same config run twice into results/runs: two run dirs with one run_id."""
     base = copy_reference(tmp_path / "base", *FP8_FWD.values())
     again = reference(FP8_EAGER)

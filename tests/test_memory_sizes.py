@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import FIXTURES, REPO
 from harness.collect.memory_table import memory_table_from_files
 
