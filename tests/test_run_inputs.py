@@ -163,3 +163,33 @@ def test_item07_record_json_honours_the_umask_like_every_other_file(tmp_path, um
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == mode == stat.S_IMODE(beside.stat().st_mode)
     assert json.loads(path.read_text())["run_id"] == "r"
+
+
+def test_item13_a_job_sent_to_another_host_is_checked_for_either_device(capsys):
+    """`device=auto` is this host's GPU or CPU; a Slurm job may land on a GPU node while the
+    login node has none: a value valid there (prompt 512 in the GPU preset's 2048-long cache)
+    is not refused for the CPU preset (a 32-long cache), and one wrong on both still is."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from harness.orchestrator.config import register_configs
+    register_configs()
+
+    def multirun_start(*overrides: str) -> None:
+        """What `python -m harness -m OVERRIDES` hands the callback, before any dir exists."""
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+            cfg = GlobalHydra.instance().hydra.compose_config(
+                "config", list(overrides), run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+            preflight.Preflight().on_multirun_start(cfg)
+
+    decode_512 = ("workload=qwen_decoder", "workload.prompt_len=512", "backend=eager,inductor")
+    multirun_start("hydra/launcher=slurm", *decode_512)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit) as e:
+        multirun_start(*decode_512)                 # runs here, on this CPU machine
+    assert e.value.code == 2 and capsys.readouterr().err.startswith(
+        "error: workload.max_len: expected at least prompt_len + 3 decode steps = 515, got 32")
+    with pytest.raises(SystemExit) as e:
+        multirun_start("hydra/launcher=slurm", "workload=qwen_decoder", "workload.batch=-1")
+    assert e.value.code == 2 and capsys.readouterr().err.startswith(
+        "error: workload.batch: expected a positive integer, got -1")

@@ -42,15 +42,20 @@ def _auto_device() -> str:
     return "cuda" if gpus.visible_gpus() else "cpu"
 
 
-def device_type(device: Any) -> str:
+def device_types(device: Any, remote: bool = False) -> tuple[str, ...]:
+    """The device types a run may resolve its workload for: `auto` is the GPU where this host
+    has one, except for jobs a launcher sends to other hosts (Slurm), which may land on either."""
     if device not in DEVICES:
         raise ConfigError("device", f"expected one of {', '.join(DEVICES)}, got {device!r}")
-    return _auto_device() if device == "auto" else device
+    if device != "auto":
+        return (device,)
+    return ("cuda", "cpu") if remote else (_auto_device(),)
 
 
-def check_run(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def check_run(cfg: Mapping[str, Any], remote: bool = False) -> dict[str, Any]:
     """Every value of a resolved run config that can be checked without torch; the workload's
-    resolved parameters. ConfigError naming the key on the first wrong one."""
+    resolved parameters (for the first device type it is valid on; `remote`: the job runs on
+    another host). ConfigError naming the key on the first wrong one."""
     check_bench(cfg["bench"])
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
@@ -62,7 +67,13 @@ def check_run(cfg: Mapping[str, Any]) -> dict[str, Any]:
         gpus.pool(cfg["gpu_pool"])
     plugins.backend_spec(cfg["backend"]["name"])
     spec = plugins.workload_spec(cfg["workload"]["name"])
-    return spec.resolve(dict(cfg["workload"]), device_type(cfg.get("device", "auto")))
+    errors = []
+    for device in device_types(cfg.get("device", "auto"), remote):
+        try:
+            return spec.resolve(dict(cfg["workload"]), device)
+        except ConfigError as e:
+            errors.append(e)
+    raise errors[0]
 
 
 def run_config(config: DictConfig) -> dict[str, Any]:
@@ -105,6 +116,7 @@ class Preflight(Callback):
         jobs = sweep_jobs(config)
         if jobs is None:
             return
+        remote = "Slurm" in str(config.hydra.launcher.get("_target_", ""))
         from hydra.core.global_hydra import GlobalHydra
         loader = GlobalHydra.instance().config_loader()
         checked: set[tuple[str, ...]] = set()
@@ -116,7 +128,7 @@ class Preflight(Callback):
                 continue
             checked.add(key)
             try:
-                check_run(run_config(loader.load_sweep_config(config, job)))
+                check_run(run_config(loader.load_sweep_config(config, job)), remote)
             except ConfigError as e:
                 die(f"{e} (sweep job: {' '.join(job) or 'the defaults'})")
 
