@@ -26,6 +26,7 @@ FLAG_CODES = {
     "profile_differs": "the profiled program is not the timed one",
     "gpu_over_wall": "the profiled GPU time exceeds the timed wall: kernels ran slower under the profiler, so the host gap is not measured",
     "cpu_fallback": "a GPU node ran on the CPU",
+    "emulated": "an op ran as a software emulation on this device (fp8 on the CPU): the time is the emulation's, not the hardware's",
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
 
@@ -220,11 +221,14 @@ def flag_codes(record: dict[str, Any]) -> list[str]:
 
 
 def summary_line(record: dict[str, Any]) -> str:
-    """One console line per run: name, backend, status, the three times, spread, flags."""
+    """One console line per run: name, backend, status, shape, the three times (on a GPU;
+    a CPU run has no GPU time and says so), spread, flags."""
     params = record.get("params") or {}
     tags = variant(params)
     name = f"{record.get('workload')}[{tags}]" if tags else str(record.get("workload"))
     parts = [f"{name:<40}", f"{backend_label(record):<22}", f"{record.get('status', '?'):<7}"]
+    if record.get("shape"):
+        parts.append(str(record["shape"]))
     timing = record.get("timing") or {}
     if _number(timing.get("median_ms")) is not None:
         text = f"wall {timing['median_ms']:.4g} ms (cv {100 * (timing.get('cv') or 0):.1f}%"
@@ -237,6 +241,8 @@ def summary_line(record: dict[str, Any]) -> str:
         gap = gpu["host_gap_ms"]
         parts.append(f"gpu {gpu['busy_ms_per_iter']:.4g} ms"
                      + (f", host gap {gap:.3g} ms" if gap is not None else ""))
+    elif (record.get("environment") or {}).get("device") == "cpu" and "median_ms" in timing:
+        parts.append("no GPU time (CPU run)")    # of the three figures, only the wall exists here
     gen = record.get("generation") or {}
     if gen:     # the wall figure above is the median TPOT
         parts.append(f"TTFT {gen['ttft_ms']['p50']:.4g} ms, TPOT p99 {gen['tpot_ms']['p99']:.4g} ms")

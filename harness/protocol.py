@@ -76,6 +76,7 @@ class WorkerResult:
     config_key: str = ""                # config_error: the key that was wrong, e.g. `workload.M`
     # The measured sections, each as the record holds it (None: not measured).
     params: dict[str, Any] | None = None
+    shape: str | None = None                       # the workload's shape in words (Workload.shape)
     environment: dict[str, Any] | None = None
     compile: dict[str, Any] = field(default_factory=dict)
     first_call_s: float | None = None

@@ -82,7 +82,7 @@ def sweep_dir(tmp_path: Path) -> Path:
 
 def resolve(model, cfg: dict, device_type: str) -> dict:
     """A workload's validated parameters for a device type, without building anything."""
-    from harness.worker.workload import resolve as resolve_params
+    from harness.params import resolve as resolve_params
     return resolve_params(cfg, model.PRESETS, device_type, model.DEFAULT_PRESET, model.validate)
 
 

@@ -42,7 +42,7 @@ def _check_group_choices(argv: list[str]) -> None:
 def _check_output(argv: list[str]) -> None:
     """Hydra creates the run dir before our code runs and fails with a traceback where it
     cannot: say it in one line first. A dir given with interpolations is checked up to them."""
-    from harness.orchestrator.run import check_writable
+    from harness.orchestrator.preflight import check_writable
     key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir"
     given = next((a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")), DEFAULT_OUTPUT[key])
     fixed = given.split("$", 1)[0]

@@ -1,6 +1,7 @@
 """Workloads and backends declare themselves once: a decorator on their config schema.
 
-    @workload("fp8_linear", build="workloads.fp8_linear.model:build")
+    @workload("fp8_linear", build="workloads.fp8_linear.model:build", presets=PRESETS,
+              default_preset={"cuda": "seed", "cpu": "cpu_small"}, validate=validate)
     @dataclass
     class Fp8LinearConfig(WorkloadConfig): ...
 
@@ -38,6 +39,16 @@ class WorkloadSpec:
     name: str
     schema: type            # a dataclass extending harness.orchestrator.config.WorkloadConfig
     build: str              # "module:function", build(cfg: dict, device) -> harness.worker.workload.Workload
+    # Declared beside the schema, torch-free: the orchestrator checks a config with them before
+    # any process starts, the worker's build resolves its parameters with the same ones.
+    presets: Mapping[str, Mapping[str, Any]] | None = None      # preset name -> parameters
+    default_preset: Mapping[str, str] | None = None             # device type -> preset of `auto`
+    validate: Callable[[dict[str, Any]], None] | None = None    # raises ConfigError naming the key
+
+    def resolve(self, cfg: Mapping[str, Any], device: str) -> dict[str, Any]:
+        """The workload's parameters on a device type (`cuda`, `cpu`), checked."""
+        from harness.params import resolve
+        return resolve(cfg, self.presets, device, self.default_preset, self.validate)
 
 
 GRAPH_MECHANISMS = ("none", "cudagraphs", "command_buffers")
@@ -101,11 +112,14 @@ def _require_dataclass(schema: type, name: str) -> None:
                         "(put @dataclass below the registering decorator)")
 
 
-def workload(name: str, *, build: str) -> Callable[[type], type]:
-    """Register a workload: its config schema (this class) and where its build function is."""
+def workload(name: str, *, build: str, presets: Mapping[str, Mapping[str, Any]] | None = None,
+             default_preset: Mapping[str, str] | None = None,
+             validate: Callable[[dict[str, Any]], None] | None = None) -> Callable[[type], type]:
+    """Register a workload: its config schema (this class), where its build function is, and
+    (torch-free) its presets, the preset `auto` means per device type, and its `validate`."""
     def register(schema: type) -> type:
         _require_dataclass(schema, name)
-        _WORKLOADS[name] = WorkloadSpec(name, schema, build)
+        _WORKLOADS[name] = WorkloadSpec(name, schema, build, presets, default_preset, validate)
         return schema
     return register
 

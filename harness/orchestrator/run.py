@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness import describe
-from harness.errors import ConfigError
 from harness.orchestrator import combine, forkserver, gpus, plugins
 from harness.orchestrator.spawn import REPO_ROOT, Interrupted, Outcome, interruptible, run_worker
 from harness.protocol import CONFIG_ERROR, CPU_FALLBACK, OK, WorkerResult, WorkerTask
-from harness.record import RECORD_NAME, RunRecord, read_record, write_json_atomic, write_record
+from harness.record import RECORD_NAME, RunRecord, keep_aside, read_record, write_json_atomic, write_record
 
 LOCK_NAME = ".harness.lock"
 UNSAVED_DIR = Path(tempfile.gettempdir()) / "harness-unsaved"
@@ -99,8 +98,16 @@ def run_lock(run_dir: Path, label: str) -> Iterator[None]:
 
 
 def existing_record(run_dir: Path) -> dict[str, Any] | None:
+    """The run dir's record; one that cannot be read (cut short, not JSON) comes back as
+    status `unreadable` with the reason, to be kept aside like a failed attempt."""
     path = Path(run_dir) / RECORD_NAME
-    return read_record(path) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except (OSError, ValueError) as e:      # JSONDecodeError, UnicodeDecodeError
+        return {"status": "unreadable", "reason": f"{type(e).__name__}: {e}"}
+    return record if isinstance(record, dict) else {"status": "unreadable", "reason": "not a JSON object"}
 
 
 def run(cfg: dict[str, Any], run_dir: Path, label: str = "run", echo: bool = True) -> tuple[RunRecord | None, str]:
@@ -118,8 +125,10 @@ def run(cfg: dict[str, Any], run_dir: Path, label: str = "run", echo: bool = Tru
                 print(f"[{label}] already ok, skipped (resume): {describe.summary_line(previous)}", flush=True)
                 return None, str(run_dir / RECORD_NAME)
             # Keep the earlier attempt beside the new one: results are never overwritten.
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            (run_dir / RECORD_NAME).rename(run_dir / f"record.{stamp}.{previous.get('status')}.json")
+            kept = keep_aside(run_dir / RECORD_NAME, str(previous.get("status")))
+            if previous.get("status") == "unreadable":
+                print(f"[{label}] {run_dir / RECORD_NAME}: unreadable record ({previous['reason']}); "
+                      f"kept as {kept.name}, measuring again", file=sys.stderr, flush=True)
         record = execute(cfg, run_dir, echo)
         return record, save(record, run_dir)
 
@@ -155,7 +164,7 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
             print(f"  [orchestrator] on GPU {gpu}" + (f", CPUs {_ranges(cpus)}" if cpus else ""),
                   file=sys.stderr, flush=True)
         base = dict(config=cfg, run_dir=str(run_dir), compile_cache_dir=str(compile_cache_dir(cfg, run_dir)),
-                    gpus_listed=len(node_gpus), gpu_slot=gpu)
+                    gpus_listed=0 if gpus.hidden_by_user() else len(node_gpus), gpu_slot=gpu)
         env = worker_env(cfg, Path(base["compile_cache_dir"]), gpu, cpus)
         bench, n = cfg["bench"], int(cfg["bench"]["processes"])
         try:
@@ -207,7 +216,7 @@ def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
     timing of all, and the first failure's reason."""
     results: list[WorkerResult] = [o.result for o in outcomes if o.result is not None]
     first = results[0] if results else WorkerResult()
-    for key in ("params", "environment", "numerics", "memory", "kernels", "profile_iters"):
+    for key in ("params", "shape", "environment", "numerics", "memory", "kernels", "profile_iters"):
         if getattr(first, key) is not None:
             setattr(record, key, getattr(first, key))
     record.artifacts = [a.to_dict() for a in first.artifacts]
@@ -257,13 +266,3 @@ def _status(outcomes: list[Outcome], planned: int) -> tuple[str, str]:
     if not outcomes:
         return "failed", "no worker ran"
     return "ok", ""
-
-
-def check_writable(directory: Path) -> None:
-    """One line naming the path (exit 2) when results cannot be written there."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".harness-probe-"):
-            pass
-    except OSError as e:
-        raise ConfigError("output", f"cannot write results to {directory}: {e.strerror or e}") from None

@@ -234,8 +234,9 @@ def _wait(proc, timeout_s: float, mem_limit_gb: float | None) -> tuple[str, str]
                 rss = group_rss_bytes(proc.pid)
                 if rss > limit:
                     _kill_group(proc)
-                    return (f"host memory above {limit / 2 ** 30:.1f} GiB (bench.max_host_mem_gb): the worker "
-                            f"and its children held {rss / 2 ** 30:.1f} GiB, killed"), ""
+                    # 3 significant digits: a limit of 0.05 GiB once read "above 0.0 GiB"
+                    return (f"host memory above {limit / 2 ** 30:.3g} GiB (bench.max_host_mem_gb): the worker "
+                            f"and its children held {rss / 2 ** 30:.3g} GiB, killed"), ""
             try:
                 proc.wait(timeout=POLL_S)
             except subprocess.TimeoutExpired:

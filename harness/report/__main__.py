@@ -14,11 +14,11 @@ one line naming the file, exit 2.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from harness.cli_args import Parser, number
 from harness.errors import InputError, die
 
 COMMANDS = ("compare", "history", "explain")
@@ -27,11 +27,11 @@ EXIT_INCOMPLETE = 3     # 2 is a user mistake (harness.errors)
 
 
 def _report(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.report",
-                                description="Tables (CSV, Parquet), plots (PNG) and report.md "
-                                            "for one or more sweep directories. Subcommands: "
-                                            "compare BASE NEW, history SWEEP_DIR, explain "
-                                            "SWEEP_DIR.")
+    p = Parser(prog="python -m harness.report",
+               description="Tables (CSV, Parquet), plots (PNG) and report.md "
+                           "for one or more sweep directories. Subcommands: "
+                           "compare BASE NEW, history SWEEP_DIR, explain "
+                           "SWEEP_DIR.")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
     p.add_argument("--out", help="where to write (default: the first SWEEP_DIR)")
     p.add_argument("--no-findings", action="store_true", help="leave the Findings section out")
@@ -51,17 +51,17 @@ def _report(argv: list[str]) -> int:
 
 
 def _compare(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.report compare",
-                                description="Per matching run, NEW/BASE of the median with a "
-                                            "noise-aware verdict, and whether the kernels or the "
-                                            "host changed. Exit 1 if anything regressed, 3 if "
-                                            "nothing matched or an ok run of BASE is missing "
-                                            "from NEW.")
+    p = Parser(prog="python -m harness.report compare",
+               description="Per matching run, NEW/BASE of the median with a "
+                           "noise-aware verdict, and whether the kernels or the "
+                           "host changed. Exit 1 if anything regressed, 3 if "
+                           "nothing matched or an ok run of BASE is missing "
+                           "from NEW.")
     p.add_argument("base", metavar="BASE")
     p.add_argument("new", metavar="NEW")
-    p.add_argument("--threshold", type=float, default=0.05,
+    p.add_argument("--threshold", type=number(minimum=0), default=0.05,
                    help="smallest relative change counted (0.05 = 5%%)")
-    p.add_argument("--k", type=float, default=3.0,
+    p.add_argument("--k", type=number(minimum=0), default=3.0,
                    help="a change must also exceed k x sqrt(noise_base^2 + noise_new^2), noise "
                         "being the between-process CV where several processes ran, else the "
                         "within-process CV (3)")
@@ -70,12 +70,11 @@ def _compare(argv: list[str]) -> int:
                    help="accept on purpose that nothing matched or that ok runs of BASE are "
                         "missing from NEW (still listed); exit 0 unless something regressed")
     args = p.parse_args(argv)
-    if args.threshold < 0 or args.k < 0:
-        die("--threshold and --k must be non-negative")
     from harness.report.compare import (CompareConfig, compare, incomplete_reason,
                                         render_markdown)
     from harness.report.load import load
-    c = compare(load([args.base]), load([args.new]), CompareConfig(args.threshold, args.k))
+    c = compare(load([args.base], skip_unusable=True), load([args.new], skip_unusable=True),
+                CompareConfig(args.threshold, args.k))
     md = render_markdown(c, args.base, args.new, args.allow_missing)
     code = (EXIT_REGRESSED if c.regressed else
             EXIT_INCOMPLETE if c.incomplete and not args.allow_missing else 0)
@@ -87,6 +86,8 @@ def _compare(argv: list[str]) -> int:
             c.table.to_csv(out.with_suffix(".csv"), index=False)
         except OSError as e:
             die(f"{out}: cannot write ({e})")
+    for note in c.duplicates:
+        print(f"compare: {note}", file=sys.stderr)
     if c.incomplete and not args.allow_missing:
         # The gate's reason on stderr too: a nightly log shows it without the Markdown.
         print(f"compare: incomplete, {incomplete_reason(c)} (exit {EXIT_INCOMPLETE} unless "
@@ -100,9 +101,9 @@ def _compare(argv: list[str]) -> int:
 
 def _history(argv: list[str]) -> int:
     from harness.report.history import DEFAULT_STORE, append
-    p = argparse.ArgumentParser(prog="python -m harness.report history",
-                                description="Append sweeps' summaries to a Parquet store "
-                                            "partitioned by date (idempotent) and plot the trend.")
+    p = Parser(prog="python -m harness.report history",
+               description="Append sweeps' summaries to a Parquet store "
+                           "partitioned by date (idempotent) and plot the trend.")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
     p.add_argument("--store", default=str(DEFAULT_STORE), help=f"default {DEFAULT_STORE}/")
     p.add_argument("--no-plot", action="store_true")
@@ -114,9 +115,9 @@ def _history(argv: list[str]) -> int:
 
 
 def _explain(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.report explain",
-                                description="Where and why backends differ: ranked findings "
-                                            "with their numbers and evidence.")
+    p = Parser(prog="python -m harness.report explain",
+               description="Where and why backends differ: ranked findings "
+                           "with their numbers and evidence.")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
     p.add_argument("--csv", help="also write the findings table here")
     args = p.parse_args(argv)
@@ -127,7 +128,10 @@ def _explain(argv: list[str]) -> int:
     found = findings(sweep, build_tables(sweep))
     print(render_text(found))
     if args.csv:
-        found.to_csv(args.csv, index=False)
+        try:
+            found.to_csv(args.csv, index=False)
+        except OSError as e:
+            die(f"{args.csv}: cannot write ({e.strerror or e})")
     return 0
 
 

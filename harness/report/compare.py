@@ -18,13 +18,15 @@ matched or an ok run of BASE is missing from NEW: results that disappear must no
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness.collect.kernel_diff import category_diff, kernel_diff
 from harness.report import tables as T
+from harness.record import RECORD_NAME
 from harness.report.load import Sweep, finite, match_key, noise_floor
 
 REGRESSION, IMPROVEMENT, NOISE = "regression", "improvement", "within noise"
@@ -54,6 +56,10 @@ class Comparison:
     environment: pd.DataFrame           # key, base, new for keys that differ
     kernel_diffs: dict[str, tuple[pd.DataFrame, pd.DataFrame]]  # name -> (categories, kernels)
     config: CompareConfig
+    # records neither side can use (load.UnusableRecord): "BASE path" / "NEW path" -> why
+    unusable: dict[str, str] = field(default_factory=dict)
+    # runs of one side measured more than once (same run_id): the latest ok one is compared
+    duplicates: list[str] = field(default_factory=list)
 
     @property
     def regressed(self) -> bool:
@@ -66,8 +72,8 @@ class Comparison:
 
     @property
     def incomplete(self) -> bool:
-        """Nothing matched, or an ok run of BASE is missing from NEW."""
-        return self.table.empty or not self.missing.empty
+        """Nothing matched, an ok run of BASE is missing from NEW, or a record is unusable."""
+        return self.table.empty or not self.missing.empty or bool(self.unusable)
 
 
 def _name(r: Any) -> str:
@@ -192,8 +198,44 @@ def environment_diff(base: Sweep, new: Sweep) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["key", "base", "new"])
 
 
+def _finished_at(record: dict[str, Any]) -> float:
+    """When a run ended: its record's own stamp, else when its record was written."""
+    for key in ("finished_at", "started_at"):
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    try:
+        return (Path(record["_run_dir"]) / RECORD_NAME).stat().st_mtime
+    except (KeyError, OSError):
+        return 0.0
+
+
+def latest_of_duplicates(sweep: Sweep, side: str) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run_id: where a side measured the same config more than once (the same
+    command run twice into results/runs), its latest ok run, else its latest run; and a note
+    per duplicated run saying which was taken and which were left out."""
+    s = sweep.summary
+    when = {r.get("_run_dir", ""): _finished_at(r) for r in sweep.records}
+    keep, notes = [], []
+    for run_id, group in s.groupby(s["run_id"].where(s["run_id"] != "", s.index.astype(str)),
+                                   sort=False):
+        if len(group) == 1:
+            keep.append(group.index[0])
+            continue
+        order = sorted(group.index, key=lambda i: (s.at[i, "status"] == "ok",
+                                                   when.get(s.at[i, "run_dir"], 0.0)))
+        chosen = order[-1]
+        keep.append(chosen)
+        left = ", ".join(f"`{s.at[i, 'run_dir']}` ({s.at[i, 'status']})" for i in order[:-1])
+        notes.append(f"{side}: {_name(s.loc[chosen])} ran {len(group)} times (run_id {run_id}); "
+                     f"compared the latest {'ok ' if s.at[chosen, 'status'] == 'ok' else ''}"
+                     f"one, `{s.at[chosen, 'run_dir']}`; left out {left}")
+    return s.loc[sorted(keep)], notes
+
+
 def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Comparison:
-    bs, ns = base.summary, new.summary
+    (bs, base_dups), (ns, new_dups) = (latest_of_duplicates(base, "BASE"),
+                                       latest_of_duplicates(new, "NEW"))
     pairs, b_left, n_left = _pairs(bs, ns)
     rows = []
     kernel_diffs: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
@@ -209,6 +251,8 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                      "base_gpu_ms": b["gpu_busy_ms_per_iter"],
                      "new_gpu_ms": n["gpu_busy_ms_per_iter"],
                      "base_host_gap_ms": b["host_gap_ms"], "new_host_gap_ms": n["host_gap_ms"],
+                     # what a side did not measure as asked stands beside its median
+                     "base_flags": b["flags"], "new_flags": n["flags"],
                      **v, "matched_by": how,
                      "base_run_id": b["run_id"], "new_run_id": n["run_id"],
                      "reason": n["reason"] if n["status"] != "ok" else ""})
@@ -221,7 +265,8 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                 kernel_diffs[name] = (cats, kern)
     cols = ["workload", "variant", "backend", "base_status", "new_status", "base_median_ms",
             "new_median_ms", "base_cv", "new_cv", "base_between_cv", "new_between_cv",
-            "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "ratio",
+            "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "base_flags",
+            "new_flags", "ratio",
             "change_pct", "band_pct", "noise", "verdict", "gpu_change_pct", "host_change_pct",
             "cause", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
@@ -233,17 +278,24 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                       base_only=bs.loc[sorted(b_left), keep].reset_index(drop=True),
                       new_only=ns.loc[sorted(n_left), keep].reset_index(drop=True),
                       environment=environment_diff(base, new), kernel_diffs=kernel_diffs,
-                      config=cfg)
+                      config=cfg, duplicates=base_dups + new_dups,
+                      unusable={**{f"BASE {p}": why for p, why in base.unusable.items()},
+                                **{f"NEW {p}": why for p, why in new.unusable.items()}})
 
 
 def incomplete_reason(c: Comparison) -> str:
-    """Why a comparison is incomplete ("" when it is not), naming the missing runs."""
+    """Why a comparison is incomplete ("" when it is not), naming the missing runs and the
+    unusable records."""
+    why = []
     if c.table.empty:
-        return "no runs matched: nothing was compared"
-    if len(c.missing):
+        why.append("no runs matched: nothing was compared")
+    elif len(c.missing):
         names = "; ".join(_name(r) for r in c.missing.itertuples())
-        return f"{len(c.missing)} ok run(s) of BASE missing from NEW: {names}"
-    return ""
+        why.append(f"{len(c.missing)} ok run(s) of BASE missing from NEW: {names}")
+    if c.unusable:
+        why.append(f"{len(c.unusable)} unusable record(s): "
+                   + "; ".join(f"{where} ({reason})" for where, reason in c.unusable.items()))
+    return "; ".join(why)
 
 
 def headline(c: Comparison, allow_missing: bool = False) -> str:
@@ -273,6 +325,12 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
     if len(c.missing):
         lines += ["ok in BASE, missing from NEW:\n",
                   "".join(f"- {_name(r)} (`{r.run_dir}`)\n" for r in c.missing.itertuples())]
+    if c.unusable:
+        lines += ["Unusable records (not compared; an ok run needs a finite positive median):\n",
+                  "".join(f"- `{where}`: {reason}\n" for where, reason in c.unusable.items())]
+    if c.duplicates:
+        lines += ["Measured more than once on one side (the latest ok record is compared):\n",
+                  "".join(f"- {note}\n" for note in c.duplicates)]
 
     def signed(values: pd.Series) -> pd.Series:
         return values.map(lambda r: f"{r:+.1f}" if r == r else "")
@@ -296,6 +354,8 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
         "GPU Δ %": signed(t["gpu_change_pct"]), "host Δ %": signed(t["host_change_pct"]),
         "verdict": [f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v for v in t["verdict"]],
         "cause": t["cause"],
+        "flags base/new": [f"{a or '-'} / {b or '-'}" if a or b else ""
+                           for a, b in zip(t["base_flags"], t["new_flags"])],
         "status": [s if s == ns else f"{s} → {ns}" for s, ns in zip(t["base_status"],
                                                                      t["new_status"])],
         "reason": t["reason"].map(lambda r: r[:120]),

@@ -184,7 +184,9 @@ def measure(task: WorkerTask) -> WorkerResult:
     result.environment = environment.capture(device.type, plugins.backend_spec(cfg["backend"]["name"]).packages)
     if why_not:
         return _with(result, SKIPPED, why_not)
-    result.params = workload.params
+    result.params, result.shape = workload.params, workload.shape
+    if workload.emulated:
+        result.flags.append({"code": "emulated", "detail": workload.emulated})
     result.throughput_basis = {"flops_per_iter": workload.flops, "min_bytes_per_iter": workload.min_bytes,
                                "tokens_per_iter": workload.tokens_per_iter}
     try:

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from harness.worker.workload import Workload, require_choice, require_positive
-
-FAULTS = ("none", "crash", "segfault", "hang", "wrong", "raise", "recompile", "leak")
+from harness.params import resolve
+from harness.worker.workload import Workload
+from workloads.faulty import validate
 
 
 class Faulty(torch.nn.Module):
@@ -44,9 +44,7 @@ def forward(module: Faulty, x: torch.Tensor) -> torch.Tensor:
 
 
 def build(cfg: dict[str, Any], device: torch.device) -> Workload:
-    p = dict(cfg)
-    require_choice(p, "fault", FAULTS)
-    require_positive(p, "size")
+    p = resolve(cfg, None, device.type, None, validate)
     n = p["size"]
     if p["fault"] == "leak":
         # Globals an earlier run in this process would have left (a module attribute of torch,
