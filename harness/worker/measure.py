@@ -183,12 +183,15 @@ def time_and_collect(task: WorkerTask, prepared, result: dict[str, Any], artifac
     """After the first call and the numerics: `time_fn()` -> the timing, with the compiles and
     graph replays around it and the memory peak, then (first process) `profile_iters` calls of
     `profile_fn` under the profiler and the tables."""
+    from harness.worker import host_load
     bench, run_dir = task.config["bench"], Path(task.run_dir)
     progress(f"timing (process {task.process_index + 1} of {task.processes})")
     graphs_before = prepared.graphs_compiled()
     evidence_before = prepared.run_evidence()
     prepared.reset_peak_memory()
+    load_before = host_load.snapshot()
     result["timing"] = time_fn()
+    result["timing"]["host_load"] = host_load.window(load_before, host_load.snapshot())
     result["compile"].update(_evidence(evidence_before, prepared.run_evidence()))
     graphs_after = prepared.graphs_compiled()
     if graphs_before is not None:
