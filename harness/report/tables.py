@@ -280,7 +280,9 @@ SUMMARY_LEGEND = (
     "between procs: the per-process medians' min–max (CV) where more than one process ran; "
     "GPU ms: GPU busy time per iteration in the profiling pass (what the compiler's kernels "
     "cost); host gap ms: wall - GPU, the GPU idle while the host launches and runs Python; "
-    "idle %: host gap / wall; flags: see below and `flags.csv`.")
+    "idle %: host gap / wall; other load %: the share of the run's cores that other work took "
+    "while it was timed (its busiest process; `host_busy` above 10%); flags: see below and "
+    "`flags.csv`.")
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
@@ -297,6 +299,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "GPU ms": summary["gpu_busy_ms_per_iter"],
         "host gap ms": summary["host_gap_ms"],
         "idle %": summary["idle_share"] * 100.0,
+        "other load %": summary["host_other_share"] * 100.0,
         "TFLOP/s": summary["tflops"], "tokens/s": summary["tokens_per_s"],
         "% peak FLOP/s": summary["pct_peak_flops"],
         "compile s": summary["compile_s"],
