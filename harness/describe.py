@@ -27,7 +27,7 @@ FLAG_CODES = {
     "gpu_over_wall": "the profiled GPU time exceeds the timed wall: kernels ran slower under the profiler, so the host gap is not measured",
     "cpu_fallback": "a GPU node ran on the CPU",
     "host_busy": "other work took more than 10% of the run's cores while it was timed (a record "
-                 "without that figure: a load average above the machine's cores)",
+                 "without that figure: a load average above one per core, all cores the run's)",
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
 
@@ -52,12 +52,12 @@ class Thresholds:
     # profiler (its per-kernel instrumentation, clocks), not a negative host gap.
     gpu_over_wall: float = 0.02
     # Other work's CPU time on the run's cores over the timed window, as a share of the cores'
-    # time (docs/DESIGN.md: idle 0-2%, one busy loop on the run's one core about 50%) ...
+    # time: the line of high_cv (docs/DESIGN.md, "A busy host") ...
     host_busy_other_share: float = 0.10
     # ... and at least this much of it: /proc counts in 10 ms ticks, each counter truncated.
     host_busy_min_other_cpu_s: float = 0.05
     # Records without that figure: the 1-minute load average at the start per core of a
-    # machine whose cores were all the run's (the harness alone keeps it at 0.55-0.65).
+    # machine whose cores were all the run's (the harness alone kept 1.1-1.3 on 2 cores).
     host_busy_loadavg_per_core: float = 1.0
 
 
