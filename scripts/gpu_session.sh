@@ -114,6 +114,19 @@ part_isolation_compare() {   # after both: figures side by side, and the overhea
   python3 scripts/bench_overhead.py --repeats 3 | tee -a "$OUT/isolation.txt"
   pack isolation
 }
+part_host_busy() {   # issue 32: what host_busy sees on an idle node, and on GPU runs beside busy loops
+  python3 scripts/host_busy.py --runs 5 2>&1 | tee "$OUT/host_busy.txt"     # one core, CPU: alone, busy loop
+  sweep host_busy/alone workload=fp8_linear backend=inductor,xla bench.processes=3
+  local pids=() core
+  for core in $(seq 0 $(( $(nproc) - 1 ))); do   # one busy loop on every core (not in a worker's group)
+    taskset -c "$core" python3 -c 'while True: pass' & pids+=($!)
+  done
+  sweep host_busy/loaded workload=fp8_linear backend=inductor,xla bench.processes=3
+  kill "${pids[@]}"
+  python3 -m harness.report compare "$ROOT/host_busy/alone" "$ROOT/host_busy/loaded" \
+    --out "$ROOT/host_busy/compare.md" | head -12 | tee -a "$OUT/host_busy.txt"
+  pack host_busy
+}
 
 part_pack_all() {   # whatever the parts left, finished or not (a call cut short)
   for d in "$ROOT"/*/; do pack "$(basename "$d")"; done

@@ -83,6 +83,29 @@ def test_slowdown_by_half_is_flagged_with_the_kernels_that_grew(pair, tmp_path):
     assert "| fp8_cast |" in why and "elementwise_kernel" in why
 
 
+def test_a_regression_on_a_busy_host_is_marked_unreliable(pair, tmp_path):
+    """NEW 1.5x slower while other work took half of its cores: still a regression for the
+    gate, but the verdict and the headline say it is unreliable, naming the side."""
+    base, new = pair
+    for sweep, share in ((base, 0.0), (new, 0.5)):     # whatever the machine that made the sweep
+        rec = record_of(sweep, "fp8_linear_eager_*")
+        r = json.loads(rec.read_text())
+        (process,) = r["timing"]["processes"]
+        process["host_load"].update(other_share=share, other_cpu_s=share)
+        r["flags"] = []
+        rec.unlink()
+        rec.write_text(json.dumps(r))
+    set_samples(rec, [1.5 * x for x in r["timing"]["samples_ms"]])
+    proc = report_cli("compare", base, new, "--out", tmp_path / "compare.md")
+    assert proc.returncode == 1, proc.stderr
+    assert "**REGRESSED** (1 of the regressions with a side flagged high_cv/process_spread/host_busy: " \
+           "unreliable)" in proc.stdout
+    line = next(l for l in proc.stdout.splitlines() if "| fp8_linear |" in l and "| eager |" in l)
+    assert f"**{REGRESSION}** (unreliable: NEW host_busy)" in line
+    row = pd.read_csv(tmp_path / "compare.csv").query("workload == 'fp8_linear' and backend == 'eager'").iloc[0]
+    assert "host_busy" in row["new_flags"]
+
+
 def test_one_percent_within_noise_is_not_flagged(pair):
     base, new = pair
     rec = record_of(new, "fp8_linear_eager_*")

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from harness.collect.kernel_diff import category_diff, kernel_diff
+from harness.describe import NOISE_FLAGS
 from harness.report import tables as T
 from harness.record import RECORD_NAME
 from harness.report.load import Sweep, finite, match_key, noise_floor
@@ -78,6 +79,13 @@ class Comparison:
 
 def _name(r: Any) -> str:
     return f"{r.workload} [{r.variant}] {r.backend}"
+
+
+def noise_flags(row: Any) -> str:
+    """The flags of describe.NOISE_FLAGS a summary row carries: its median is unreliable for
+    comparison, whatever the verdict says."""
+    codes = str(row.get("flags") or "").split(",")
+    return ",".join(c for c in NOISE_FLAGS if c in codes)
 
 
 def _value(row: Any, key: str) -> float:
@@ -253,6 +261,8 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                      "base_host_gap_ms": b["host_gap_ms"], "new_host_gap_ms": n["host_gap_ms"],
                      # what a side did not measure as asked stands beside its median
                      "base_flags": b["flags"], "new_flags": n["flags"],
+                     # the flags of those that make its median unreliable for comparison
+                     "base_noise_flags": noise_flags(b), "new_noise_flags": noise_flags(n),
                      **v, "matched_by": how,
                      "base_run_id": b["run_id"], "new_run_id": n["run_id"],
                      "reason": n["reason"] if n["status"] != "ok" else ""})
@@ -266,7 +276,7 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
     cols = ["workload", "variant", "backend", "base_status", "new_status", "base_median_ms",
             "new_median_ms", "base_cv", "new_cv", "base_between_cv", "new_between_cv",
             "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "base_flags",
-            "new_flags", "ratio",
+            "new_flags", "base_noise_flags", "new_noise_flags", "ratio",
             "change_pct", "band_pct", "noise", "verdict", "gpu_change_pct", "host_change_pct",
             "cause", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
@@ -298,11 +308,19 @@ def incomplete_reason(c: Comparison) -> str:
     return "; ".join(why)
 
 
+def _sides(base_flags: str, new_flags: str) -> str:
+    return "; ".join(f"{side} {flags}" for side, flags in (("BASE", base_flags), ("NEW", new_flags)) if flags)
+
+
 def headline(c: Comparison, allow_missing: bool = False) -> str:
     """The one-line verdict: regressed, incomplete (nothing matched, ok runs missing) or not."""
     why = incomplete_reason(c)
     if c.regressed:
-        return "**REGRESSED**" + (f"; also **INCOMPLETE**: {why}." if why else "")
+        t = c.table
+        shaky = t[t["verdict"].isin([REGRESSION]) & ((t["base_noise_flags"] != "") | (t["new_noise_flags"] != ""))]
+        return ("**REGRESSED**" + (f" ({len(shaky)} of the regressions with a side flagged "
+                                   f"{'/'.join(NOISE_FLAGS)}: unreliable)" if len(shaky) else "")
+                + (f"; also **INCOMPLETE**: {why}." if why else ""))
     if not why:
         return "No regression."
     if allow_missing:
@@ -352,7 +370,9 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
         "host gap ms base/new": [f"{T.fmt_num(a)} / {T.fmt_num(b)}" if a == a or b == b else ""
                                  for a, b in zip(t["base_host_gap_ms"], t["new_host_gap_ms"])],
         "GPU Δ %": signed(t["gpu_change_pct"]), "host Δ %": signed(t["host_change_pct"]),
-        "verdict": [f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v for v in t["verdict"]],
+        "verdict": [(f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v)
+                    + (f" (unreliable: {_sides(b, n)})" if b or n else "")
+                    for v, b, n in zip(t["verdict"], t["base_noise_flags"], t["new_noise_flags"])],
         "cause": t["cause"],
         "flags base/new": [f"{a or '-'} / {b or '-'}" if a or b else ""
                            for a, b in zip(t["base_flags"], t["new_flags"])],
@@ -366,7 +386,8 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
               "GPU Δ % and host Δ %: the change of GPU busy time and of the host gap (wall - GPU), "
               "each in % of BASE's wall median, so that they add up to the wall change; cause: "
               "the part carrying it (kernels, host, both; unknown where a side was not "
-              "profiled).\n"]
+              f"profiled). unreliable: a side is flagged {', '.join(NOISE_FLAGS)}: its median "
+              "is unreliable for comparison, whatever the verdict (see its report's Flags).\n"]
     for name, (cats, kern) in c.kernel_diffs.items():
         lines += [f"## Why slower: {name}\n", "Time by category (ms per iteration):\n",
                   T.md_table(cats, index=True), "Kernels that grew (us per iteration):\n",

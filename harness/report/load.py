@@ -21,7 +21,8 @@ import pandas as pd
 
 from harness.collect.devices import Peaks, lookup_device, peak_dtype
 from harness.describe import (TAG_KEYS, THRESHOLDS, backend_label, backend_traits,
-                              between_processes, gpu_figures, record_flags, variant)
+                              between_processes, busiest_host_load, gpu_figures, record_flags,
+                              variant)
 from harness.errors import InputError
 from harness.record import KNOWN_SCHEMA_VERSIONS, RECORD_NAME
 
@@ -153,6 +154,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     idle = _f(gpu.get("idle_share"))
     flags = record_flags(record)
     traits = backend_traits(record)
+    busiest = busiest_host_load(record)
     tflops = _f(thr.get("tflops"))
     gbps = _f(thr.get("gbps_min_bytes"))
     pct_flops = pct_bw = math.nan
@@ -181,6 +183,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "between_min_ms": _f(between.get("min_ms")) if between else math.nan,
         "between_max_ms": _f(between.get("max_ms")) if between else math.nan,
         "between_cv": _f(between.get("cv")) if between else math.nan,
+        # the share of the run's cores other work took while it was timed (the busiest process)
+        "host_other_share": _f(busiest[2]["other_share"]) if busiest else math.nan,
         "tflops": tflops,
         "tokens_per_s": _f(thr.get("tokens_per_s")),
         "gbps_min_bytes": gbps,

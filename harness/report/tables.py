@@ -286,6 +286,8 @@ SUMMARY_LEGEND = {
               "cost)",
     "host gap ms": "wall - GPU, the GPU idle while the host launches and runs Python",
     "idle %": "host gap / wall",
+    "other load %": "the share of the run's cores that other work took while it was timed (its "
+                    "busiest process; `host_busy` above 10%)",
     "flags": "what a run did not measure as asked: see below and `flags.csv`",
 }
 
@@ -309,6 +311,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "GPU ms": summary["gpu_busy_ms_per_iter"],
         "host gap ms": summary["host_gap_ms"],
         "idle %": summary["idle_share"] * 100.0,
+        "other load %": summary["host_other_share"] * 100.0,
         "TFLOP/s": summary["tflops"], "tokens/s": summary["tokens_per_s"],
         "% peak FLOP/s": summary["pct_peak_flops"],
         "compile s": summary["compile_s"],

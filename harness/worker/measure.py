@@ -212,12 +212,15 @@ def measure(task: WorkerTask) -> WorkerResult:
             # wrong numbers: no figure of this run could be used, so none is measured
             return _with(result, FAILED, f"numerics: {result.numerics['detail']}")
 
+    from harness.worker import host_load
     progress(f"timing (process {task.process_index + 1} of {task.processes})")
     graphs_before = prepared.graphs_compiled()
     evidence_before = prepared.run_evidence()
     prepared.reset_peak_memory()
     timing_started_at = time.time()
+    load_before = host_load.snapshot()
     result.timing, result.generation = parts.timed()
+    result.timing["host_load"] = host_load.window(load_before, host_load.snapshot())
     result.timing["started_at"] = timing_started_at     # epoch seconds: this process's warm-up began
     result.compile.update(_evidence(evidence_before, prepared.run_evidence()))
     graphs_after = prepared.graphs_compiled()
