@@ -26,13 +26,15 @@ FLAG_CODES = {
     "profile_differs": "the profiled program is not the timed one",
     "gpu_over_wall": "the profiled GPU time exceeds the timed wall: kernels ran slower under the profiler, so the host gap is not measured",
     "cpu_fallback": "a GPU node ran on the CPU",
+    "emulated": "an op ran as a software emulation on this device (fp8 on the CPU): the time is the emulation's, not the hardware's",
+    "host_busy": "other work took more than 10% of the run's cores while it was timed (a record "
+                 "without that figure: a load average above one per core, all cores the run's)",
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
 
-# Flags that say a run's figures are noisier than its samples show (`host_busy` and `throttled`
-# come from the busy-host and GPU-state work): compare names them beside its verdict, and
-# regressions keeps such a night out of the series it judges.
-NOISE_FLAGS = ("high_cv", "process_spread", "host_busy", "throttled")
+# Flags that make a run's median unreliable for comparison with another's: readers that set
+# two medians side by side (findings, compare) name them and state no ratio as a result.
+NOISE_FLAGS = ("high_cv", "process_spread", "host_busy")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,14 @@ class Thresholds:
     # GPU busy time in the profiling pass above the timed wall: kernels that ran slower under the
     # profiler (its per-kernel instrumentation, clocks), not a negative host gap.
     gpu_over_wall: float = 0.02
+    # Other work's CPU time on the run's cores over the timed window, as a share of the cores'
+    # time: the line of high_cv (docs/DESIGN.md, "A busy host") ...
+    host_busy_other_share: float = 0.10
+    # ... and at least this much of it: /proc counts in 10 ms ticks, each counter truncated.
+    host_busy_min_other_cpu_s: float = 0.05
+    # Records without that figure: the 1-minute load average at the start per core of a
+    # machine whose cores were all the run's (the harness alone kept 1.1-1.3 on 2 cores).
+    host_busy_loadavg_per_core: float = 1.0
 
 
 THRESHOLDS = Thresholds()
@@ -134,6 +144,55 @@ def between_processes(record: dict[str, Any]) -> dict[str, Any] | None:
     return between if (_number(between.get("n")) or 1) > 1 else None
 
 
+def busiest_host_load(record: dict[str, Any]) -> tuple[int, int, dict[str, Any]] | None:
+    """(index, processes, host_load) of the timed process whose cores other work used most
+    (`timing.processes[i].host_load`, harness/worker/host_load.py); None for records without."""
+    processes = (record.get("timing") or {}).get("processes") or []
+    loads = [(i, p["host_load"]) for i, p in enumerate(processes)
+             if isinstance(p, dict) and isinstance(p.get("host_load"), dict)
+             and _number(p["host_load"].get("other_share")) is not None]
+    if not loads:
+        return None
+    i, load = max(loads, key=lambda x: x[1]["other_share"])
+    return i, len(processes), load
+
+
+def _cores(cores: list[int]) -> str:
+    return f"core {cores[0]}" if len(cores) == 1 else (
+        f"cores {','.join(map(str, cores))}" if len(cores) <= 8 else f"{len(cores)} cores")
+
+
+def host_busy(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> dict[str, str] | None:
+    """The `host_busy` flag of a timed run: other work's share of the run's cores while it was
+    timed; a record without that figure, from its load average at the start, only where the
+    run's cores were all the machine's (a load average is machine-wide: on a GPU node whose jobs
+    run on disjoint cores it says nothing about this run's)."""
+    if _number((record.get("timing") or {}).get("median_ms")) is None:
+        return None
+    busiest = busiest_host_load(record)
+    if busiest is not None:
+        i, n, load = busiest
+        other_s = _number(load.get("other_cpu_s")) or 0.0
+        if load["other_share"] <= thresholds.host_busy_other_share \
+                or other_s < thresholds.host_busy_min_other_cpu_s:
+            return None
+        which = f" in process {i + 1} of {n}" if n > 1 else ""
+        return {"code": "host_busy", "detail":
+                f"other work took {100 * load['other_share']:.0f}% of the run's "
+                f"{_cores(list(load.get('cores') or []))} while it was timed{which} ({other_s:.2f} "
+                f"CPU-s in {load.get('window_s', 0):.2f} s; load average {load.get('loadavg_1m_before', 0):.2f} "
+                f"before, {load.get('loadavg_1m_after', 0):.2f} after)"}
+    env = record.get("environment") or {}
+    load_1m, cpus = _number(env.get("loadavg_1m")), _number(env.get("cpu_count"))
+    if load_1m is None or not cpus or len(env.get("affinity") or []) != cpus:
+        return None
+    if load_1m / cpus <= thresholds.host_busy_loadavg_per_core:
+        return None
+    return {"code": "host_busy", "detail":
+            f"load average {load_1m:.2f} at the start on a {cpus:.0f}-core machine, all of its cores "
+            "the run's (recorded before the CPU time of other work was)"}
+
+
 def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[dict[str, str]]:
     """The flags a record's own figures call for, each {"code", "detail"} with the figures.
 
@@ -169,6 +228,9 @@ def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[
         flags.append({"code": "process_spread", "detail":
                       f"{between['n']} processes: medians {between['min_ms']:.4g}-"
                       f"{between['max_ms']:.4g} ms, CV {100 * between['cv']:.1f}%"})
+    busy = host_busy(record, thresholds)
+    if busy:
+        flags.append(busy)
     compile_info = record.get("compile") or {}
     graphs = compile_info.get("cudagraphs") or {}
     replays = _number(graphs.get("graph_replays"))
@@ -225,11 +287,14 @@ def flag_codes(record: dict[str, Any]) -> list[str]:
 
 
 def summary_line(record: dict[str, Any]) -> str:
-    """One console line per run: name, backend, status, the three times, spread, flags."""
+    """One console line per run: name, backend, status, shape, the three times (on a GPU;
+    a CPU run has no GPU time and says so), spread, flags."""
     params = record.get("params") or {}
     tags = variant(params)
     name = f"{record.get('workload')}[{tags}]" if tags else str(record.get("workload"))
     parts = [f"{name:<40}", f"{backend_label(record):<22}", f"{record.get('status', '?'):<7}"]
+    if record.get("shape"):
+        parts.append(str(record["shape"]))
     timing = record.get("timing") or {}
     if _number(timing.get("median_ms")) is not None:
         text = f"wall {timing['median_ms']:.4g} ms (cv {100 * (timing.get('cv') or 0):.1f}%"
@@ -242,6 +307,8 @@ def summary_line(record: dict[str, Any]) -> str:
         gap = gpu["host_gap_ms"]
         parts.append(f"gpu {gpu['busy_ms_per_iter']:.4g} ms"
                      + (f", host gap {gap:.3g} ms" if gap is not None else ""))
+    elif (record.get("environment") or {}).get("device") == "cpu" and "median_ms" in timing:
+        parts.append("no GPU time (CPU run)")    # of the three figures, only the wall exists here
     gen = record.get("generation") or {}
     if gen:     # the wall figure above is the median TPOT
         parts.append(f"TTFT {gen['ttft_ms']['p50']:.4g} ms, TPOT p99 {gen['tpot_ms']['p99']:.4g} ms")

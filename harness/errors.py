@@ -12,13 +12,18 @@ class ConfigError(ValueError):
     """A bad parameter: names the config key and what was expected."""
 
     def __init__(self, key: str, message: str):
-        self.key = key
+        self.key, self.message = key, message
         super().__init__(f"{key}: {message}")
 
 
 class Unsupported(RuntimeError):
     """The backend tried and cannot run this program here (an op it has no lowering for):
     the run is `skipped` with this reason, not `failed`."""
+
+
+class CpuFallback(RuntimeError):
+    """`device=auto` on a node with GPUs found none through torch: the run fails with this status
+    and never quietly measures the CPU (a GPU sweep once ran on the CPU that way)."""
 
 
 class InputError(ValueError):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.cli_args import Parser, number
 from harness.collect.devices import DEVICES, lookup_device
 from harness.collect.kernel_diff import category_diff, category_summary, kernel_diff
 from harness.collect.kernel_table import kernel_table, launch_overhead
@@ -118,22 +119,25 @@ def header(label: str, table: pd.DataFrame) -> str:
             f"   {a.get('source')} trace, {iters}, device {device}, "
             f"kernels {a.get('kernel_us_per_iter', 0):,.1f} {per}, GPU busy "
             f"{a.get('gpu_busy_us_per_iter', 0):,.1f} {per}, "
-            f"{a.get('launches_excluded', 0)} launches outside the iterations")
+            f"{a.get('launches_excluded', 0)} launches outside the iterations"
+            + "".join(f"\n   note: {note}" for note in a.get("notes") or []))
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.kernels",
-                                description="Kernel table and time by category of GPU traces "
-                                            "(PyTorch Kineto or JAX perfetto, plain or .gz).")
+    p = Parser(prog="python -m harness.kernels",
+               description="Kernel table and time by category of GPU traces "
+                           "(PyTorch Kineto or JAX perfetto, plain or .gz).")
     p.add_argument("traces", nargs="+", metavar="TRACE")
-    p.add_argument("--iters", type=int, help="profiled iterations (default: count the "
-                                             "harness_iter_N, else ProfilerStep#N markers)")
-    p.add_argument("--top", type=int, default=20, help="kernels to print per trace (20)")
+    p.add_argument("--iters", type=number(integer=True, minimum=1),
+                   help="profiled iterations (default: count the harness_iter_N, else "
+                        "ProfilerStep#N markers)")
+    p.add_argument("--top", type=number(integer=True, minimum=1), default=20,
+                   help="kernels to print per trace (20)")
     p.add_argument("--device", help='GPU name or key, e.g. "NVIDIA H100 80GB HBM3", h100_sxm '
                                     "(default: from the Kineto trace)")
-    p.add_argument("--sm-clock-mhz", type=float, help="measured SM clock, scales the peaks")
+    p.add_argument("--sm-clock-mhz", type=number(above=0), help="measured SM clock, scales the peaks")
     p.add_argument("--hlo-dir", help="XLA dump folder for XLA FLOPs/bytes and fp8 detection")
-    p.add_argument("--wall-us", type=float, nargs="+", metavar="US",
+    p.add_argument("--wall-us", type=number(above=0), nargs="+", metavar="US",
                    help="measured wall time per iteration, one per trace: prints the "
                         "host/launch gap")
     p.add_argument("--csv", help="write all rows (with a trace column) as CSV")
@@ -142,10 +146,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.iters is not None and args.iters <= 0:
-        die("--iters: expected a positive integer")
-    if args.top <= 0:
-        die("--top: expected a positive integer")
     if args.wall_us and len(args.wall_us) != len(args.traces):
         die(f"--wall-us: expected {len(args.traces)} value(s), one per trace")
     if args.device and lookup_device(args.device) is None:

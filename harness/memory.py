@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.cli_args import Parser, number
 from harness.collect.memory_table import memory_table_from_files
 from harness.errors import InputError, die, exit_quietly_on_broken_pipe
 
@@ -40,9 +41,10 @@ def _sidecar(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.memory", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m harness.memory", description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+", type=Path, help="dump files (XLA or Inductor)")
-    parser.add_argument("--top", type=int, default=15, help="buffers to show per graph (default 15)")
+    parser.add_argument("--top", type=number(integer=True, minimum=0), default=15,
+                        help="buffers to show per graph (default 15)")
     parser.add_argument("--csv", type=Path, help="write the summary here, buffers to <stem>.buffers.csv")
     parser.add_argument("--parquet", type=Path, help="write the summary here, buffers to <stem>.buffers.parquet")
     args = parser.parse_args(argv)
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     pd.set_option("display.max_colwidth", 80)
     print("memory summary (bytes; workspace notes say whether it overlaps other kinds)")
     print(_with_size(summary).to_string(index=False))
-    top = buffers.groupby("graph", sort=False).head(args.top) if args.top >= 0 else buffers
+    top = buffers.groupby("graph", sort=False).head(args.top)
     print(f"\nlargest buffers (top {args.top} per graph)")
     print(_with_size(top).to_string(index=False))
     return 0

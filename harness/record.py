@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ class RunRecord:
     run_id: str
     status: str                 # ok | failed | skipped
     reason: str = ""
+    config_error: dict[str, str] | None = None   # {key, message}: a parameter was wrong (the CLI exits 2)
     config: dict[str, Any] = field(default_factory=dict)
     workload: str = ""
     backend: str = ""           # the backend package: eager | inductor | xla | torch_xla
@@ -30,6 +32,7 @@ class RunRecord:
     # what the configuration is, as its backend declares (plugins.Traits): family, graphs, pair
     backend_traits: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)   # the workload's resolved parameters
+    shape: str = ""             # what was measured, in words: "M=64 K=128 N=256 (bfloat16 x[64,128] @ ...)"
     environment: dict[str, Any] = field(default_factory=dict)
     compile_s: float | None = None        # first call of the first process (compile + one execution)
     compile: dict[str, Any] = field(default_factory=dict)  # phases, graph evidence, settings
@@ -62,6 +65,9 @@ def write_json_atomic(path: Path, payload: dict[str, Any], overwrite: bool = Fal
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; a record is read by colleagues on a shared filesystem
+        # like every other file of the run: the mode open() would give it (0666 & ~umask).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2, default=str)
             f.flush()
@@ -77,6 +83,12 @@ def write_json_atomic(path: Path, payload: dict[str, Any], overwrite: bool = Fal
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)    # reading it means setting it: set it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_record(run_dir: Path, record: RunRecord) -> Path:
     path = Path(run_dir) / RECORD_NAME
     write_json_atomic(path, record.to_dict())
@@ -86,3 +98,17 @@ def write_record(run_dir: Path, record: RunRecord) -> Path:
 def read_record(path: Path) -> dict[str, Any]:
     with open(path) as f:
         return json.load(f)
+
+
+def keep_aside(path: Path, status: str) -> Path:
+    """`record.json` renamed to `record.<time>.<status>.json` (a free name: never over another)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        target = path.with_name(f"record.{stamp}{f'.{n}' if n else ''}.{status}.json")
+        try:
+            os.link(path, target)       # fails where the name is taken, unlike rename
+        except FileExistsError:
+            continue
+        path.unlink()
+        return target
+    raise FileExistsError(f"{path}: no free name to keep it aside")

@@ -92,6 +92,42 @@ part_generate_dynamic() {   # a cache grown per step: Inductor's symbolic length
   pack generate
 }
 
+# Issue 27: the same runs under the fork server and under spawn, on one GPU, each isolation one
+# sweep under Hydra's basic launcher (one orchestrator, so one fork server per backend family):
+# fp8 fwd on xla and inductor:max-autotune, the decode step with CUDA graphs, 3 processes each.
+# The figures should agree within the between-process spread (compare matches them by run_id:
+# the isolation is not part of it); the sweep's wall time is in $OUT/isolation.txt.
+isolation() {   # isolation forkserver|spawn
+  local t0=$SECONDS
+  for args in "workload=fp8_linear backend=xla,inductor_max_autotune" \
+              "workload=qwen_decoder workload.phase=decode backend=inductor_cudagraphs"; do
+    $H -m $args bench.processes=3 bench.isolation=$1 gpu_pool=[0] $MEM "hydra.sweep.dir=$ROOT/isolation/$1" \
+      2>&1 | grep -v '^  \[worker\]'
+  done
+  echo "bench.isolation=$1: $((SECONDS - t0)) s for the 3 runs" | tee -a "$OUT/isolation.txt"
+}
+part_isolation_forkserver() { isolation forkserver; pack isolation; }
+part_isolation_spawn() { isolation spawn; pack isolation; }
+part_isolation_compare() {   # after both: figures side by side, and the overhead per run on this machine
+  python3 -m harness.report compare "$ROOT/isolation/spawn" "$ROOT/isolation/forkserver" \
+    --out "$ROOT/isolation/compare.md" | tail -30
+  python3 scripts/bench_overhead.py --repeats 3 | tee -a "$OUT/isolation.txt"
+  pack isolation
+}
+part_host_busy() {   # issue 32: what host_busy sees on an idle node, and on GPU runs beside busy loops
+  python3 scripts/host_busy.py --runs 5 2>&1 | tee "$OUT/host_busy.txt"     # one core, CPU: alone, busy loop
+  sweep host_busy/alone workload=fp8_linear backend=inductor,xla bench.processes=3
+  local pids=() core
+  for core in $(seq 0 $(( $(nproc) - 1 ))); do   # one busy loop on every core (not in a worker's group)
+    taskset -c "$core" python3 -c 'while True: pass' & pids+=($!)
+  done
+  sweep host_busy/loaded workload=fp8_linear backend=inductor,xla bench.processes=3
+  kill "${pids[@]}"
+  python3 -m harness.report compare "$ROOT/host_busy/alone" "$ROOT/host_busy/loaded" \
+    --out "$ROOT/host_busy/compare.md" | head -12 | tee -a "$OUT/host_busy.txt"
+  pack host_busy
+}
+
 part_pack_all() {   # whatever the parts left, finished or not (a call cut short)
   for d in "$ROOT"/*/; do pack "$(basename "$d")"; done
 }

@@ -13,9 +13,9 @@
 # cache (184 s for the two wheels alone), 7.4 GB.
 #
 # Not in .ci/run: the build (~4 min, 3.4 GB downloaded, 7.4 GB on disk) plus the torch_xla tests
-# (~4.5 min on 2 cores) would take the CI from ~10 to ~19 min, the edge of its 20-25 min budget,
-# and its disk use in every fresh CI run. CI keeps the part that needs no torch_xla: the memory
-# collector on a real PyTorch/XLA dump (tests/test_torch_xla_dump.py).
+# (`-m torch_xla`: 42 s on the 2-core machine, as measured for issue 32) would add about 5 min to
+# every fresh CI run, whose tests must finish in 10, and its disk use. CI keeps the part that
+# needs no torch_xla: the memory collector on a real PyTorch/XLA dump (tests/test_torch_xla_dump.py).
 # PyPI's x86_64 torch 2.9.1 is the CUDA build: libtorch links cudart, cuBLAS, cuDNN, NCCL and
 # more, so `import torch` fails without the 4.3 GB of nvidia-* wheels even on the CPU
 # ("libcublas.so.*[0-9] not found"). PyTorch's CPU wheel index is not reachable from here;

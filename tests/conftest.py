@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -80,5 +82,79 @@ def sweep_dir(tmp_path: Path) -> Path:
 
 def resolve(model, cfg: dict, device_type: str) -> dict:
     """A workload's validated parameters for a device type, without building anything."""
-    from harness.worker.workload import resolve as resolve_params
+    from harness.params import resolve as resolve_params
     return resolve_params(cfg, model.PRESETS, device_type, model.DEFAULT_PRESET, model.validate)
+
+
+# --- processes a run leaves (tests/test_forkserver.py, tests/test_node_integrity.py) ---------------
+
+def process_tree(root: int) -> dict[int, tuple[int, bytes]]:
+    """pid -> (ppid, command line) of every descendant of `root`: its fork server and workers."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                table[int(entry.name)] = (ppid, (entry / "cmdline").read_bytes())
+            except (OSError, ValueError, IndexError):
+                continue
+    found: dict[int, tuple[int, bytes]] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, cmd) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = (ppid, cmd)
+                frontier.append(pid)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+class ProcessWatch:
+    """Every process an orchestrator's tree held while it ran (workers come and go)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.seen = proc, {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.proc.poll() is None:
+            seen = dict(self.seen)
+            for pid, (ppid, cmd) in process_tree(self.proc.pid).items():
+                if cmd or pid not in seen:      # an exiting process reads as an empty command line
+                    seen[pid] = (ppid, cmd)
+            self.seen = seen                    # replaced whole: readers keep a consistent one
+            time.sleep(0.1)
+
+    def servers(self) -> list[int]:
+        return [pid for pid, (ppid, cmd) in self.seen.items()
+                if b"harness.worker.server" in cmd and ppid == self.proc.pid]
+
+    def workers(self) -> list[int]:
+        """Spawned workers, and what a fork server forked (its command line is the server's)."""
+        servers = self.servers()
+        return [pid for pid, (ppid, cmd) in self.seen.items()
+                if b"harness.worker.measure" in cmd or ppid in servers]
+
+    def wait_for_worker(self, timeout_s: float = 120) -> None:
+        deadline = time.time() + timeout_s
+        while not self.workers() and time.time() < deadline and self.proc.poll() is None:
+            time.sleep(0.2)
+        assert self.workers(), "no worker started"
+
+    def assert_all_gone(self, within_s: float = 10) -> None:
+        self.thread.join(timeout=5)
+        deadline = time.time() + within_s
+        while any(alive(p) for p in list(self.seen)) and time.time() < deadline:
+            time.sleep(0.2)
+        seen = self.seen
+        left = {p: seen[p][1] for p in seen if alive(p)}
+        assert not left, f"left behind by {self.proc.pid} after {within_s} s: {left}"

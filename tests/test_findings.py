@@ -262,3 +262,40 @@ def test_categories_by_source_op_make_attention_comparable():
     row = findings_from(s, pd.concat([ind, xla])).query("kind == 'category'").iloc[0]
     assert row["backends"] == "xla,inductor" and "in attention (by source op)" in row["sentence"]
     assert "transpose [copy] (1,000.0 us)" in row["evidence"] and "dot_170 [gemm]" in row["evidence"]
+
+
+
+def busy_flag(backend: str) -> pd.DataFrame:
+    return pd.DataFrame([{"workload": "w", "variant": "v", "backend": backend, "run_id": backend,
+                          "code": "host_busy", "detail": "load average 5.20"}])
+
+
+@pytest.mark.parametrize("flagged_by", ["summary", "flags table"])
+def test_a_comparison_with_a_busy_run_says_so_and_states_no_ratio(flagged_by):
+    """cpu_torch_xla's qwen decode: xla 0.336 ms against torch_xla 31.4 ms on a busy host read
+    "93.46x faster"; with torch_xla flagged host_busy, the finding names the flag and gives
+    the medians, never a ratio."""
+    s = summary({"backend": "xla", "median_ms": 0.3364}, {"backend": "torch_xla", "median_ms": 31.44})
+    (quiet,) = findings_from(s)["sentence"]
+    assert "xla is 93.46x faster than torch_xla" in quiet
+    if flagged_by == "summary":
+        busy = findings_from(s.assign(flags=["", "high_cv,host_busy"]))
+    else:
+        busy = findings_from(s, flags=busy_flag("torch_xla"))
+    (row,) = busy[busy["kind"] == "speed"].itertuples()
+    assert row.magnitude != row.magnitude       # NaN: no ratio in the table either
+    assert "xla and torch_xla are not compared: torch_xla is flagged " in row.sentence
+    assert "host_busy, so the ratio of the medians is not a result (0.3364 vs 31.44 ms" in row.sentence
+    assert "faster" not in row.sentence
+
+
+def test_a_pair_with_a_busy_side_has_no_verdict():
+    s = summary({"backend": "inductor:max-autotune", "median_ms": 0.2},
+                {"backend": "xla", "median_ms": 0.3364})
+    said = findings_from(s).set_index("kind")
+    assert "Inductor is 1.68x faster end to end" in said.loc["pair", "sentence"]
+    row = findings_from(s, flags=busy_flag("xla")).set_index("kind").loc["pair"]
+    assert "(inductor:max-autotune vs xla: each compiler at its best: CUDA graphs and GEMM autotuning on " \
+           "both sides): not compared: xla is flagged host_busy, so the ratio of the medians is not a " \
+           "result; wall 0.2 vs 0.3364 ms" in row["sentence"]
+    assert row["magnitude"] != row["magnitude"] and "faster" not in row["sentence"]

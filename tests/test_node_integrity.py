@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, REPO, records, run_harness
+from conftest import FIXTURES, REPO, ProcessWatch, records, run_harness
 from harness.orchestrator import gpus
 
 TOPO = ("\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\n"
@@ -50,7 +50,9 @@ def harness(*args: str, env: dict[str, str] | None = None, **popen) -> subproces
 
 def test_the_pool_is_the_nodes_gpus_whatever_the_launcher_set(two_gpu_node, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")        # what submitit's local executor sets
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")      # ... and how it marks its jobs
     assert gpus.pool("auto") == ["0", "1"]
+    monkeypatch.delenv("SUBMITIT_EXECUTOR")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert gpus.pool("auto") == ["0", "1"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")       # an allocation (Slurm) is kept
@@ -92,6 +94,29 @@ def test_documented_parallel_sweep_on_a_gpu_node_never_runs_on_the_cpu(two_gpu_n
     assert {tuple(r["environment"]["cpu_set"]) for r in recs} == {(0,), (1,)}
 
 
+def test_item08_a_users_own_empty_cuda_visible_devices_means_no_gpu(two_gpu_node, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    for executor in (None, "slurm"):       # the user's value, or one a Slurm job inherited
+        if executor:
+            monkeypatch.setenv("SUBMITIT_EXECUTOR", executor)
+        assert gpus.hidden_by_user() and gpus.pool("auto") == []
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+    assert not gpus.hidden_by_user() and gpus.pool("auto") == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_item08_a_run_with_an_empty_cuda_visible_devices_stays_off_the_gpu(two_gpu_node, tmp_path):
+    """On a node whose nvidia-smi lists two GPUs, `CUDA_VISIBLE_DEVICES= python -m harness ...`
+    is a CPU run that measures (not GPU 0, not a cpu_fallback failure)."""
+    proc = run_harness("workload=faulty", "backend=eager", "bench=quick", f"hydra.run.dir={tmp_path}",
+                       env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (r,) = records(tmp_path)
+    assert r["status"] == "ok" and r["environment"]["device"] == "cpu"
+    assert r["environment"]["gpu_slot"] is None and r["environment"]["cuda_visible_devices"] == ""
+    assert "on GPU" not in proc.stderr
+
+
 @pytest.mark.slow
 def test_device_cpu_stays_available_on_a_gpu_node(two_gpu_node, tmp_path):
     proc = run_harness("workload=faulty", "backend=eager", "bench=quick", "device=cpu", f"hydra.run.dir={tmp_path}")
@@ -122,47 +147,18 @@ def test_two_sweeps_into_one_dir_lose_nothing(sweep_dir):
 
 # --- the orchestrator's death -------------------------------------------------------------------
 
-def _worker_pids(parent: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().split(b"\0")
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if b"harness.worker.measure" in cmd and ppid == parent:
-                pids.append(int(entry.name))
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
-
-
 @pytest.mark.slow
+@pytest.mark.parametrize("isolation", ["forkserver", "spawn"])
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL])
-def test_no_worker_outlives_its_orchestrator(sig, tmp_path):
+def test_no_worker_outlives_its_orchestrator(sig, isolation, tmp_path):
     proc = harness("workload=faulty", "workload.fault=hang", "backend=eager", "bench=quick",
-                   "bench.timeout_s=300", f"hydra.run.dir={tmp_path}")
-    deadline = time.time() + 120
-    workers: list[int] = []
-    while not workers and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        workers = _worker_pids(proc.pid)
-    assert workers, "no worker started"
+                   "bench.timeout_s=300", f"bench.isolation={isolation}", f"hydra.run.dir={tmp_path}")
+    watch = ProcessWatch(proc)
+    watch.wait_for_worker()
     time.sleep(3)                                  # the worker is inside the hanging step now
     proc.send_signal(sig)
     proc.communicate(timeout=60)
-    gone_by = time.time() + 10
-    while any(_alive(w) for w in workers) and time.time() < gone_by:
-        time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), "a worker survived its orchestrator by 10 s"
+    watch.assert_all_gone()                        # the workers, their fork server, anything they started
     if sig == signal.SIGHUP:
         (r,) = records(tmp_path)
         assert r["status"] == "failed" and r["reason"].startswith("interrupted: the orchestrator received SIGHUP")
@@ -177,7 +173,22 @@ def test_host_memory_limit_names_itself(tmp_path):
     assert proc.returncode == 1
     (r,) = records(tmp_path)
     assert r["status"] == "failed"
-    assert r["reason"].startswith("host memory above 3.0 GiB (bench.max_host_mem_gb)"), r["reason"]
+    assert r["reason"].startswith("host memory above 3 GiB (bench.max_host_mem_gb)"), r["reason"]
+
+
+def test_item14_a_small_memory_limit_is_printed_with_its_digits():
+    """A limit of 0.05 GiB on a process holding ~0.2 GiB: the reason says 0.05, not 0.0."""
+    from harness.orchestrator import spawn
+    proc = subprocess.Popen([sys.executable, "-c", "import time; b = b'x' * (200 << 20); time.sleep(60)"],
+                            start_new_session=True)
+    try:
+        failure, interrupted = spawn._wait(proc, timeout_s=60, mem_limit_gb=0.05)
+    finally:
+        spawn._kill_group(proc)
+    assert interrupted == "" and proc.poll() is not None
+    assert failure.startswith("host memory above 0.05 GiB (bench.max_host_mem_gb): the worker and its "
+                              "children held 0.2"), failure
+    assert failure.endswith(" GiB, killed")
 
 
 @pytest.mark.parametrize("override,line", [

@@ -5,7 +5,8 @@ from harness.orchestrator.config import BackendConfig
 from harness.orchestrator import plugins
 
 
-@plugins.backend("eager", module="backends.eager.backend", packages=("torch",), family="eager")
+@plugins.backend("eager", module="backends.eager.backend", packages=("torch",), family="eager",
+                 preload=("torch", "backends.eager.backend"))
 @dataclass
 class EagerConfig(BackendConfig):
     pass

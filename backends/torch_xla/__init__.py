@@ -14,9 +14,11 @@ def label(cfg: Mapping[str, Any]) -> str:
     return "torch_xla" if cfg.get("mode", "default") == "default" else f"torch_xla:{cfg['mode']}"
 
 
+# Not torch_xla itself in its fork server: importing it registers the XLA device and reads the
+# PJRT settings of the process (PJRT_DEVICE, XLA_FLAGS set in prepare()); each worker imports it
+# after the fork, with the run's own environment.
 @plugins.backend("torch_xla", module="backends.torch_xla.backend", label=label, packages=("torch", "torch_xla"),
-                 family="torch_xla",
-                 env={"PJRT_DEVICE": "CPU"})
+                 family="torch_xla", env={"PJRT_DEVICE": "CPU"}, preload=("torch",))
 @dataclass
 class TorchXlaConfig(BackendConfig):
     mode: str = "default"       # default: lazy tensors, torch_xla.compile per step | dynamo: torch.compile(backend="openxla")

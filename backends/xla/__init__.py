@@ -11,6 +11,7 @@ from harness.orchestrator.config import BackendConfig
 from harness.orchestrator import plugins
 
 PLATFORMS = ("auto", "gpu", "cpu")
+CACHE_SUBDIR = "jax"        # JAX's persistent compilation cache under the run's compile cache
 
 
 def label(cfg: Mapping[str, Any]) -> str:
@@ -37,14 +38,16 @@ def pair(cfg: Mapping[str, Any]) -> str | None:
 
 
 @plugins.backend("xla", module="backends.xla.backend", label=label, family="xla", graphs=graphs, pair=pair,
-         compile_cache={"JAX_COMPILATION_CACHE_DIR": "jax"},
-         # cache every executable, however small or quick to compile (JAX's defaults skip
-         # those); JAX would otherwise take 75% of the GPU up front and every memory figure
-         # would be that
-         env={"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-              "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
+         # JAX would otherwise take 75% of the GPU up front and every memory figure would be that
+         # (read when JAX starts its backends: in the worker, after the run's environment is set).
+         # Its compile cache is not a variable here: JAX reads JAX_COMPILATION_CACHE_DIR when it
+         # is imported, which a fork server did before the run; prepare() sets it from the
+         # RunContext (CACHE_SUBDIR).
+         env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
          packages=("jax", "jaxlib", "torchax", "torch"),
+         # Not torchax: importing it before the backend's eager run breaks torch's CUDA autograd
+         # (backend.channels_last_outputs), and no JAX backend may start in the server.
+         preload=("torch", "jax", "backends.xla.backend"),
          variants={"xla_no_cmdbuf": {"command_buffers": False}})
 @dataclass
 class XlaConfig(BackendConfig):

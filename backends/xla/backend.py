@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from backends.xla import PLATFORMS
+from backends.xla import CACHE_SUBDIR, PLATFORMS
 from backends.xla import dump
 from backends.xla.convert import is_channels_last, jax_to_torch, to_nchw, to_nhwc, torch_to_numpy
 from harness.worker.backend import TRACE, Artifact, Prepared, RunContext
@@ -355,10 +355,25 @@ def count_cache_events(info: dict[str, Any]) -> None:
     jax.monitoring.register_event_listener(listen)
 
 
+def use_compile_cache(cache_dir: Path) -> None:
+    """JAX's persistent compilation cache in the run's cache dir, from the RunContext: JAX reads
+    its JAX_* variables when it is imported, which a fork server did before this run's
+    environment existed. Every executable is cached, however small or quick to compile (JAX's
+    defaults skip those), so that a warm run hits."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+    if jax.config.jax_compilation_cache_dir != str(cache_dir):
+        compilation_cache.reset_cache()     # a cache another prepare in this process opened (tests)
+        compilation_cache.set_cache_dir(str(cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def prepare(workload: Workload, cfg: dict, ctx: RunContext) -> Prepared:
     from backends.xla.compat import backends_started
     flags = dump.xla_flags(cfg, ctx.run_dir)
     import jax
+    use_compile_cache(ctx.compile_cache_dir / CACHE_SUBDIR)
     started = backends_started()
     # XLA reads XLA_FLAGS once, when JAX starts its backends: after `import jax` is fine (the
     # worker's case), after the first device query or computation is too late (a second

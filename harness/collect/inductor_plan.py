@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.collect.sizes import byte_count
 from harness.errors import InputError
 
 ITEMSIZE = {
@@ -118,6 +119,11 @@ def storage_bytes(shape: tuple[int, ...], stride: tuple[int, ...], dtype: str, p
         raise error_at(path, line, f"unknown dtype torch.{dtype}")
     if len(shape) != len(stride):
         raise error_at(path, line, f"shape {shape} and stride {stride} differ in rank")
+    for what, dims in (("shape", shape), ("stride", stride)):
+        if any(d < 0 for d in dims):
+            raise error_at(path, line, f"negative size in {what} {dims}: expected sizes and "
+                                       "strides >= 0")
     if any(s == 0 for s in shape):
         return 0
-    return (1 + sum((s - 1) * st for s, st in zip(shape, stride))) * ITEMSIZE[dtype]
+    nbytes = (1 + sum((s - 1) * st for s, st in zip(shape, stride))) * ITEMSIZE[dtype]
+    return byte_count(nbytes, path, line, f"a {dtype} tensor of shape {shape}")

@@ -134,7 +134,8 @@ def kernel_table(trace_path: str | Path, iters: int | None = None,
         XLA FLOPs/bytes, fp8 detection and source ops.
     sm_clock_mhz: measured SM clock; peaks are scaled by it over the rated boost clock.
     `df.attrs` carries the provenance: source, iters, iters_source, per_iteration, device,
-    clock ratio, kernel_us_per_iter, gpu_busy_us_per_iter, excluded launches.
+    clock ratio, kernel_us_per_iter, gpu_busy_us_per_iter, excluded launches, and `notes`:
+    what was done about odd input (duplicated iteration markers counted once).
     """
     path = Path(trace_path)
     if iters is not None and (not isinstance(iters, (int, np.integer)) or iters <= 0):
@@ -175,6 +176,7 @@ def _kernel_table(path: Path, parsed: Parsed, iters: int | None,
         / n_iters,
         "launches_in_window": int(keep.sum()), "launches_excluded": int((~keep).sum()),
         "hlo_dir": str(hlo_dir) if hlo_dir is not None else None,
+        "notes": list(parsed.notes),
     })
     return table
 

@@ -328,10 +328,11 @@ def parse_kineto(ev: KinetoEvents, path: Path) -> Parsed:
     rows = Launches(kernel=gpu.kernel, ts=gpu.ts, dur=gpu.dur, anchor=anchor,
                     instance=gpu.external_id, op=[""] * len(gpu.kernel), bytes=gpu.bytes,
                     source_op=outermost_ops(ev.aten, [t for _, t in host], anchor))
-    windows, marker = iteration_windows(ev.markers)
+    iterations = iteration_windows(ev.markers, path)
 
     def costs(launches):
         needed = set(launches["instance"].dropna().tolist())
         return kineto_costs(launches, ev.ops_for(needed))
 
-    return Parsed("kineto", launch_frame(rows, path), windows, marker, costs, ev.device)
+    return Parsed("kineto", launch_frame(rows, path), iterations.windows, iterations.source, costs,
+                  ev.device, iterations.notes)

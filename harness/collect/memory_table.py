@@ -43,6 +43,7 @@ from harness.collect.inductor_plan import GraphPlan
 from harness.collect import xla_buffer_assignment as xba
 from harness.collect.xla_live_range import LiveRange
 from harness.collect.xla_memory_report import parse_memory_report
+from harness.collect.sizes import byte_count
 from harness.collect.trace_io import gc_paused
 from harness.errors import InputError
 
@@ -296,6 +297,8 @@ def inductor_summary(plan: GraphPlan) -> pd.DataFrame:
     output_note = [f"+{len(plan.returned_inputs)} inputs returned as outputs"] if plan.returned_inputs else []
     if unsized_outputs:   # a fallback kernel's results (H200 conv backward: convolution_backward)
         output_note.append(f"lower bound: {len(unsized_outputs)} of unknown size ({', '.join(unsized_outputs[:3])})")
+    byte_count(plan.input_bytes + plan.peak_bytes, plan.path, plan.line,
+               f"graph {plan.name}'s inputs + planned peak")
     tensors = [n for n, b in plan.inputs.items() if b is not None]
     allocated = [s for s in plan.storages if s.origin != "input"]
     rows = [

@@ -93,6 +93,61 @@ def _add_launch(rows: Launches, e: dict) -> None:
     rows.source_op.append("")
 
 
+# What a CUPTI activity (a kernel, copy or memset the GPU ran) carries in XProf's export and its
+# derived lines ("XLA Ops", "XLA Modules", "Steps") do not: "correlation_id": "1",
+# "kernel_details": "regs:18 static_shared:16 ...", "Memset_details", "memcpy_details".
+_ACTIVITY_ARGS = frozenset({"correlation_id", "kernel_details", "memcpy_details",
+                            "Memset_details", "memset_details"})
+
+
+def _is_activity(e: dict) -> bool:
+    args = e.get("args")
+    return isinstance(args, dict) and not _ACTIVITY_ARGS.isdisjoint(args)
+
+
+def _thread_label(key: tuple[Any, Any], thread: dict[tuple[Any, Any], str]) -> str:
+    name = thread.get(key)
+    return f"thread {key[1]} of pid {key[0]}" + (f" ({name!r})" if name else " (no thread_name)")
+
+
+def kernel_threads(lines: dict[tuple[Any, Any], list[dict]], thread: dict[tuple[Any, Any], str],
+                   path: Path) -> set[tuple[Any, Any]]:
+    """The device threads that hold the kernels, by what they are. XProf names the CUPTI
+    stream lines "Stream #14(Compute,Memset)"; its derived lines ("XLA Ops", "XLA Modules",
+    "Steps") repeat the same kernels, and counting both doubled the time (1195.6 against
+    597.8 us). A thread without thread_name metadata is a stream if its events carry CUPTI's
+    activity args (`correlation_id`, `kernel_details`, ...). Refused when that cannot be told:
+    several device threads and none recognisable, or two threads that repeat each other's
+    kernels (same name, start and duration)."""
+    streams = set()
+    for key, events in lines.items():
+        name = thread.get(key)
+        if name is not None:
+            if _STREAM.match(name):
+                streams.add(key)
+        elif any(_is_activity(e) for e in events):
+            streams.add(key)
+    if not streams and len(lines) == 1:
+        streams = set(lines)        # one line on the device: nothing to confuse it with
+    if not streams:
+        raise InputError(f"{path}: cannot tell which of the {len(lines)} threads of the GPU "
+                         "process hold its kernels: none is named 'Stream #N' by thread_name "
+                         "metadata and none carries CUPTI's correlation_id or kernel_details; "
+                         "expected the trace as jax.profiler wrote it")
+    rows = {k: {(e.get("name"), e.get("ts"), e.get("dur")) for e in lines[k]} for k in streams}
+    ordered = sorted(streams, key=str)
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            same = len(rows[a] & rows[b])
+            if same and same >= 0.5 * min(len(rows[a]), len(rows[b])):
+                raise InputError(f"{path}: {_thread_label(a, thread)} and "
+                                 f"{_thread_label(b, thread)} repeat {same} kernels (same name, "
+                                 "start and duration): one of them is a derived line, not the "
+                                 "device's; expected thread_name metadata naming the CUPTI "
+                                 "stream lines 'Stream #N'")
+    return streams
+
+
 def parse_perfetto(data: Any, path: Path, hlo_dir: str | Path | None) -> Parsed:
     events = trace_events(data, path)
     process, thread = _names(events)
@@ -100,10 +155,7 @@ def parse_perfetto(data: Any, path: Path, hlo_dir: str | Path | None) -> Parsed:
     if not gpu_pids:
         raise InputError(f"{path}: no GPU device process (/device:GPU:N) in this JAX trace; "
                          "was it recorded on a GPU?")
-    # XProf's derived lines ("XLA Ops", "XLA Modules", "Steps") repeat the kernels; only the
-    # CUPTI stream lines ("Stream #14(Compute,Memset)") are the kernels themselves.
-    streams = {k for k, n in thread.items() if k[0] in gpu_pids and _STREAM.match(n)}
-    rows = Launches()
+    lines: dict[tuple[Any, Any], list[dict]] = {}
     host: list[dict] = []
     for e in events:
         if e.get("ph") != "X":
@@ -112,14 +164,18 @@ def parse_perfetto(data: Any, path: Path, hlo_dir: str | Path | None) -> Parsed:
         if pid not in gpu_pids:
             if e.get("name", "").startswith(MARKER_PREFIXES):
                 host.append(e)
-        elif (not streams or (pid, e.get("tid")) in streams) and not _not_kernel(e.get("name", "")):
-            _add_launch(rows, e)
-    if not rows.kernel:
+        elif not _not_kernel(e.get("name", "")):
+            lines.setdefault((pid, e.get("tid")), []).append(e)
+    if not lines:
         raise InputError(f"{path}: no GPU kernel events on the /device:GPU processes")
-    windows, marker = iteration_windows(host)
+    rows = Launches()
+    for key in sorted(kernel_threads(lines, thread, path), key=str):
+        for e in lines[key]:
+            _add_launch(rows, e)
+    iterations = iteration_windows(host, path)
     modules = hlo_index(hlo_dir) if hlo_dir is not None else {}
-    return Parsed("perfetto", launch_frame(rows, path), windows, marker,
-                  lambda launches: perfetto_costs(launches, modules), None)
+    return Parsed("perfetto", launch_frame(rows, path), iterations.windows, iterations.source,
+                  lambda launches: perfetto_costs(launches, modules), None, iterations.notes)
 
 
 def _named_hits(kernels: list[str], ops: list[str], mods: list[str],

@@ -24,6 +24,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
+from harness.collect.sizes import byte_count
 from harness.collect.trace_io import gc_paused
 from harness.collect.xla_live_range import LiveRange, parse_live_range
 from harness.collect.xla_memory_report import MemoryReport
@@ -199,7 +200,8 @@ def _parse_dump(text: str, path: str) -> DumpParts:
         m = _TOTAL.match(text, pos, eol)
         if m is None:
             raise _err(path, _line(text, pos), "expected 'Total bytes used: N (human size)'")
-        parts.total_bytes, parts.total_line = int(m[1]), _line(text, pos)
+        parts.total_line = _line(text, pos)
+        parts.total_bytes = byte_count(int(m[1]), path, parts.total_line, "Total bytes used")
         pos = _skip_blank(text, eol)
         if not text.startswith("Used values:\n", pos):
             raise _err(path, _line(text, min(pos, n - 1)), "expected 'Used values:' after the total")
@@ -268,7 +270,7 @@ def _parse_allocations(text: str, pos: int, parts: DumpParts) -> int:
         if m.start() != prev_end:
             _bad_line(section[prev_end:m.start()], path, at)
         line = at
-        index, size = int(m[1]), int(m[2])
+        index, size = int(m[1]), byte_count(int(m[2]), path, line, f"allocation {m[1]}")
         if index != len(allocs):
             raise _err(path, line, f"expected allocation {len(allocs)}, got allocation {index}")
         try:
@@ -282,7 +284,8 @@ def _parse_allocations(text: str, pos: int, parts: DumpParts) -> int:
         values = [Value(int(i), name, int(sz), int(off), shape) for i, name, sz, off, shape in _VALUE_FIELDS.findall(body)]
         if len(values) != body.count("\n"):
             _bad_line(body, path, line + 1)
-        for v in values:
+        for k, v in enumerate(values):
+            byte_count(max(v.size, v.offset), path, line + 1 + k, f"value {v.name}'s size or offset")
             if v.offset + v.size > size:
                 raise _err(path, line, f"value {v.name} at offset {v.offset} size {v.size} overruns "
                                        f"allocation {index} of size {size}")

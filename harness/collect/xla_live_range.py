@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from harness.collect.sizes import byte_count
 from harness.errors import InputError
 
 _LIVE_HEADER = re.compile(r"HloLiveRange \(max (\d+)\):$")
@@ -87,7 +88,9 @@ class _Reading:
             m = _STACK_HEADER.match(line)
             if m is None:
                 raise self.error(number, "expected '  Stack trace breakdown for peak usage: N bytes'")
-            self.stack_bytes, self.section = int(re.sub(r"\D", "", m[1])), "stack"
+            self.stack_bytes = byte_count(int(re.sub(r"\D", "", m[1])), self.path,
+                                          number + self.offset, "the stack trace breakdown")
+            self.section = "stack"
         else:
             return False
         return True
@@ -100,7 +103,8 @@ class _Reading:
         elif self.section == "ranges" and (m := _LIVE_RANGE.match(line)):
             self.ranges[_strip_index(m[1])] = (int(m[2]), int(m[3]))
         elif self.section == "peak" and (m := _PEAK_ROW.match(line)):
-            self.cumulative += int(m[2])
+            self.cumulative += byte_count(int(m[2]), self.path, number + self.offset,
+                                          f"peak buffer {m[1]}")
             if m[3] is not None and int(m[3]) != self.cumulative:
                 raise self.error(number, f"cumulative {m[3]} bytes, but the rows above add up to "
                                          f"{self.cumulative}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from harness.collect.sizes import byte_count
 from harness.errors import InputError
 
 _SPACE = re.compile(r"Memory Space: (.*) \(color=(\d+)\)$")
@@ -75,7 +76,7 @@ def parse_memory_report(text: str, path: str = "<text>") -> MemoryReport:
         if m := _SPACE.match(line):
             space = (m[1], int(m[2]))
         elif m := _REPORT_TOTAL.match(line):
-            spaces.append((space[0], space[1], int(m[1])))
+            spaces.append((space[0], space[1], byte_count(int(m[1]), path, i, "Total bytes")))
         elif _BLOCK_HEADER.match(line):
             if blocks and not blocks[-1]:
                 raise _err(path, i, "expected rows under the previous table header")
@@ -86,7 +87,9 @@ def parse_memory_report(text: str, path: str = "<text>") -> MemoryReport:
             size = parse_human_bytes(m[2])
             if size is None:
                 raise _err(path, i, f"expected a size like 512.0KiB, got {m[2]!r}")
-            blocks[-1].append(ReportRow(size, int(m[3]), int(m[4]), m[5]))
+            blocks[-1].append(ReportRow(byte_count(size, path, i, "a table row's size"),
+                                        byte_count(int(m[3]), path, i, "a table row's offset"),
+                                        int(m[4]), m[5]))
         elif s.startswith("The rest ") and "not shown" in s:
             rest = True
         elif s in ("Allocations sorted by size:", "Allocations sorted by size with their values:",

@@ -42,7 +42,7 @@ def _check_group_choices(argv: list[str]) -> None:
 def _check_output(argv: list[str]) -> None:
     """Hydra creates the run dir before our code runs and fails with a traceback where it
     cannot: say it in one line first. A dir given with interpolations is checked up to them."""
-    from harness.orchestrator.run import check_writable
+    from harness.orchestrator.preflight import check_writable
     key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir"
     given = next((a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")), DEFAULT_OUTPUT[key])
     fixed = given.split("$", 1)[0]
@@ -83,10 +83,20 @@ def app(cfg: DictConfig) -> None:
     if record.reason.startswith("interrupted:"):
         raise SystemExit(f"{record.reason}; failed record written to {run_dir}")
     if not multirun and record.status == "failed":
-        code = 2 if record.reason.startswith("config error: ") else 1
-        if code == 2:
-            print(f"error: {record.reason[len('config error: '):]}", file=sys.stderr)
-        raise SystemExit(code)
+        if record.config_error:
+            print(f"error: {record.config_error['key']}: {record.config_error['message']}", file=sys.stderr)
+            raise SystemExit(2)
+        raise SystemExit(1)
+
+
+def _start_servers(argv: list[str]) -> None:
+    """The fork servers of the backends the command line names start in the background now,
+    not when the first run asks (a backend from an experiment or the defaults starts then)."""
+    if "bench.isolation=spawn" in argv:
+        return
+    from harness.orchestrator import forkserver
+    named = [a.split("=", 1)[1] for a in argv if a.startswith("backend=") and not any(ch in a for ch in "()[]$")]
+    forkserver.start_early([option for values in named for option in values.split(",")])
 
 
 def main() -> None:
@@ -94,6 +104,7 @@ def main() -> None:
     _check_group_choices(argv)
     if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in argv):
         _check_output(argv)
+        _start_servers(argv)
     app()
 
 

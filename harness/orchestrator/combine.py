@@ -15,6 +15,12 @@ from typing import Any
 from harness.describe import THRESHOLDS
 
 
+# Always in `timing.processes[i]` (None where a worker did not measure it). `started_at`: epoch
+# seconds when that process's timing began (its warm-up), not when the process started.
+PROCESS_KEYS = ("median_ms", "cv", "p10_ms", "p90_ms", "min_ms", "iters_per_sample", "samples_ms",
+                "settle_samples_ms", "settled", "first_call_s", "reference_median_ms", "started_at")
+
+
 def timing(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Per-process timings (worker `timing` dicts, in process order) -> the run's timing."""
     if not processes:
@@ -31,10 +37,9 @@ def timing(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
         "cv": statistics.median(p["cv"] for p in processes),      # within a process
         "iters_per_sample": processes[0]["iters_per_sample"],
         "samples_ms": pooled,
-        "processes": [{k: p.get(k) for k in ("median_ms", "cv", "p10_ms", "p90_ms", "min_ms", "iters_per_sample",
-                                                "samples_ms", "settle_samples_ms", "settled", "first_call_s",
-                                                "reference_median_ms")}
-                      for p in processes],
+        # each process's own figures, and whatever else its worker measured beside its samples
+        # (`started_at`, per-sample probes): passed through, not picked from a fixed list
+        "processes": [{**{k: p.get(k) for k in PROCESS_KEYS}, **p} for p in processes],
         "between": between(medians),
     }
     refs = [p["reference_median_ms"] for p in processes if p.get("reference_median_ms")]

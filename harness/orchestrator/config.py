@@ -18,6 +18,7 @@ from omegaconf import MISSING, OmegaConf
 from harness.errors import ConfigError
 
 COMPILE_CACHES = ("cold", "warm")
+ISOLATIONS = ("forkserver", "spawn")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
@@ -33,6 +34,10 @@ class BenchConfig:
     # cache, so the others compile warm and cheaply.
     processes: int = 1
     timeout_s: float = 900.0        # wall limit of each worker process
+    # How a worker process starts (harness/orchestrator/spawn.py): forkserver: forked from a
+    # server that imported torch once for the whole sweep (harness/worker/server.py); spawn: a
+    # fresh interpreter that imports everything itself. Each is a fresh process per run.
+    isolation: str = "forkserver"
     # Kill a worker whose resident memory (with its children) passes this; None: 80% of the
     # machine's memory (the cgroup limit where one is set).
     max_host_mem_gb: Optional[float] = None
@@ -124,3 +129,4 @@ def check_bench(bench: Mapping[str, Any]) -> None:
     need("max_host_mem_gb", mem is None or (finite("max_host_mem_gb") and mem > 0),
          "null (80% of this machine's memory) or a number of GiB > 0")
     need("compile_cache", bench.get("compile_cache") in COMPILE_CACHES, " or ".join(COMPILE_CACHES))
+    need("isolation", bench.get("isolation") in ISOLATIONS, " or ".join(ISOLATIONS))

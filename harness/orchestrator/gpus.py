@@ -6,11 +6,13 @@ exclusive file lock and gives its worker `CUDA_VISIBLE_DEVICES=<that id>`; jobs 
 number of GPUs wait for a free one. A job that crashes or hangs holds only its own GPU, and
 the OS drops its lock when it dies.
 
-The pool is the node's GPUs whatever the launcher did to CUDA_VISIBLE_DEVICES: submitit's
-local executor starts every job with `CUDA_VISIBLE_DEVICES=""` when `gpus_per_node: 0`,
-which once made a whole GPU sweep run on the CPU. A non-empty CUDA_VISIBLE_DEVICES is an
-allocation (Slurm's gres, a user's choice) and is kept; an empty or unset one is not, and
-nvidia-smi's list of the node's GPUs is used.
+The pool is the node's GPUs whatever submitit's local launcher did to CUDA_VISIBLE_DEVICES:
+it starts every job with `CUDA_VISIBLE_DEVICES=""` when `gpus_per_node: 0` (and marks the job
+`SUBMITIT_EXECUTOR=local`), which once made a whole GPU sweep run on the CPU. A non-empty
+CUDA_VISIBLE_DEVICES is an allocation (Slurm's gres, a user's choice) and is kept; an unset one,
+or the empty one that launcher set, is not, and nvidia-smi's list of the node's GPUs is used.
+An empty value anyone else set (`CUDA_VISIBLE_DEVICES= python -m harness ...`) means what it
+says: no GPU for this run.
 
 Measured on a 2-GPU H200 node: Inductor's host-bound fp8 forward had a CV of 10.5% beside a
 neighbour against 2.4% alone; so parallel jobs also get disjoint CPU sets (`cpu_sets`).
@@ -46,13 +48,20 @@ def node_gpus() -> list[str]:
     return out.split() if out else []
 
 
+def hidden_by_user() -> bool:
+    """CUDA_VISIBLE_DEVICES set empty by the user, not by submitit's local launcher (which
+    exports SUBMITIT_EXECUTOR=local beside it: submitit/local/local.py, start_controller)."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return value is not None and not value.strip() and os.environ.get("SUBMITIT_EXECUTOR") != "local"
+
+
 def visible_gpus() -> list[str]:
-    """GPU ids this job may use: a non-empty CUDA_VISIBLE_DEVICES (an allocation), else the
-    node's GPUs."""
+    """GPU ids this job may use: a non-empty CUDA_VISIBLE_DEVICES (an allocation), none where
+    the user emptied it, else the node's GPUs."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
     if env:
         return [g.strip() for g in env.split(",") if g.strip()]
-    return node_gpus()
+    return [] if hidden_by_user() else node_gpus()
 
 
 def pool(spec) -> list[str]:

@@ -1,6 +1,7 @@
 """Workloads and backends declare themselves once: a decorator on their config schema.
 
-    @workload("fp8_linear", build="workloads.fp8_linear.model:build")
+    @workload("fp8_linear", build="workloads.fp8_linear.model:build", presets=PRESETS,
+              default_preset={"cuda": "seed", "cpu": "cpu_small"}, validate=validate)
     @dataclass
     class Fp8LinearConfig(WorkloadConfig): ...
 
@@ -38,6 +39,16 @@ class WorkloadSpec:
     name: str
     schema: type            # a dataclass extending harness.orchestrator.config.WorkloadConfig
     build: str              # "module:function", build(cfg: dict, device) -> harness.worker.workload.Workload
+    # Declared beside the schema, torch-free: the orchestrator checks a config with them before
+    # any process starts, the worker's build resolves its parameters with the same ones.
+    presets: Mapping[str, Mapping[str, Any]] | None = None      # preset name -> parameters
+    default_preset: Mapping[str, str] | None = None             # device type -> preset of `auto`
+    validate: Callable[[dict[str, Any]], None] | None = None    # raises ConfigError naming the key
+
+    def resolve(self, cfg: Mapping[str, Any], device: str) -> dict[str, Any]:
+        """The workload's parameters on a device type (`cuda`, `cpu`), checked."""
+        from harness.params import resolve
+        return resolve(cfg, self.presets, device, self.default_preset, self.validate)
 
 
 GRAPH_MECHANISMS = ("none", "cudagraphs", "command_buffers")
@@ -70,6 +81,10 @@ class BackendSpec:
     family: str = ""                                    # "" : the backend's name
     graphs: Callable[[Mapping[str, Any]], str] = lambda cfg: "none"          # config -> GRAPH_MECHANISMS
     pair: Callable[[Mapping[str, Any]], str | None] = lambda cfg: None       # config -> FAIR_PAIRS or None
+    # What the fork server imports before it forks this backend's workers (bench.isolation=forkserver):
+    # modules that cost seconds to import and initialise no device (no CUDA context, no JAX
+    # backend). Backends with the same set share a server; a different set gets its own.
+    preload: tuple[str, ...] = ()
 
     def traits(self, cfg: Mapping[str, Any]) -> Traits:
         """The traits of a configuration: the schema's defaults under the given keys (a record
@@ -97,11 +112,14 @@ def _require_dataclass(schema: type, name: str) -> None:
                         "(put @dataclass below the registering decorator)")
 
 
-def workload(name: str, *, build: str) -> Callable[[type], type]:
-    """Register a workload: its config schema (this class) and where its build function is."""
+def workload(name: str, *, build: str, presets: Mapping[str, Mapping[str, Any]] | None = None,
+             default_preset: Mapping[str, str] | None = None,
+             validate: Callable[[dict[str, Any]], None] | None = None) -> Callable[[type], type]:
+    """Register a workload: its config schema (this class), where its build function is, and
+    (torch-free) its presets, the preset `auto` means per device type, and its `validate`."""
     def register(schema: type) -> type:
         _require_dataclass(schema, name)
-        _WORKLOADS[name] = WorkloadSpec(name, schema, build)
+        _WORKLOADS[name] = WorkloadSpec(name, schema, build, presets, default_preset, validate)
         return schema
     return register
 
@@ -110,10 +128,12 @@ def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str]
             compile_cache: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
             packages: tuple[str, ...] = (), variants: Mapping[str, Mapping[str, Any]] | None = None,
             family: str = "", graphs: Callable[[Mapping[str, Any]], str] | None = None,
-            pair: Callable[[Mapping[str, Any]], str | None] | None = None) -> Callable[[type], type]:
+            pair: Callable[[Mapping[str, Any]], str | None] | None = None,
+            preload: tuple[str, ...] = ()) -> Callable[[type], type]:
     """Register a backend: its config schema (this class), its module, how tables name a
-    configuration of it, the compile caches it writes, its named variants, and what a
-    configuration of it is (`family`, `graphs`, `pair`: the reports read these, never the label)."""
+    configuration of it, the compile caches it writes, its named variants, what a configuration
+    of it is (`family`, `graphs`, `pair`: the reports read these, never the label) and what its
+    fork server imports before forking."""
     def register(schema: type) -> type:
         _require_dataclass(schema, name)
         known = {f.name for f in dataclasses.fields(schema)}
@@ -125,7 +145,8 @@ def backend(name: str, *, module: str, label: Callable[[Mapping[str, Any]], str]
         _BACKENDS[name] = BackendSpec(name, schema, module, label or (lambda cfg: name),
                                       dict(compile_cache or {}), dict(env or {}), tuple(packages),
                                       dict(variants or {}), family or name,
-                                      graphs or (lambda cfg: "none"), pair or (lambda cfg: None))
+                                      graphs or (lambda cfg: "none"), pair or (lambda cfg: None),
+                                      tuple(preload))
         return schema
     return register
 

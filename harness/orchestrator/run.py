@@ -23,20 +23,26 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.orchestrator import combine, gpus, plugins
 from harness import describe
-from harness.errors import ConfigError
-from harness.record import RECORD_NAME, RunRecord, read_record, write_json_atomic, write_record
+from harness.orchestrator import combine, forkserver, gpus, plugins
 from harness.orchestrator.spawn import REPO_ROOT, Interrupted, Outcome, interruptible, run_worker
-from harness.worker.measure import WorkerTask
+from harness.protocol import CONFIG_ERROR, CPU_FALLBACK, OK, WorkerResult, WorkerTask
+from harness.record import RECORD_NAME, RunRecord, keep_aside, read_record, write_json_atomic, write_record
 
 LOCK_NAME = ".harness.lock"
 UNSAVED_DIR = Path(tempfile.gettempdir()) / "harness-unsaved"
 
 
+# How a worker starts is not what it measures: the same run under spawn and under the fork server
+# keeps its id (compare matches them) and its warm compile cache.
+NOT_MEASURED = ("isolation",)
+
+
 def run_id(cfg: dict[str, Any]) -> str:
     """Stable id of what is measured: the same resolved config gives the same id."""
     key = {k: cfg.get(k) for k in ("workload", "backend", "bench", "device", "seed")}
+    if isinstance(key["bench"], dict):
+        key["bench"] = {k: v for k, v in key["bench"].items() if k not in NOT_MEASURED}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -92,8 +98,16 @@ def run_lock(run_dir: Path, label: str) -> Iterator[None]:
 
 
 def existing_record(run_dir: Path) -> dict[str, Any] | None:
+    """The run dir's record; one that cannot be read (cut short, not JSON) comes back as
+    status `unreadable` with the reason, to be kept aside like a failed attempt."""
     path = Path(run_dir) / RECORD_NAME
-    return read_record(path) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except (OSError, ValueError) as e:      # JSONDecodeError, UnicodeDecodeError
+        return {"status": "unreadable", "reason": f"{type(e).__name__}: {e}"}
+    return record if isinstance(record, dict) else {"status": "unreadable", "reason": "not a JSON object"}
 
 
 def run(cfg: dict[str, Any], run_dir: Path, label: str = "run", echo: bool = True) -> tuple[RunRecord | None, str]:
@@ -111,8 +125,10 @@ def run(cfg: dict[str, Any], run_dir: Path, label: str = "run", echo: bool = Tru
                 print(f"[{label}] already ok, skipped (resume): {describe.summary_line(previous)}", flush=True)
                 return None, str(run_dir / RECORD_NAME)
             # Keep the earlier attempt beside the new one: results are never overwritten.
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            (run_dir / RECORD_NAME).rename(run_dir / f"record.{stamp}.{previous.get('status')}.json")
+            kept = keep_aside(run_dir / RECORD_NAME, str(previous.get("status")))
+            if previous.get("status") == "unreadable":
+                print(f"[{label}] {run_dir / RECORD_NAME}: unreadable record ({previous['reason']}); "
+                      f"kept as {kept.name}, measuring again", file=sys.stderr, flush=True)
         record = execute(cfg, run_dir, echo)
         return record, save(record, run_dir)
 
@@ -136,6 +152,8 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
     record = RunRecord(run_id=rid, status="failed", config=cfg, workload=cfg["workload"]["name"],
                        backend=spec.name, backend_label=spec.label(cfg["backend"]),
                        backend_traits=spec.traits(cfg["backend"]).to_dict())
+    # Started now, the fork server imports torch while this process takes its GPU and cores.
+    server = forkserver.server_for(spec.preload) if cfg["bench"].get("isolation") == "forkserver" else None
     node_gpus = gpus.node_gpus()
     pool = gpus.pool(cfg.get("gpu_pool", "none"))
     cpu_sets = gpus.cpu_sets(pool) if len(pool) > 1 and cfg.get("cpu_pinning", "auto") == "auto" else {}
@@ -146,7 +164,7 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
             print(f"  [orchestrator] on GPU {gpu}" + (f", CPUs {_ranges(cpus)}" if cpus else ""),
                   file=sys.stderr, flush=True)
         base = dict(config=cfg, run_dir=str(run_dir), compile_cache_dir=str(compile_cache_dir(cfg, run_dir)),
-                    gpus_listed=len(node_gpus), gpu_slot=gpu)
+                    gpus_listed=0 if gpus.hidden_by_user() else len(node_gpus), gpu_slot=gpu)
         env = worker_env(cfg, Path(base["compile_cache_dir"]), gpu, cpus)
         bench, n = cfg["bench"], int(cfg["bench"]["processes"])
         try:
@@ -155,14 +173,15 @@ def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
                 # measured run's first call is a warm-cache compile and not a cold one.
                 if echo:
                     print("  [orchestrator] priming the compile cache", file=sys.stderr, flush=True)
-                primed = _spawn(WorkerTask(**base, prime_only=True), env, cpus, bench, echo)
-                record.compile["priming_run"] = {"ok": primed.result is not None,
-                                                 "reason": primed.failure or primed.config_error,
-                                                 "first_call_s": (primed.result or {}).get("first_call_s")}
+                primed = _start(WorkerTask(**base, prime_only=True), env, cpus, bench, echo, server)
+                record.compile["priming_run"] = {
+                    "ok": primed.result is not None and primed.result.ok,
+                    "reason": primed.failure or (primed.result.reason if primed.result else ""),
+                    "first_call_s": primed.result.first_call_s if primed.result else None}
             for k in range(n):
-                outcome = _spawn(WorkerTask(**base, process_index=k, processes=n), env, cpus, bench, echo)
+                outcome = _start(WorkerTask(**base, process_index=k, processes=n), env, cpus, bench, echo, server)
                 outcomes.append(outcome)
-                if outcome.result is None or outcome.result.get("status") != "ok":
+                if outcome.result is None or not outcome.result.ok:
                     break
         except Interrupted as e:
             outcomes.append(Outcome(result=None, interrupted=str(e)))
@@ -183,8 +202,9 @@ def slurm_job() -> dict[str, Any]:
                       "partition": env.get("SLURM_JOB_PARTITION"), "node": env.get("SLURMD_NODENAME")}}
 
 
-def _spawn(task: WorkerTask, env: dict[str, str], cpus, bench: dict[str, Any], echo: bool) -> Outcome:
-    return run_worker(task, env, cpus, float(bench["timeout_s"]), bench.get("max_host_mem_gb"), echo)
+def _start(task: WorkerTask, env: dict[str, str], cpus, bench: dict[str, Any], echo: bool,
+           server: forkserver.ForkServer | None) -> Outcome:
+    return run_worker(task, env, cpus, float(bench["timeout_s"]), bench.get("max_host_mem_gb"), echo, server)
 
 
 def _ranges(cpus: list[int]) -> str:
@@ -194,30 +214,35 @@ def _ranges(cpus: list[int]) -> str:
 def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
     """The record from the processes' outcomes: the first process's checks and tables, the
     timing of all, and the first failure's reason."""
-    results = [o.result for o in outcomes if o.result is not None]
-    first = results[0] if results else {}
-    for key in ("params", "environment", "numerics", "memory", "kernels", "artifacts", "profile_iters"):
-        if first.get(key) is not None:
-            setattr(record, key, first[key])
-    record.compile = {**(first.get("compile") or {}), **record.compile}     # with the priming run
-    record.compile_s = first.get("first_call_s")
+    results: list[WorkerResult] = [o.result for o in outcomes if o.result is not None]
+    first = results[0] if results else WorkerResult()
+    for key in ("params", "shape", "environment", "numerics", "memory", "kernels", "profile_iters"):
+        if getattr(first, key) is not None:
+            setattr(record, key, getattr(first, key))
+    record.artifacts = [a.to_dict() for a in first.artifacts]
+    record.compile = {**first.compile, **record.compile}     # with the priming run
+    record.compile_s = first.first_call_s
     if len(results) > 1:    # they compile from the cache the first filled: their cache counters say so
         record.compile["later_processes"] = [
-            {"first_call_s": r.get("first_call_s"),
-             **{k: v for k, v in (r.get("compile") or {}).items() if k in ("cache_counters", "persistent_cache")}}
+            {"first_call_s": r.first_call_s,
+             **{k: v for k, v in r.compile.items() if k in ("cache_counters", "persistent_cache")}}
             for r in results[1:]]
-    timed = [dict(r["timing"], first_call_s=r.get("first_call_s")) for r in results if r.get("timing")]
+    timed = [dict(r.timing, first_call_s=r.first_call_s) for r in results if r.timing]
     record.timing = combine.timing(timed)
     median = record.timing["median_ms"] if record.timing else None
-    record.gpu = combine.gpu(record.kernels, median, first.get("trace_note", ""))
-    record.throughput = combine.throughput(first.get("throughput_basis") or {}, median)
-    record.generation = combine.generation([r["generation"] for r in results if r.get("generation")])
-    record.flags = [f for r in results for f in r.get("flags") or []]
+    record.gpu = combine.gpu(record.kernels, median, first.trace_note)
+    record.throughput = combine.throughput(first.throughput_basis or {}, median)
+    record.generation = combine.generation([r.generation for r in results if r.generation])
+    record.flags = [f for r in results for f in r.flags]
+    record.flags += [{"code": "cpu_fallback", "detail": r.reason} for r in results if r.status == CPU_FALLBACK]
     record.started_at = outcomes[0].started_at if outcomes else None
     record.finished_at = outcomes[-1].finished_at if outcomes else None
     record.wall_s = sum(o.wall_s for o in outcomes)
-    record.work_s = sum(r.get("work_s") or 0.0 for r in results) or None
+    record.work_s = sum(r.work_s or 0.0 for r in results) or None
     record.status, record.reason = _status(outcomes, planned)
+    config_error = next((r for r in results if r.status == CONFIG_ERROR), None)
+    if config_error is not None:
+        record.config_error = {"key": config_error.config_key, "message": config_error.reason}
     if record.status != "ok":
         record.stderr_tail = "\n".join(outcomes[-1].stderr_tail) if outcomes else ""
     record.flags = describe.merge_flags(record.flags + describe.assess(record.to_dict()))
@@ -229,22 +254,15 @@ def _status(outcomes: list[Outcome], planned: int) -> tuple[str, str]:
         if o.interrupted:
             return "failed", (f"interrupted: the orchestrator received {o.interrupted} "
                               "(time limit, preemption, scancel or hang-up); worker killed")
-        if o.config_error:
-            return "failed", o.config_error
         if o.result is None:
             return "failed", prefix(k) + o.failure
-        if o.result.get("status") != "ok":
-            return o.result["status"], prefix(k) + (o.result.get("reason") or "")
+        r = o.result
+        if r.status == CONFIG_ERROR:
+            return "failed", f"config error: {r.config_key}: {r.reason}"
+        if r.status == CPU_FALLBACK:
+            return "failed", prefix(k) + f"cpu fallback: {r.reason}"
+        if r.status != OK:
+            return r.status, prefix(k) + r.reason
     if not outcomes:
         return "failed", "no worker ran"
     return "ok", ""
-
-
-def check_writable(directory: Path) -> None:
-    """One line naming the path (exit 2) when results cannot be written there."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".harness-probe-"):
-            pass
-    except OSError as e:
-        raise ConfigError("output", f"cannot write results to {directory}: {e.strerror or e}") from None

@@ -1,10 +1,14 @@
 """One worker process: started, watched, stopped; its outcome whatever happens to it.
 
-The worker gets its task on stdin and hands its result back through a pipe (no files), runs in
-a process group of its own on its CPU set, dies with its orchestrator (PR_SET_PDEATHSIG, and
-a watchdog of its own), and is killed, with the reason recorded, past its time limit or its
-host-memory limit. `RLIMIT_AS` would break CUDA (it reserves far more address space than it
-uses), so memory is the resident set of the worker's process group, watched from here.
+A worker is spawned (`bench.isolation=spawn`: a fresh interpreter, `python -m
+harness.worker.measure`, its task on stdin) or forked by the fork server
+(`bench.isolation=forkserver`, harness/orchestrator/forkserver.py). Either way it hands its
+`WorkerResult` back through a pipe (no files), writes its output to a pipe read here, runs in a
+process group of its own on its CPU set, dies with its orchestrator (a lifeline pipe whose
+write end only this process holds, watched by the worker; PR_SET_PDEATHSIG to its parent), and
+is killed, with the reason recorded, past its time limit or its host-memory limit. `RLIMIT_AS`
+would break CUDA (it reserves far more address space than it uses), so memory is the resident
+set of the worker's process group, watched from here.
 """
 from __future__ import annotations
 
@@ -18,11 +22,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from harness.worker.measure import CONFIG_ERROR_PREFIX, WorkerTask
+from harness.orchestrator.forkserver import ForkServer, ServerError
+from harness.protocol import WorkerResult, WorkerTask
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STDERR_TAIL_LINES = 40
@@ -41,9 +45,8 @@ def _raise_interrupted(signum, frame):
 
 @dataclass
 class Outcome:
-    result: dict[str, Any] | None       # what the worker sent back (None: it sent nothing)
+    result: WorkerResult | None         # what the worker sent back (None: it sent nothing)
     failure: str = ""                   # why there is no usable result
-    config_error: str = ""              # the worker's config-error line
     interrupted: str = ""               # the signal the orchestrator received
     stderr_tail: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -100,7 +103,8 @@ def _preexec(cpus: list[int] | None):
     return run
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc) -> None:
+    """SIGTERM, then SIGKILL, to the worker's process group (it leads it: setsid)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
@@ -113,13 +117,13 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def _stream(pipe, tail: collections.deque, echo: bool) -> None:
-    for raw in iter(pipe.readline, b""):
-        line = raw.decode(errors="replace").rstrip("\n")
-        tail.append(line)
-        if echo and line.startswith("[worker]"):
-            print(f"  {line}", file=sys.stderr, flush=True)
-    pipe.close()
+def _stream(fd: int, tail: collections.deque, echo: bool) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            tail.append(line)
+            if echo and line.startswith("[worker]"):
+                print(f"  {line}", file=sys.stderr, flush=True)
 
 
 def _read_result(fd: int, box: list) -> None:
@@ -138,41 +142,64 @@ def _failure_reason(returncode: int, tail: list[str]) -> str:
     return f"worker exited with code {returncode}: {last}"[:2000]
 
 
-def run_worker(task: WorkerTask, env: dict[str, str], cpus: list[int] | None, timeout_s: float,
-               mem_limit_gb: float | None, echo: bool = True) -> Outcome:
-    task.orchestrator_pid = os.getpid()
-    task.deadline_s = timeout_s + 30     # the worker's own deadline, behind ours
-    read_end, write_end = os.pipe()
-    started_at, start = time.time(), time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "harness.worker.measure", str(write_end)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env, cwd=REPO_ROOT, start_new_session=True, pass_fds=(write_end,),
-                            preexec_fn=_preexec(cpus))
-    os.close(write_end)
-    box: list[bytes] = []
-    reader = threading.Thread(target=_read_result, args=(read_end, box), daemon=True)
-    reader.start()
-    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
-    streamer = threading.Thread(target=_stream, args=(proc.stdout, tail, echo), daemon=True)
-    streamer.start()
-    proc.stdin.write(json.dumps(asdict(task)).encode())
+def _spawn(task: WorkerTask, env: dict[str, str], cpus: list[int] | None, output_fd: int, result_fd: int,
+           lifeline_fd: int) -> subprocess.Popen:
+    """A fresh interpreter: `python -m harness.worker.measure RESULT_FD LIFELINE_FD`, the task on stdin."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.worker.measure", str(result_fd), str(lifeline_fd)],
+                            stdin=subprocess.PIPE, stdout=output_fd, stderr=output_fd, env=env, cwd=REPO_ROOT,
+                            start_new_session=True, pass_fds=(result_fd, lifeline_fd), preexec_fn=_preexec(cpus))
+    proc.stdin.write(json.dumps(task.to_dict()).encode())
     proc.stdin.close()
+    return proc
+
+
+def run_worker(task: WorkerTask, env: dict[str, str], cpus: list[int] | None, timeout_s: float,
+               mem_limit_gb: float | None, echo: bool = True, server: ForkServer | None = None) -> Outcome:
+    """One worker, spawned or (with `server`) forked, watched to its end."""
+    task.deadline_s = timeout_s + 30     # the worker's own deadline, behind ours
+    result_read, result_write = os.pipe()
+    output_read, output_write = os.pipe()
+    lifeline_read, lifeline_write = os.pipe()    # nobody writes: its end of file is our death
+    started_at, start = time.time(), time.perf_counter()
     outcome = Outcome(result=None, started_at=started_at)
-    outcome.failure, outcome.interrupted = _wait(proc, timeout_s, mem_limit_gb)
-    streamer.join(timeout=5)
-    reader.join(timeout=5)
+    try:
+        try:
+            proc = (server.fork(task, env, cpus, output_write, result_write, lifeline_read) if server
+                    else _spawn(task, env, cpus, output_write, result_write, lifeline_read))
+        except ServerError as e:
+            outcome.failure = str(e)
+            for fd in (result_read, output_read):
+                os.close(fd)
+            return outcome
+        finally:
+            for fd in (result_write, output_write, lifeline_read):
+                os.close(fd)
+        box: list[bytes] = []
+        reader = threading.Thread(target=_read_result, args=(result_read, box), daemon=True)
+        reader.start()
+        tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
+        streamer = threading.Thread(target=_stream, args=(output_read, tail, echo), daemon=True)
+        streamer.start()
+        outcome.failure, outcome.interrupted = _wait(proc, timeout_s, mem_limit_gb)
+        streamer.join(timeout=5)
+        reader.join(timeout=5)
+    finally:
+        os.close(lifeline_write)
     outcome.wall_s, outcome.finished_at = time.perf_counter() - start, time.time()
     outcome.stderr_tail = list(tail)
     if outcome.failure or outcome.interrupted:
         return outcome
-    if proc.returncode == 2 and any(l.startswith(CONFIG_ERROR_PREFIX) for l in tail):
-        outcome.config_error = next(l for l in reversed(tail) if l.startswith(CONFIG_ERROR_PREFIX))
+    if getattr(proc, "lost", ""):
+        outcome.failure = proc.lost
     elif proc.returncode != 0:
         outcome.failure = _failure_reason(proc.returncode, list(tail))
     elif not box or not box[0]:
         outcome.failure = "worker exited 0 without sending a result"
     else:
-        outcome.result = json.loads(box[0])
+        try:
+            outcome.result = WorkerResult.from_json(box[0])
+        except (ValueError, TypeError, KeyError) as e:
+            outcome.failure = f"worker sent a result this orchestrator cannot read: {e}"[:2000]
     return outcome
 
 
@@ -191,7 +218,7 @@ def interruptible():
             signal.signal(sig, handler)
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float, mem_limit_gb: float | None) -> tuple[str, str]:
+def _wait(proc, timeout_s: float, mem_limit_gb: float | None) -> tuple[str, str]:
     """(failure, interrupted): why the worker was stopped, if it was."""
     deadline = time.monotonic() + timeout_s
     next_memory_check = 0.0
@@ -207,9 +234,13 @@ def _wait(proc: subprocess.Popen, timeout_s: float, mem_limit_gb: float | None) 
                 rss = group_rss_bytes(proc.pid)
                 if rss > limit:
                     _kill_group(proc)
-                    return (f"host memory above {limit / 2 ** 30:.1f} GiB (bench.max_host_mem_gb): the worker "
-                            f"and its children held {rss / 2 ** 30:.1f} GiB, killed"), ""
-            time.sleep(POLL_S)
+                    # 3 significant digits: a limit of 0.05 GiB once read "above 0.0 GiB"
+                    return (f"host memory above {limit / 2 ** 30:.3g} GiB (bench.max_host_mem_gb): the worker "
+                            f"and its children held {rss / 2 ** 30:.3g} GiB, killed"), ""
+            try:
+                proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
         return "", ""
     except (Interrupted, KeyboardInterrupt) as e:
         _kill_group(proc)

@@ -17,6 +17,7 @@ from typing import Iterator
 
 import pandas as pd
 
+from harness.errors import InputError
 from harness.report import generation as G
 from harness.report import tables as T
 from harness.report.graphs import graphs_markdown, graphs_table
@@ -82,12 +83,20 @@ def generate(roots: list[str | Path], out_dir: str | Path | None = None,
              findings: bool = True) -> Report:
     """Load the sweeps, write tables, plots and report.md into out_dir (default: the first
     sweep directory)."""
-    from harness.report import plots as P
-
     sweep = load(roots)
     out = Path(out_dir) if out_dir is not None else Path(roots[0])
     if out.is_file():
         out = out.parent
+    try:
+        return _write_report(sweep, out, findings)
+    except OSError as e:     # --out /proc/nope, a read-only sweep, a full disk: one line
+        where = f" ({e.filename})" if e.filename and Path(e.filename) != out else ""
+        raise InputError(f"{out}: cannot write the report there: {e.strerror or e}{where}") from None
+
+
+def _write_report(sweep: Sweep, out: Path, findings: bool) -> Report:
+    from harness.report import plots as P
+
     plot_dir = out / PLOTS_DIR
     plot_dir.mkdir(parents=True, exist_ok=True)
     tables = build_tables(sweep)

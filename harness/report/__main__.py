@@ -17,11 +17,11 @@ one line naming the file, exit 2.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from harness.cli_args import Parser, number
 from harness.errors import InputError, die
 
 COMMANDS = ("compare", "history", "regressions", "explain")
@@ -30,11 +30,11 @@ EXIT_INCOMPLETE = 3     # 2 is a user mistake (harness.errors)
 
 
 def _report(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.report",
-                                description="Tables (CSV, Parquet), plots (PNG) and report.md "
-                                            "for one or more sweep directories. Subcommands: "
-                                            "compare BASE NEW, history SWEEP_DIR, explain "
-                                            "SWEEP_DIR.")
+    p = Parser(prog="python -m harness.report",
+               description="Tables (CSV, Parquet), plots (PNG) and report.md "
+                           "for one or more sweep directories. Subcommands: "
+                           "compare BASE NEW, history SWEEP_DIR, explain "
+                           "SWEEP_DIR.")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
     p.add_argument("--out", help="where to write (default: the first SWEEP_DIR)")
     p.add_argument("--no-findings", action="store_true", help="leave the Findings section out")
@@ -54,18 +54,17 @@ def _report(argv: list[str]) -> int:
 
 
 def _compare(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.report compare",
-                                description="Per matching run, NEW/BASE of the median with a "
-                                            "verdict from a rank test and a minimum effect, and "
-                                            "whether the kernels or the "
-                                            "host changed. Exit 1 if anything regressed, 3 if "
-                                            "nothing matched or an ok run of BASE is missing "
-                                            "from NEW.")
+    p = Parser(prog="python -m harness.report compare",
+               description="Per matching run, NEW/BASE of the median with a verdict "
+                           "from a rank test and a minimum effect, and whether the "
+                           "kernels or the host changed. Exit 1 if anything regressed, 3 if "
+                           "nothing matched or an ok run of BASE is missing "
+                           "from NEW.")
     p.add_argument("base", metavar="BASE")
     p.add_argument("new", metavar="NEW")
-    p.add_argument("--threshold", type=float, default=0.05,
+    p.add_argument("--threshold", type=number(minimum=0), default=0.05,
                    help="smallest relative change counted (0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=0.05,
+    p.add_argument("--alpha", type=number(above=0), default=0.05,
                    help="a change must also pass a one-sided Mann-Whitney U test at this level, "
                         "on the samples (every process of NEW beyond every process of BASE where "
                         "processes ran) or on the process medians where enough ran (0.05)")
@@ -74,12 +73,12 @@ def _compare(argv: list[str]) -> int:
                    help="accept on purpose that nothing matched or that ok runs of BASE are "
                         "missing from NEW (still listed); exit 0 unless something regressed")
     args = p.parse_args(argv)
-    if not (args.threshold >= 0 and 0 < args.alpha < 1):
-        die("--threshold must be >= 0 (0.05 = 5%) and --alpha in (0, 1), e.g. 0.05")
+    if not args.alpha < 1:
+        p.error(f"argument --alpha: expected a level below 1, e.g. 0.05, got {args.alpha:g}")
     from harness.report.compare import (CompareConfig, compare, incomplete_reason,
                                         render_markdown)
     from harness.report.load import load
-    c = compare(load([args.base]), load([args.new]),
+    c = compare(load([args.base], skip_unusable=True), load([args.new], skip_unusable=True),
                 CompareConfig(threshold=args.threshold, alpha=args.alpha))
     md = render_markdown(c, args.base, args.new, args.allow_missing)
     code = (EXIT_REGRESSED if c.regressed else
@@ -92,6 +91,8 @@ def _compare(argv: list[str]) -> int:
             c.table.to_csv(out.with_suffix(".csv"), index=False)
         except OSError as e:
             die(f"{out}: cannot write ({e})")
+    for note in c.duplicates:
+        print(f"compare: {note}", file=sys.stderr)
     if c.incomplete and not args.allow_missing:
         # The gate's reason on stderr too: a nightly log shows it without the Markdown.
         print(f"compare: incomplete, {incomplete_reason(c)} (exit {EXIT_INCOMPLETE} unless "
@@ -105,9 +106,9 @@ def _compare(argv: list[str]) -> int:
 
 def _history(argv: list[str]) -> int:
     from harness.report.history import DEFAULT_STORE, append
-    p = argparse.ArgumentParser(prog="python -m harness.report history",
-                                description="Append sweeps' summaries to a Parquet store "
-                                            "partitioned by date (idempotent) and plot the trend.")
+    p = Parser(prog="python -m harness.report history",
+               description="Append sweeps' summaries to a Parquet store "
+                           "partitioned by date (idempotent) and plot the trend.")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
     p.add_argument("--store", default=str(DEFAULT_STORE), help=f"default {DEFAULT_STORE}/")
     p.add_argument("--night", metavar="YYYY-MM-DD",
@@ -126,32 +127,32 @@ def _history(argv: list[str]) -> int:
 def _regressions(argv: list[str]) -> int:
     from harness.report.regressions import METHODS, RegressionConfig
     default = RegressionConfig()
-    p = argparse.ArgumentParser(prog="python -m harness.report regressions",
-                                description="Changes across the nights of a history store, per "
-                                            "workload variant x backend x device: regressions, "
-                                            "improvements and single suspicious nights, with "
-                                            "the night and commit range where each began. Exit "
-                                            "1 while a regression is open (its level is the "
-                                            "latest), else 0; 2 on bad input.")
+    p = Parser(prog="python -m harness.report regressions",
+               description="Changes across the nights of a history store, per workload variant "
+                           "x backend x device: regressions, improvements and single suspicious "
+                           "nights, with the night and commit range where each began. Exit 1 "
+                           "while a regression is open (its level is the latest), else 0; 2 on "
+                           "bad input.")
     p.add_argument("store", metavar="STORE", help="a store written by `history` "
                                                   "(<store>/date=YYYY-MM-DD/*.parquet)")
     p.add_argument("--json", action="store_true", help="a JSON list of changes instead")
     p.add_argument("--since", metavar="YYYY-MM-DD",
                    help="only changes that began on or after this night (earlier nights still "
                         "make the baselines)")
-    p.add_argument("--min-effect", type=float, default=default.min_effect,
+    p.add_argument("--min-effect", type=number(minimum=0), default=default.min_effect,
                    help=f"smallest relative change of a level called a change "
                         f"({default.min_effect:g} = {100 * default.min_effect:g}%%)")
-    p.add_argument("--min-nights", type=int, default=default.min_nights,
+    p.add_argument("--min-nights", type=number(integer=True, minimum=1),
+                   default=default.min_nights,
                    help=f"nights a new level must hold to be a regression ({default.min_nights})")
-    p.add_argument("--alpha", type=float, default=default.alpha,
-                   help=f"significance of a change point given the series' noise "
+    p.add_argument("--alpha", type=number(above=0), default=default.alpha,
+                   help=f"chance that a series of pure noise shows a change "
                         f"({default.alpha:g})")
     p.add_argument("--method", choices=METHODS, default=default.method,
                    help="change-point library (otava and e_divisive where installed)")
     args = p.parse_args(argv)
-    if not (args.min_effect >= 0 and args.min_nights >= 1 and 0 < args.alpha < 1):
-        die("--min-effect must be >= 0 (0.03 = 3%), --min-nights >= 1 and --alpha in (0, 1)")
+    if not args.alpha < 1:
+        p.error(f"argument --alpha: expected a level below 1, e.g. 0.03, got {args.alpha:g}")
     from harness.report.history import read_store
     from harness.report.regressions import (detect, method_missing, open_regressions, parse_date,
                                             render_text, to_json)
@@ -168,9 +169,9 @@ def _regressions(argv: list[str]) -> int:
 
 
 def _explain(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.report explain",
-                                description="Where and why backends differ: ranked findings "
-                                            "with their numbers and evidence.")
+    p = Parser(prog="python -m harness.report explain",
+               description="Where and why backends differ: ranked findings "
+                           "with their numbers and evidence.")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
     p.add_argument("--csv", help="also write the findings table here")
     args = p.parse_args(argv)
@@ -181,7 +182,10 @@ def _explain(argv: list[str]) -> int:
     found = findings(sweep, build_tables(sweep))
     print(render_text(found))
     if args.csv:
-        found.to_csv(args.csv, index=False)
+        try:
+            found.to_csv(args.csv, index=False)
+        except OSError as e:
+            die(f"{args.csv}: cannot write ({e.strerror or e})")
     return 0
 
 

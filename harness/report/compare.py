@@ -17,7 +17,7 @@ improvement the same way down). What the test ranks:
   this is the strongest evidence 3 v 3 gives.
 Ranks do not let one outlier sample hide a 5x change the way a CV band did (4 tight samples and
 one outlier give a CV of 100%). A run flagged with one of describe.NOISE_FLAGS on either side
-says so beside its verdict.
+is marked unreliable beside its verdict.
 
 The wall change is split into what the kernels and the host did: GPU busy time and host gap
 (wall - GPU) of each side, each change in % of BASE's wall median, so that the two add up to
@@ -29,7 +29,8 @@ matched or an ok run of BASE is missing from NEW: results that disappear must no
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ import pandas as pd
 from harness.collect.kernel_diff import category_diff, kernel_diff
 from harness.describe import NOISE_FLAGS
 from harness.report import tables as T
+from harness.record import RECORD_NAME
 from harness.report.load import Sweep, finite, match_key
 
 REGRESSION, IMPROVEMENT, NOISE = "regression", "improvement", "within noise"
@@ -67,6 +69,10 @@ class Comparison:
     environment: pd.DataFrame           # key, base, new for keys that differ
     kernel_diffs: dict[str, tuple[pd.DataFrame, pd.DataFrame]]  # name -> (categories, kernels)
     config: CompareConfig
+    # records neither side can use (load.UnusableRecord): "BASE path" / "NEW path" -> why
+    unusable: dict[str, str] = field(default_factory=dict)
+    # runs of one side measured more than once (same run_id): the latest ok one is compared
+    duplicates: list[str] = field(default_factory=list)
 
     @property
     def regressed(self) -> bool:
@@ -79,12 +85,19 @@ class Comparison:
 
     @property
     def incomplete(self) -> bool:
-        """Nothing matched, or an ok run of BASE is missing from NEW."""
-        return self.table.empty or not self.missing.empty
+        """Nothing matched, an ok run of BASE is missing from NEW, or a record is unusable."""
+        return self.table.empty or not self.missing.empty or bool(self.unusable)
 
 
 def _name(r: Any) -> str:
     return f"{r.workload} [{r.variant}] {r.backend}"
+
+
+def noise_flags(row: Any) -> str:
+    """The flags of describe.NOISE_FLAGS a summary row carries: its median is unreliable for
+    comparison, whatever the verdict says."""
+    codes = str(row.get("flags") or "").split(",")
+    return ",".join(c for c in NOISE_FLAGS if c in codes)
 
 
 def _value(row: Any, key: str) -> float:
@@ -122,12 +135,6 @@ def samples_of(record: dict[str, Any] | None) -> list[list[float]]:
     return [pooled] if pooled else []
 
 
-def flagged(row: Any) -> str:
-    """The describe.NOISE_FLAGS a summary row carries, comma-separated."""
-    codes = str(row.get("flags") or "").split(",")
-    return ",".join(c for c in NOISE_FLAGS if c in codes)
-
-
 def rank_test(base: list[list[float]], new: list[list[float]], alpha: float) -> dict[str, Any]:
     """One-sided Mann-Whitney U p-values of NEW slower and NEW faster than BASE, what they
     ranked (`test`), and whether the processes' medians all fall on each side (`apart_slower`,
@@ -157,11 +164,11 @@ def verdict(base: Any, new: Any, cfg: CompareConfig,
             new_samples: list[list[float]] | None = None) -> dict[str, Any]:
     """Ratio NEW/BASE of the medians and what it means: a rank test on the samples (or the
     process medians; module doc) at cfg.alpha plus the minimum effect cfg.threshold; the
-    p-value of the direction the median moved; the noise flags of each side; where both sides
-    were profiled, whether the kernels or the host changed."""
+    p-value of the direction the median moved; where both sides were profiled, whether the
+    kernels or the host changed."""
     b_ok, n_ok = base["status"] == "ok", new["status"] == "ok"
     out = {"ratio": math.nan, "change_pct": math.nan, "p_value": math.nan, "test": "",
-           "flagged": "", "gpu_change_pct": math.nan, "host_change_pct": math.nan, "cause": ""}
+           "gpu_change_pct": math.nan, "host_change_pct": math.nan, "cause": ""}
     if b_ok and not n_ok:
         return {**out, "verdict": NEWLY_FAILING}
     if n_ok and not b_ok:
@@ -172,9 +179,7 @@ def verdict(base: Any, new: Any, cfg: CompareConfig,
     if not (bm > 0 and nm > 0):
         return {**out, "verdict": NOT_OK}
     ratio = nm / bm
-    sides = [f"{side} {codes}" for side, codes in (("BASE", flagged(base)), ("NEW", flagged(new)))
-             if codes]
-    out.update(ratio=ratio, change_pct=100.0 * (ratio - 1.0), flagged="; ".join(sides))
+    out.update(ratio=ratio, change_pct=100.0 * (ratio - 1.0))
     if not (base_samples and new_samples):
         return {**out, "test": "no samples", "verdict": NOISE}
     t = rank_test(base_samples, new_samples, cfg.alpha)
@@ -254,8 +259,44 @@ def environment_diff(base: Sweep, new: Sweep) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["key", "base", "new"])
 
 
+def _finished_at(record: dict[str, Any]) -> float:
+    """When a run ended: its record's own stamp, else when its record was written."""
+    for key in ("finished_at", "started_at"):
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    try:
+        return (Path(record["_run_dir"]) / RECORD_NAME).stat().st_mtime
+    except (KeyError, OSError):
+        return 0.0
+
+
+def latest_of_duplicates(sweep: Sweep, side: str) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run_id: where a side measured the same config more than once (the same
+    command run twice into results/runs), its latest ok run, else its latest run; and a note
+    per duplicated run saying which was taken and which were left out."""
+    s = sweep.summary
+    when = {r.get("_run_dir", ""): _finished_at(r) for r in sweep.records}
+    keep, notes = [], []
+    for run_id, group in s.groupby(s["run_id"].where(s["run_id"] != "", s.index.astype(str)),
+                                   sort=False):
+        if len(group) == 1:
+            keep.append(group.index[0])
+            continue
+        order = sorted(group.index, key=lambda i: (s.at[i, "status"] == "ok",
+                                                   when.get(s.at[i, "run_dir"], 0.0)))
+        chosen = order[-1]
+        keep.append(chosen)
+        left = ", ".join(f"`{s.at[i, 'run_dir']}` ({s.at[i, 'status']})" for i in order[:-1])
+        notes.append(f"{side}: {_name(s.loc[chosen])} ran {len(group)} times (run_id {run_id}); "
+                     f"compared the latest {'ok ' if s.at[chosen, 'status'] == 'ok' else ''}"
+                     f"one, `{s.at[chosen, 'run_dir']}`; left out {left}")
+    return s.loc[sorted(keep)], notes
+
+
 def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Comparison:
-    bs, ns = base.summary, new.summary
+    (bs, base_dups), (ns, new_dups) = (latest_of_duplicates(base, "BASE"),
+                                       latest_of_duplicates(new, "NEW"))
     pairs, b_left, n_left = _pairs(bs, ns)
     rows = []
     kernel_diffs: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
@@ -273,6 +314,10 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                      "base_gpu_ms": b["gpu_busy_ms_per_iter"],
                      "new_gpu_ms": n["gpu_busy_ms_per_iter"],
                      "base_host_gap_ms": b["host_gap_ms"], "new_host_gap_ms": n["host_gap_ms"],
+                     # what a side did not measure as asked stands beside its median
+                     "base_flags": b["flags"], "new_flags": n["flags"],
+                     # the flags of those that make its median unreliable for comparison
+                     "base_noise_flags": noise_flags(b), "new_noise_flags": noise_flags(n),
                      **v, "matched_by": how,
                      "base_run_id": b["run_id"], "new_run_id": n["run_id"],
                      "reason": n["reason"] if n["status"] != "ok" else ""})
@@ -285,9 +330,10 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                 kernel_diffs[name] = (cats, kern)
     cols = ["workload", "variant", "backend", "base_status", "new_status", "base_median_ms",
             "new_median_ms", "base_cv", "new_cv", "base_between_cv", "new_between_cv",
-            "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "ratio",
-            "change_pct", "p_value", "test", "verdict", "flagged", "gpu_change_pct",
-            "host_change_pct", "cause", "matched_by", "base_run_id", "new_run_id", "reason"]
+            "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "base_flags",
+            "new_flags", "base_noise_flags", "new_noise_flags", "ratio",
+            "change_pct", "p_value", "test", "verdict", "gpu_change_pct", "host_change_pct",
+            "cause", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
     order = {NEWLY_FAILING: 0, REGRESSION: 1, IMPROVEMENT: 2, FIXED: 3, NOISE: 4, NOT_OK: 5}
     table = table.assign(_o=table["verdict"].map(order)).sort_values(
@@ -297,24 +343,39 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                       base_only=bs.loc[sorted(b_left), keep].reset_index(drop=True),
                       new_only=ns.loc[sorted(n_left), keep].reset_index(drop=True),
                       environment=environment_diff(base, new), kernel_diffs=kernel_diffs,
-                      config=cfg)
+                      config=cfg, duplicates=base_dups + new_dups,
+                      unusable={**{f"BASE {p}": why for p, why in base.unusable.items()},
+                                **{f"NEW {p}": why for p, why in new.unusable.items()}})
 
 
 def incomplete_reason(c: Comparison) -> str:
-    """Why a comparison is incomplete ("" when it is not), naming the missing runs."""
+    """Why a comparison is incomplete ("" when it is not), naming the missing runs and the
+    unusable records."""
+    why = []
     if c.table.empty:
-        return "no runs matched: nothing was compared"
-    if len(c.missing):
+        why.append("no runs matched: nothing was compared")
+    elif len(c.missing):
         names = "; ".join(_name(r) for r in c.missing.itertuples())
-        return f"{len(c.missing)} ok run(s) of BASE missing from NEW: {names}"
-    return ""
+        why.append(f"{len(c.missing)} ok run(s) of BASE missing from NEW: {names}")
+    if c.unusable:
+        why.append(f"{len(c.unusable)} unusable record(s): "
+                   + "; ".join(f"{where} ({reason})" for where, reason in c.unusable.items()))
+    return "; ".join(why)
+
+
+def _sides(base_flags: str, new_flags: str) -> str:
+    return "; ".join(f"{side} {flags}" for side, flags in (("BASE", base_flags), ("NEW", new_flags)) if flags)
 
 
 def headline(c: Comparison, allow_missing: bool = False) -> str:
     """The one-line verdict: regressed, incomplete (nothing matched, ok runs missing) or not."""
     why = incomplete_reason(c)
     if c.regressed:
-        return "**REGRESSED**" + (f"; also **INCOMPLETE**: {why}." if why else "")
+        t = c.table
+        shaky = t[t["verdict"].isin([REGRESSION]) & ((t["base_noise_flags"] != "") | (t["new_noise_flags"] != ""))]
+        return ("**REGRESSED**" + (f" ({len(shaky)} of the regressions with a side flagged "
+                                   f"{'/'.join(NOISE_FLAGS)}: unreliable)" if len(shaky) else "")
+                + (f"; also **INCOMPLETE**: {why}." if why else ""))
     if not why:
         return "No regression."
     if allow_missing:
@@ -332,13 +393,17 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
              f"A change counts when it is {100 * c.config.threshold:g}% or more and a "
              f"one-sided Mann-Whitney U test gives p < {c.config.alpha:g} (`test`: on the "
              "process medians where enough processes ran, else on the samples with every "
-             "process of one side beyond every process of the other). `flagged`: a side "
-             f"carries {', '.join(NOISE_FLAGS)}; its median is noisier than its samples "
-             "show.\n",
+             "process of one side beyond every process of the other).\n",
              headline(c, allow_missing) + "\n"]
     if len(c.missing):
         lines += ["ok in BASE, missing from NEW:\n",
                   "".join(f"- {_name(r)} (`{r.run_dir}`)\n" for r in c.missing.itertuples())]
+    if c.unusable:
+        lines += ["Unusable records (not compared; an ok run needs a finite positive median):\n",
+                  "".join(f"- `{where}`: {reason}\n" for where, reason in c.unusable.items())]
+    if c.duplicates:
+        lines += ["Measured more than once on one side (the latest ok record is compared):\n",
+                  "".join(f"- {note}\n" for note in c.duplicates)]
 
     def signed(values: pd.Series) -> pd.Series:
         return values.map(lambda r: f"{r:+.1f}" if r == r else "")
@@ -361,9 +426,11 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
                                  for a, b in zip(t["base_host_gap_ms"], t["new_host_gap_ms"])],
         "GPU Δ %": signed(t["gpu_change_pct"]), "host Δ %": signed(t["host_change_pct"]),
         "verdict": [(f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v)
-                    + (f" (flagged: {f})" if f else "")
-                    for v, f in zip(t["verdict"], t["flagged"])],
+                    + (f" (unreliable: {_sides(b, n)})" if b or n else "")
+                    for v, b, n in zip(t["verdict"], t["base_noise_flags"], t["new_noise_flags"])],
         "cause": t["cause"],
+        "flags base/new": [f"{a or '-'} / {b or '-'}" if a or b else ""
+                           for a, b in zip(t["base_flags"], t["new_flags"])],
         "status": [s if s == ns else f"{s} → {ns}" for s, ns in zip(t["base_status"],
                                                                      t["new_status"])],
         "reason": t["reason"].map(lambda r: r[:120]),
@@ -374,7 +441,8 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
               "GPU Δ % and host Δ %: the change of GPU busy time and of the host gap (wall - GPU), "
               "each in % of BASE's wall median, so that they add up to the wall change; cause: "
               "the part carrying it (kernels, host, both; unknown where a side was not "
-              "profiled).\n"]
+              f"profiled). unreliable: a side is flagged {', '.join(NOISE_FLAGS)}: its median "
+              "is unreliable for comparison, whatever the verdict (see its report's Flags).\n"]
     for name, (cats, kern) in c.kernel_diffs.items():
         lines += [f"## Why slower: {name}\n", "Time by category (ms per iteration):\n",
                   T.md_table(cats, index=True), "Kernels that grew (us per iteration):\n",

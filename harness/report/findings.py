@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from harness.describe import FLAG_CODES, THRESHOLDS
+from harness.describe import FLAG_CODES, NOISE_FLAGS, THRESHOLDS
 from harness.report.graphs import describe_command_buffers, describe_cudagraphs, known
 from harness.report.load import noise_floor
 from harness.report.pairs import PAIRS, pair_table
@@ -35,7 +35,7 @@ KIND_ORDER = {"status": 0, "flag": 1, "pair": 2}
 # Summary columns a rule may read that a hand-built summary (tests, old callers) may lack.
 OPTIONAL_SUMMARY = {"kernel_ms_per_iter": math.nan, "gpu_busy_ms_per_iter": math.nan,
                     "host_gap_ms": math.nan, "idle_share": math.nan, "processes": math.nan,
-                    "between_cv": math.nan, "flags": ""}
+                    "between_cv": math.nan, "host_other_share": math.nan, "flags": ""}
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ def rule_status(ctx: "Context") -> list[Finding]:
 # figure rank as 1; spread and idle flags by their own size.
 _FLAG_FIGURES = {"host_bound": ("idle_share", "% of the step idle"),
                  "high_cv": ("cv", "% CV within a process"),
-                 "process_spread": ("between_cv", "% CV between processes")}
+                 "process_spread": ("between_cv", "% CV between processes"),
+                 "host_busy": ("host_other_share", "% of the run's cores taken by other work")}
 
 
 def rule_flags(ctx: "Context") -> list[Finding]:
@@ -159,7 +160,10 @@ def rule_pairs(ctx: "Context") -> list[Finding]:
     for r in pair_table(ctx.summary).itertuples():
         ratio = r.inductor_over_xla
         noise = math.hypot(r.inductor_noise, r.xla_noise)
-        if abs(ratio - 1.0) <= cfg.speed_k_cv * noise:
+        unreliable = ctx.unreliable((r.inductor, r.inductor_run_id), (r.xla, r.xla_run_id))
+        if unreliable:
+            verdict, ratio = f"not compared: {unreliable}", math.nan
+        elif abs(ratio - 1.0) <= cfg.speed_k_cv * noise:
             verdict = f"Inductor and XLA are level within noise ({cfg.speed_k_cv:g} x CV)"
         elif ratio > 1.0:
             verdict = f"XLA is {ratio:.2f}x faster end to end"
@@ -170,7 +174,7 @@ def rule_pairs(ctx: "Context") -> list[Finding]:
               f"{_opt_ms(r.xla_host_gap_ms)}")
         out.append(Finding(
             "pair", r.workload, r.variant, (r.inductor, r.xla), ratio, "x (Inductor / XLA wall)",
-            abs(1.0 - min(ratio, 1.0 / ratio)), ev,
+            0.0 if unreliable else abs(1.0 - min(ratio, 1.0 / ratio)), ev,
             f"{r.pair.capitalize()} pair on {_name(r.workload, r.variant)} ({r.inductor} vs "
             f"{r.xla}: {meaning[r.pair]}): {verdict}; {ev}."))
     return out
@@ -194,6 +198,14 @@ def rule_speed(ctx: "Context") -> list[Finding]:
             continue
         ranking = " < ".join(f"{r.backend} {r.median_ms:.4g} ms" for r in
                              g.sort_values("median_ms").itertuples())
+        unreliable = ctx.unreliable((fast["backend"], fast["run_id"]), (slow["backend"], slow["run_id"]))
+        if unreliable:
+            out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), math.nan, "x", 0.0,
+                               f"median per iteration: {ranking}",
+                               f"On {_name(w, v)}, {fast['backend']} and {slow['backend']} are not "
+                               f"compared: {unreliable} ({fast['median_ms']:.4g} vs "
+                               f"{slow['median_ms']:.4g} ms per iteration)."))
+            continue
         out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), ratio, "x",
                            1.0 - 1.0 / ratio, f"median per iteration: {ranking}; CV "
                            f"{100 * cv_fast:.1f}% ({src_fast}) / {100 * cv_slow:.1f}% ({src_slow})",
@@ -472,6 +484,12 @@ class Context:
         self._k = {rid: g for rid, g in self.kernels.groupby("run_id")} if len(self.kernels) else {}
         self._b = {rid: g for rid, g in self.buffers.groupby("run_id")} if len(self.buffers) else {}
         self.memory_runs = set(self.memory["run_id"]) if len(self.memory) else set()
+        # each run's flag codes: the summary's column and the flags table (either may be given)
+        self.run_flags: dict[str, set[str]] = {
+            rid: set(filter(None, str(codes).split(","))) for rid, codes in
+            zip(self.summary["run_id"], self.summary["flags"].fillna(""))}
+        for rid, code in zip(self.flags.get("run_id", ()), self.flags.get("code", ())):
+            self.run_flags.setdefault(rid, set()).add(code)
         self.graph_mode_runs = (set(self.graphs.loc[self.graphs["graph_mode"].fillna(False)
                                                     .astype(bool), "run_id"])
                                 if len(self.graphs) else set())
@@ -500,6 +518,14 @@ class Context:
             if "note" in self.memory:
                 bounded = self.memory[self.memory["note"].fillna("").str.contains("lower bound")]
                 self.lower_bounds = set(zip(bounded["run_id"], bounded["kind"]))
+
+    def unreliable(self, *runs: tuple[str, str]) -> str:
+        """'' or why the medians of these (backend, run_id) runs are no result side by side:
+        the flags of describe.NOISE_FLAGS they carry (a busy host slows a run whatever its
+        spread, so no noise band makes the ratio one)."""
+        said = [f"{backend} is flagged {','.join(c for c in NOISE_FLAGS if c in self.run_flags[run_id])}"
+                for backend, run_id in runs if set(NOISE_FLAGS) & self.run_flags.get(run_id, set())]
+        return ("; ".join(said) + ", so the ratio of the medians is not a result") if said else ""
 
     def top_of(self, run_id: str, category: str) -> str:
         return self._top.get((run_id, category), "none")

@@ -21,7 +21,8 @@ import pandas as pd
 
 from harness.collect.devices import Peaks, lookup_device, peak_dtype
 from harness.describe import (TAG_KEYS, THRESHOLDS, backend_label, backend_traits,
-                              between_processes, gpu_figures, record_flags, variant)
+                              between_processes, busiest_host_load, gpu_figures, record_flags,
+                              variant)
 from harness.errors import InputError
 from harness.record import KNOWN_SCHEMA_VERSIONS, RECORD_NAME
 
@@ -43,6 +44,13 @@ NUMERIC_KEYS = {"timing": ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms",
                 "numerics": ("min_sqnr_db", "max_abs_err")}
 
 
+class UnusableRecord(InputError):
+    """A record that reads as JSON but whose figures no table or gate can use: an ok run
+    without a finite positive wall median, a figure that is not a number. `report` stops on
+    it naming the file; `compare` lists it as unusable and exits incomplete (DESIGN: a number
+    that is not a finite positive time never passes a gate)."""
+
+
 @dataclass
 class Sweep:
     """Everything a report is made of. Every frame has KEY_COLUMNS first."""
@@ -53,6 +61,7 @@ class Sweep:
     memory: pd.DataFrame                   # one row per (run, kind)
     buffers: pd.DataFrame                  # one row per (run, buffer)
     missing: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> run_id -> why
+    unusable: dict[str, str] = field(default_factory=dict)   # record path -> why (skip_unusable)
 
 
 def record_paths(roots: list[Path]) -> list[Path]:
@@ -103,11 +112,14 @@ def read_record(path: Path) -> dict[str, Any]:
             value = (record.get(key) or {}).get(name)
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, (int, float))):
-                raise InputError(f"{path}: corrupt record, {key}.{name} is {value!r}, "
-                                 "expected a number")
-    if record["status"] == "ok" and record.get("timing") and \
-            (record["timing"].get("median_ms") is None):
-        raise InputError(f"{path}: corrupt record, an ok run without timing.median_ms")
+                raise UnusableRecord(f"{path}: unusable record, {key}.{name} is {value!r}, "
+                                     "expected a number")
+    if record["status"] == "ok":
+        median = (record.get("timing") or {}).get("median_ms")
+        if not (isinstance(median, (int, float)) and math.isfinite(median) and median > 0):
+            got = "no timing" if not record.get("timing") else f"timing.median_ms {median!r}"
+            raise UnusableRecord(f"{path}: unusable record, an ok run needs a finite positive "
+                                 f"timing.median_ms (ms per iteration), got {got}")
     return record
 
 
@@ -142,6 +154,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     idle = _f(gpu.get("idle_share"))
     flags = record_flags(record)
     traits = backend_traits(record)
+    busiest = busiest_host_load(record)
     tflops = _f(thr.get("tflops"))
     gbps = _f(thr.get("gbps_min_bytes"))
     pct_flops = pct_bw = math.nan
@@ -170,6 +183,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "between_min_ms": _f(between.get("min_ms")) if between else math.nan,
         "between_max_ms": _f(between.get("max_ms")) if between else math.nan,
         "between_cv": _f(between.get("cv")) if between else math.nan,
+        # the share of the run's cores other work took while it was timed (the busiest process)
+        "host_other_share": _f(busiest[2]["other_share"]) if busiest else math.nan,
         "tflops": tflops,
         "tokens_per_s": _f(thr.get("tokens_per_s")),
         "gbps_min_bytes": gbps,
@@ -256,11 +271,20 @@ def _why_missing(record: dict[str, Any], what: str) -> str:
     return f"no {ARTIFACT_FILES[what]} (not collected for this run)"
 
 
-def load(roots: list[str | Path]) -> Sweep:
+def load(roots: list[str | Path], skip_unusable: bool = False) -> Sweep:
+    """Every record under the roots and its tables. An unusable record stops the load (naming
+    it), or with `skip_unusable` is left out and named in `Sweep.unusable`."""
     roots = [Path(r) for r in roots]
     records = []
+    unusable: dict[str, str] = {}
     for path in record_paths(roots):
-        record = read_record(path)
+        try:
+            record = read_record(path)
+        except UnusableRecord as e:
+            if not skip_unusable:
+                raise
+            unusable[str(path)] = str(e).removeprefix(f"{path}: ")
+            continue
         record["_run_dir"] = str(path.parent)
         records.append(record)
 
@@ -308,7 +332,8 @@ def load(roots: list[str | Path]) -> Sweep:
     buffers = concat("memory_buffers", ["name", "bytes", "shape", "kind"])
     summary = summary.sort_values(["workload", "variant", "backend"], kind="stable")
     return Sweep(roots=roots, records=records, summary=summary.reset_index(drop=True),
-                 kernels=kernels, memory=memory, buffers=buffers, missing=missing)
+                 kernels=kernels, memory=memory, buffers=buffers, missing=missing,
+                 unusable=unusable)
 
 
 def match_key(row: pd.Series | dict[str, Any]) -> tuple:

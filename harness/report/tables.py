@@ -274,13 +274,27 @@ def _spread(lo: float, hi: float, cv: float) -> str:
     return f"{fmt_num(lo)}–{fmt_num(hi)} ({fmt_num(100.0 * cv, 2)}%)" if lo == lo else ""
 
 
-SUMMARY_LEGEND = (
-    "wall ms: median time per iteration as a user waits for it (with several fresh processes, "
-    "the median of their medians); CV %: spread of the samples within a process; procs and "
-    "between procs: the per-process medians' min–max (CV) where more than one process ran; "
-    "GPU ms: GPU busy time per iteration in the profiling pass (what the compiler's kernels "
-    "cost); host gap ms: wall - GPU, the GPU idle while the host launches and runs Python; "
-    "idle %: host gap / wall; flags: see below and `flags.csv`.")
+# What the summary table's columns mean, by column: the legend under a table names only the
+# columns it has (a CPU sweep's table has no GPU ms, host gap or idle %).
+SUMMARY_LEGEND = {
+    "wall ms": "median time per iteration as a user waits for it (with several fresh processes, "
+               "the median of their medians)",
+    "CV %": "spread of the samples within a process",
+    "procs": "fresh processes that each took samples, where more than one did",
+    "between procs ms (CV)": "the per-process medians' min–max (and their CV)",
+    "GPU ms": "GPU busy time per iteration in the profiling pass (what the compiler's kernels "
+              "cost)",
+    "host gap ms": "wall - GPU, the GPU idle while the host launches and runs Python",
+    "idle %": "host gap / wall",
+    "other load %": "the share of the run's cores that other work took while it was timed (its "
+                    "busiest process; `host_busy` above 10%)",
+    "flags": "what a run did not measure as asked: see below and `flags.csv`",
+}
+
+
+def summary_legend(columns: list[str]) -> str:
+    """The legend of the columns a summary table has, in the table's order."""
+    return "; ".join(f"{c}: {SUMMARY_LEGEND[c]}" for c in columns if c in SUMMARY_LEGEND) + "."
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
@@ -297,6 +311,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "GPU ms": summary["gpu_busy_ms_per_iter"],
         "host gap ms": summary["host_gap_ms"],
         "idle %": summary["idle_share"] * 100.0,
+        "other load %": summary["host_other_share"] * 100.0,
         "TFLOP/s": summary["tflops"], "tokens/s": summary["tokens_per_s"],
         "% peak FLOP/s": summary["pct_peak_flops"],
         "compile s": summary["compile_s"],
@@ -312,7 +327,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     keep = [c for c in show.columns
             if c in ("workload", "variant", "backend", "status", "reason")
             or show[c].map(lambda v: fmt_num(v) != "").any()]
-    return md_table(show[keep]) + "\n" + SUMMARY_LEGEND + "\n"
+    return md_table(show[keep]) + "\n" + summary_legend(keep) + "\n"
 
 
 def flags_markdown(flags: pd.DataFrame) -> str:

@@ -12,25 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-# What a file is, not what it is called: the collectors dispatch on these.
-INDUCTOR_OUTPUT_CODE = "inductor_output_code"   # a compiled graph's Python wrapper (static memory plan)
-XLA_OPTIMIZED_HLO = "xla_optimized_hlo"          # *after_optimizations.txt (kernels -> HLO ops)
-XLA_BUFFER_ASSIGNMENT = "xla_buffer_assignment"  # *-buffer-assignment.txt (+ its sibling files)
-XLA_DUMP_FILE = "xla_dump_file"                  # the other kept dump files (values, live ranges, report)
-TRACE = "trace"                                  # format: "kineto" | "perfetto"
-KERNEL_TABLE = "kernel_table"                    # written by the worker
-MEMORY_TABLE = "memory_table"
-MEMORY_BUFFERS = "memory_buffers"
-
-
-@dataclass(frozen=True)
-class Artifact:
-    kind: str
-    path: str               # relative to the run dir
-    format: str = ""        # traces: kineto | perfetto
-
-    def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "path": self.path, "format": self.format}
+# The typed files a backend hands back cross the process boundary in the result: they are
+# defined there, and re-exported here for backends.
+from harness.protocol import (INDUCTOR_OUTPUT_CODE, KERNEL_TABLE, MEMORY_BUFFERS, MEMORY_TABLE,  # noqa: F401
+                              TRACE, XLA_BUFFER_ASSIGNMENT, XLA_DUMP_FILE, XLA_OPTIMIZED_HLO, Artifact)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ Timing repeats whole generations (`bench.repeats` after `bench.warmup`); the rec
 holds the TPOT of each generation as a sample, so its median is the median TPOT and the summary
 tables read a generation as they read a step; `generation` (harness/orchestrator/combine.py) holds the rest.
 
+The worker's measurement (harness/worker/measure.py) runs a generation through the same skeleton
+as a step, with the parts from here: the first generation, the greedy-token check, the timed
+generations, the decode steps to profile.
+
 The workload gives the steps (`Workload.generation`): its forward is the prefill, its
 `steps["decode"]` the decode step, each returning (next_token, next_position, logits, *carry)
 with the argmax inside, so the loop only feeds each step's outputs into the next.
@@ -192,54 +196,15 @@ def check_tokens(workload, prepared) -> dict[str, Any]:
     return compare_tokens(tokens, logits, ref_tokens, ref_logits, workload.min_sqnr_db)
 
 
-# -- the measurement ----------------------------------------------------------------------------
+# -- the timed part -----------------------------------------------------------------------------
 
-def measure_generation(task, workload, prepared, result: dict[str, Any]) -> dict[str, Any]:
-    """The worker's measurement for a generation: the first generation (compiles), numerics,
-    warm-up and timed generations, a profiled run of decode steps, the tables."""
+def time_generations(steps: Steps, new_tokens: int, bench: dict[str, Any], batch: int,
+                     prompt_len: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Warm-up generations, then `bench.repeats` timed ones -> (the timing, whose samples are the
+    generations' TPOTs, and the generation section: every latency per token)."""
     from harness.worker import timing
-    from harness.worker.measure import progress, time_and_collect
-    from harness.errors import Unsupported
-    bench, gen = task.config["bench"], workload.generation
-    if DECODE not in prepared.steps:
-        return dict(result, status="skipped", reason=(
-            f"backend {task.config['backend']['name']} prepares no named steps (Prepared.steps): "
-            "a generation needs its decode step beside the prefill"))
-    steps, n = Steps.prepared(prepared), gen.new_tokens
-
-    progress(f"first generation (compile): {n} tokens")
-    watch = CompileWatch(prepared.graphs_compiled, workload.params["prompt_len"])
-    work_start = time.perf_counter()
-    try:
-        first = generate(steps, n, on_token=watch)
-    except Unsupported as e:     # as for steps: the backend cannot run this program, the op named
-        return dict(result, status="skipped", reason=str(e))
-    result["first_call_s"] = time.perf_counter() - work_start
-    artifacts = prepared.artifacts() if task.first else []
-    compiles = watch.summary(first)
-    result["compile"] = dict(prepared.compile_info, phases=prepared.compile_phases(result["first_call_s"]),
-                             cache=bench["compile_cache"], **compiles)
-    flag = recompile_flag(compiles, gen.growing)
-    if flag:
-        result["flags"].append(flag)
-    if task.prime_only:
-        return result
-    if task.first and bench["check_numerics"]:
-        progress(f"numerics: {gen.check_tokens} greedy tokens against eager")
-        result["numerics"] = check_tokens(workload, prepared)
-        if not result["numerics"]["passed"]:    # as for steps: no figure of a wrong run is measured
-            result.update(status="failed", reason=f"numerics: {result['numerics']['detail']}")
-            return result
-
-    def time_generations() -> dict[str, Any]:
-        timing.warm_up(lambda: generate(steps, n), lambda out: None, bench["warmup"], bench["warmup_ms"])
-        # 10 ns resolution: the record stays small, and the TPOTs below are those of what it holds
-        latencies = [[round(x, 5) for x in generate(steps, n)] for _ in range(bench["repeats"])]
-        result["generation"] = {"latency_ms": latencies,
-                                "batch": workload.params["batch"], "prompt_len": workload.params["prompt_len"]}
-        return asdict(timing.summarize([tpot_ms(g) for g in latencies], n - 1))
-
-    # The profiled iterations are decode steps after a prefill, within the generation's positions.
-    profile_iters = min(bench["profile_iters"], n - 2)
-    return time_and_collect(task, prepared, result, artifacts, work_start, time_generations,
-                            decode_steps(steps), profile_iters)
+    timing.warm_up(lambda: generate(steps, new_tokens), lambda out: None, bench["warmup"], bench["warmup_ms"])
+    # 10 ns resolution: the record stays small, and the TPOTs below are those of what it holds
+    latencies = [[round(x, 5) for x in generate(steps, new_tokens)] for _ in range(bench["repeats"])]
+    section = {"latency_ms": latencies, "batch": batch, "prompt_len": prompt_len}
+    return asdict(timing.summarize([tpot_ms(g) for g in latencies], new_tokens - 1)), section

@@ -1,49 +1,37 @@
-"""The measurement, in a fresh interpreter: `python -m harness.worker.measure RESULT_FD < task.json`.
+"""The measurement of one worker process: `measure(task) -> WorkerResult`, and `run`, which
+sends the result back through a pipe and dies with its orchestrator.
 
-The orchestrator writes a `WorkerTask` (JSON) to stdin and reads the result (JSON) from the
-pipe whose write end is RESULT_FD: no file names between the two, so no stale result of a
-killed attempt can be taken for this one and nothing in the run dir is ever deleted. Progress
-goes to stderr, one line per phase, which the orchestrator streams. Exit code 2 means a config
-error (the message is the last stderr line); anything else non-zero is a failure the
-orchestrator records from the exit status and stderr tail.
+Spawned: `python -m harness.worker.measure RESULT_FD LIFELINE_FD < task.json`; forked by the
+fork server (harness/worker/server.py): `run` in the forked child. The task and the result are
+`harness.protocol` dataclasses: no file names between the two sides, so no stale result of a
+killed attempt can be taken for this one and nothing in the run dir is ever deleted. A config
+error or a CPU fallback is a status of the result, not a line to parse. Progress goes to
+stderr, one line per phase, which the orchestrator streams; the process exits 0 whenever it
+sent a result, and anything else is a failure the orchestrator records from the exit status
+and stderr tail.
 
 One process measures one config once; `bench.processes=N` runs N of them. The first also
 checks numerics, keeps the compiler's artifacts, profiles and collects the tables; the others
-only time (their compile hits the cache the first one filled).
+only time (their compile hits the cache the first one filled). A step and a generation go
+through the same skeleton (`measure`); what differs is their `Parts`.
 """
 from __future__ import annotations
 
 import json
 import os
 import random
+import select
+import signal
 import sys
 import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-CONFIG_ERROR_PREFIX = "config error: "
-CPU_FALLBACK_PREFIX = "cpu fallback: "
-
-
-@dataclass
-class WorkerTask:
-    config: dict[str, Any]          # the resolved run config
-    run_dir: str
-    compile_cache_dir: str          # the backend's declared cache dirs live under it
-    process_index: int = 0          # 0: the process that also checks, profiles and collects
-    processes: int = 1
-    prime_only: bool = False        # fill the compile cache (first call) and stop
-    gpus_listed: int = 0            # GPUs nvidia-smi lists on this node (0: none, or no nvidia-smi)
-    gpu_slot: str | None = None     # the GPU the orchestrator gave this run
-    orchestrator_pid: int = 0
-    deadline_s: float = 0.0         # the worker kills itself this long after starting (0: never)
-
-    @property
-    def first(self) -> bool:
-        return self.process_index == 0 and not self.prime_only
+from harness.errors import ConfigError, CpuFallback, Unsupported
+from harness.protocol import CONFIG_ERROR, CPU_FALLBACK, FAILED, SKIPPED, Artifact, WorkerResult, WorkerTask
 
 
 def progress(message: str) -> None:
@@ -56,7 +44,6 @@ def resolve_device(requested: str, task: WorkerTask):
     every job CUDA_VISIBLE_DEVICES="" and a GPU sweep ran on the CPU)."""
     import torch
 
-    from harness.errors import ConfigError
     if requested not in ("auto", "cuda", "cpu"):
         raise ConfigError("device", f"expected auto, cuda or cpu, got {requested!r}")
     if requested == "cpu":
@@ -66,7 +53,7 @@ def resolve_device(requested: str, task: WorkerTask):
     if requested == "cuda":
         raise ConfigError("device", "cuda requested but torch.cuda.is_available() is False")
     if task.gpus_listed or task.gpu_slot is not None:
-        raise RuntimeError(f"{CPU_FALLBACK_PREFIX}this node lists {task.gpus_listed} GPU(s) (nvidia-smi)"
+        raise CpuFallback(f"this node lists {task.gpus_listed} GPU(s) (nvidia-smi)"
                            f"{'' if task.gpu_slot is None else f' and the run was given GPU {task.gpu_slot}'}"
                            f", but torch sees none (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
                            "device=cpu runs on the CPU on purpose")
@@ -74,8 +61,7 @@ def resolve_device(requested: str, task: WorkerTask):
 
 
 def setup(task: WorkerTask):
-    """Device, workload and prepared backend; `why_not` when the backend cannot run here.
-    Shared with scripts/fidelity.py."""
+    """Device, workload and prepared backend; `why_not` when the backend cannot run here."""
     import numpy as np
     import torch
 
@@ -130,86 +116,138 @@ def time_it(prepared, bench: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def measure(task: WorkerTask) -> dict[str, Any]:
-    from harness.worker import environment
+@dataclass
+class Parts:
+    """What differs between measuring a step and a generation; `measure` runs the rest."""
+    first_label: str                                    # the progress line of the first call
+    first_call: Callable[[], Any]                       # compile + one execution (step 0 of numerics)
+    numerics: Callable[[Any], dict[str, Any]]           # the first call's output -> the check
+    # -> (this process's timing, its generation section or None)
+    timed: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]]
+    profiled: Callable[[], Any]                         # one iteration under the profiler
+    profile_iters: int
+    # the first call's output -> (entries for `compile`, flags): what the first call showed
+    after_first: Callable[[Any], tuple[dict[str, Any], list[dict[str, str]]]] = lambda first: ({}, [])
+
+
+def step_parts(workload, prepared, bench: dict[str, Any]) -> Parts:
+    """One step (the workload's forward, or forward and backward), timed in calibrated samples."""
+    check_inputs = [prepared.convert(inputs) for inputs in workload.check_inputs]
+
+    def first_call():
+        out = prepared.step(*check_inputs[0])
+        prepared.synchronize(out)
+        return out
+    return Parts("first call (compile)", first_call,
+                 numerics=lambda first: check_numerics(workload, prepared, first, check_inputs),
+                 timed=lambda: (time_it(prepared, bench), None),
+                 profiled=lambda: prepared.step(*prepared.inputs), profile_iters=bench["profile_iters"])
+
+
+def generation_parts(task: WorkerTask, workload, prepared, bench: dict[str, Any]) -> Parts:
+    """Whole generations timed token by token (harness/worker/generate.py); the profiled
+    iterations are decode steps after a prefill, within the generation's positions."""
+    from harness.worker import generate
+    if generate.DECODE not in prepared.steps:
+        raise Unsupported(f"backend {task.config['backend']['name']} prepares no named steps (Prepared.steps): "
+                          "a generation needs its decode step beside the prefill")
+    gen, steps = workload.generation, generate.Steps.prepared(prepared)
+    n, prompt_len = gen.new_tokens, workload.params["prompt_len"]
+    watch = generate.CompileWatch(prepared.graphs_compiled, prompt_len)
+
+    def after_first(latencies_ms: list[float]):
+        compiles = watch.summary(latencies_ms)
+        flag = generate.recompile_flag(compiles, gen.growing)
+        return compiles, [flag] if flag else []
+
+    def numerics(first) -> dict[str, Any]:
+        progress(f"numerics: {gen.check_tokens} greedy tokens against eager")
+        return generate.check_tokens(workload, prepared)
+    return Parts(f"first generation (compile): {n} tokens", lambda: generate.generate(steps, n, on_token=watch),
+                 numerics=numerics,
+                 timed=lambda: generate.time_generations(steps, n, bench, workload.params["batch"], prompt_len),
+                 profiled=generate.decode_steps(steps), profile_iters=min(bench["profile_iters"], n - 2),
+                 after_first=after_first)
+
+
+def measure(task: WorkerTask) -> WorkerResult:
+    """The one skeleton: setup, first call (compile), numerics, timing with the compiles and
+    graph replays around it and the memory peak, then (first process) the profiled iterations
+    and the tables."""
     from harness.orchestrator import plugins
-    from harness.errors import Unsupported
-    from harness.worker.backend import Artifact
+    from harness.worker import environment
 
     cfg = task.config
-    result: dict[str, Any] = {"status": "ok", "reason": "", "artifacts": [], "flags": []}
+    bench, run_dir = cfg["bench"], Path(task.run_dir)
+    result = WorkerResult()
     device, workload, prepared, why_not = setup(task)
-    result["environment"] = environment.capture(device.type, plugins.backend_spec(cfg["backend"]["name"]).packages)
+    result.environment = environment.capture(device.type, plugins.backend_spec(cfg["backend"]["name"]).packages)
     if why_not:
-        result.update(status="skipped", reason=why_not)
-        return result
-    result["params"] = workload.params
-    result["throughput_basis"] = {"flops_per_iter": workload.flops, "min_bytes_per_iter": workload.min_bytes,
-                                  "tokens_per_iter": workload.tokens_per_iter}
-    if workload.generation is not None:      # whole generations, timed token by token
-        from harness.worker.generate import measure_generation
-        return measure_generation(task, workload, prepared, result)
-    bench = cfg["bench"]
-
-    # First call = numerics step 0: its time is compile + one execution.
-    check_inputs = [prepared.convert(inputs) for inputs in workload.check_inputs]
-    progress("first call (compile)")
-    t0 = work_start = time.perf_counter()
+        return _with(result, SKIPPED, why_not)
+    result.params, result.shape = workload.params, workload.shape
+    if workload.emulated:
+        result.flags.append({"code": "emulated", "detail": workload.emulated})
+    result.throughput_basis = {"flops_per_iter": workload.flops, "min_bytes_per_iter": workload.min_bytes,
+                               "tokens_per_iter": workload.tokens_per_iter}
     try:
-        first = prepared.step(*check_inputs[0])
-        prepared.synchronize(first)
+        parts = (step_parts(workload, prepared, bench) if workload.generation is None
+                 else generation_parts(task, workload, prepared, bench))
+        # The first call is numerics step 0: its time is compile + one execution.
+        progress(parts.first_label)
+        work_start = time.perf_counter()
+        first = parts.first_call()
     except Unsupported as e:     # the backend cannot run this program: skipped, with the op named
-        result.update(status="skipped", reason=str(e))
-        return result
-    result["first_call_s"] = time.perf_counter() - t0
-    phases = prepared.compile_phases(result["first_call_s"])
+        return _with(result, SKIPPED, str(e))
+    result.first_call_s = time.perf_counter() - work_start
     artifacts: list[Artifact] = prepared.artifacts() if task.first else []
-    result["compile"] = dict(prepared.compile_info, phases=phases, cache=bench["compile_cache"])
+    compiles, flags = parts.after_first(first)
+    result.compile = dict(prepared.compile_info, phases=prepared.compile_phases(result.first_call_s),
+                          cache=bench["compile_cache"], **compiles)
+    result.flags.extend(flags)
     if task.prime_only:
         return result
     if task.first and bench["check_numerics"]:
-        result["numerics"] = check_numerics(workload, prepared, first, check_inputs)
-        if not result["numerics"]["passed"]:
+        result.numerics = parts.numerics(first)
+        if not result.numerics["passed"]:
             # wrong numbers: no figure of this run could be used, so none is measured
-            result.update(status="failed", reason=f"numerics: {result['numerics']['detail']}")
-            return result
+            return _with(result, FAILED, f"numerics: {result.numerics['detail']}")
 
-    return time_and_collect(task, prepared, result, artifacts, work_start, lambda: time_it(prepared, bench),
-                            lambda: prepared.step(*prepared.inputs), bench["profile_iters"])
-
-
-def time_and_collect(task: WorkerTask, prepared, result: dict[str, Any], artifacts: list, work_start: float,
-                     time_fn, profile_fn, profile_iters: int) -> dict[str, Any]:
-    """After the first call and the numerics: `time_fn()` -> the timing, with the compiles and
-    graph replays around it and the memory peak, then (first process) `profile_iters` calls of
-    `profile_fn` under the profiler and the tables."""
-    bench, run_dir = task.config["bench"], Path(task.run_dir)
+    from harness.worker import host_load
     progress(f"timing (process {task.process_index + 1} of {task.processes})")
     graphs_before = prepared.graphs_compiled()
     evidence_before = prepared.run_evidence()
     prepared.reset_peak_memory()
-    result["timing"] = time_fn()
-    result["compile"].update(_evidence(evidence_before, prepared.run_evidence()))
+    timing_started_at = time.time()
+    load_before = host_load.snapshot()
+    result.timing, result.generation = parts.timed()
+    result.timing["host_load"] = host_load.window(load_before, host_load.snapshot())
+    result.timing["started_at"] = timing_started_at     # epoch seconds: this process's warm-up began
+    result.compile.update(_evidence(evidence_before, prepared.run_evidence()))
     graphs_after = prepared.graphs_compiled()
     if graphs_before is not None:
-        result["compile"]["recompiles_during_timing"] = graphs_after - graphs_before
+        result.compile["recompiles_during_timing"] = graphs_after - graphs_before
         if graphs_after != graphs_before:
-            result["flags"].append({"code": "recompiled", "detail": (
+            result.flags.append({"code": "recompiled", "detail": (
                 f"{graphs_after - graphs_before} graph(s) compiled during timing: the timing mixes compile and run")})
-    result["memory"] = {"runtime_peak_bytes": prepared.peak_memory_bytes(),
-                        "runtime_peak_source": prepared.peak_memory_source}
-    if task.first and bench["profile"] and prepared.profile is not None and profile_iters > 0:
-        progress(f"profiling {profile_iters} iterations")
+    result.memory = {"runtime_peak_bytes": prepared.peak_memory_bytes(),
+                     "runtime_peak_source": prepared.peak_memory_source}
+    if task.first and bench["profile"] and prepared.profile is not None and parts.profile_iters > 0:
+        progress(f"profiling {parts.profile_iters} iterations")
         try:
-            artifacts.append(prepared.profile(profile_fn, profile_iters, run_dir))
-            result["profile_iters"], result["trace_note"] = profile_iters, prepared.trace_note
+            artifacts.append(prepared.profile(parts.profiled, parts.profile_iters, run_dir))
+            result.profile_iters, result.trace_note = parts.profile_iters, prepared.trace_note
         except OSError as e:   # an unwritable run dir: the timing above still stands
-            result["flags"].append({"code": "collector", "detail": f"profiler: {type(e).__name__}: {e}"})
+            result.flags.append({"code": "collector", "detail": f"profiler: {type(e).__name__}: {e}"})
     # Compile + numerics + timing + profiling: what a run is for. The rest is harness overhead.
-    result["work_s"] = time.perf_counter() - work_start
+    result.work_s = time.perf_counter() - work_start
     if task.first:
         collect(run_dir, artifacts, result)
-    result["artifacts"] = [a.to_dict() for a in artifacts]
+    result.artifacts = artifacts
+    return result
+
+
+def _with(result: WorkerResult, status: str, reason: str) -> WorkerResult:
+    result.status, result.reason = status, reason
     return result
 
 
@@ -224,53 +262,58 @@ def _evidence(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def collect(run_dir: Path, artifacts: list, result: dict[str, Any]) -> None:
+def collect(run_dir: Path, artifacts: list[Artifact], result: WorkerResult) -> None:
     from harness.worker import run_tables
-    env = result["environment"]
-    peak = result["memory"].get("runtime_peak_bytes")
+    env, memory = result.environment, result.memory
+    peak = memory.get("runtime_peak_bytes")
     tables = run_tables.collect(run_dir, artifacts, gpu_name=env.get("gpu_name"), sm_clock_mhz=env.get("sm_clock_mhz"),
-                                on_gpu=env.get("device") == "cuda", profile_iters=result.get("profile_iters"),
-                                runtime_peak=(peak, result["memory"]["runtime_peak_source"]) if peak is not None else None)
+                                on_gpu=env.get("device") == "cuda", profile_iters=result.profile_iters,
+                                runtime_peak=(peak, memory["runtime_peak_source"]) if peak is not None else None)
     artifacts.extend(tables.artifacts)
     if tables.memory_by_kind:
-        result["memory"]["by_kind"] = tables.memory_by_kind
-    result["kernels"] = tables.kernels
-    result["flags"].extend(tables.flags)
+        memory["by_kind"] = tables.memory_by_kind
+    result.kernels = tables.kernels
+    result.flags.extend(tables.flags)
 
 
-def _watchdog(task: WorkerTask) -> None:
+def _watchdog(lifeline_fd: int, deadline_s: float) -> None:
     """Die with the orchestrator and at the deadline, whatever the main thread is stuck in.
-    (The orchestrator also sets PR_SET_PDEATHSIG; this covers a parent that died before it.)"""
+    The orchestrator holds the write end of the lifeline and nobody writes to it: it becomes
+    readable (end of file) only when every copy of that end is closed, i.e. when the
+    orchestrator is gone, whether it spawned this process or a fork server forked it.
+    (PR_SET_PDEATHSIG covers the direct parent too; this covers a parent that died before it.)"""
     started = time.monotonic()
+    poller = select.poll()
+    poller.register(lifeline_fd, select.POLLIN | select.POLLHUP)
     while True:
-        time.sleep(0.5)
-        orphaned = task.orchestrator_pid and os.getppid() != task.orchestrator_pid
-        late = task.deadline_s and time.monotonic() - started > task.deadline_s
+        orphaned = bool(poller.poll(500))
+        late = deadline_s and time.monotonic() - started > deadline_s
         if orphaned or late:
             print(f"[worker] {'orchestrator gone' if orphaned else 'past its deadline'}: exiting",
                   file=sys.stderr, flush=True)
-            os.killpg(os.getpgid(0), 9)
+            os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
-def main(argv: list[str]) -> int:
-    result_fd = int(argv[0])
-    task = WorkerTask(**json.loads(sys.stdin.read()))
-    threading.Thread(target=_watchdog, args=(task,), daemon=True).start()
-    from harness.errors import ConfigError
+def run(task: WorkerTask, result_fd: int, lifeline_fd: int) -> int:
+    """Measure and send the result; the exit code (0: a result was sent)."""
+    threading.Thread(target=_watchdog, args=(lifeline_fd, task.deadline_s), daemon=True).start()
     try:
         result = measure(task)
     except ConfigError as e:
-        print(f"{CONFIG_ERROR_PREFIX}{e}", file=sys.stderr, flush=True)
-        return 2
+        result = WorkerResult(status=CONFIG_ERROR, reason=e.message, config_key=e.key)
+    except CpuFallback as e:
+        result = WorkerResult(status=CPU_FALLBACK, reason=str(e))
     except Exception as e:  # recorded as a failed run, with the traceback in the stderr tail
         traceback.print_exc()
-        text = str(e).strip()
-        reason = text if text.startswith(CPU_FALLBACK_PREFIX) else f"{type(e).__name__}: {text}"
-        result = {"status": "failed", "reason": reason[:2000],
-                  "flags": [{"code": "cpu_fallback", "detail": text}] if text.startswith(CPU_FALLBACK_PREFIX) else []}
+        result = WorkerResult(status=FAILED, reason=f"{type(e).__name__}: {str(e).strip()}"[:2000])
     with os.fdopen(result_fd, "w") as pipe:
-        json.dump(result, pipe, default=str)
+        pipe.write(result.to_json())
     return 0
+
+
+def main(argv: list[str]) -> int:
+    result_fd, lifeline_fd = int(argv[0]), int(argv[1])
+    return run(WorkerTask.from_dict(json.loads(sys.stdin.read())), result_fd, lifeline_fd)
 
 
 if __name__ == "__main__":

@@ -63,10 +63,19 @@ class Workload:
     # `step(module, *inputs)`: backends prepare each as a callable sharing the state (a KV cache).
     steps: dict[str, Callable[..., Any]] = field(default_factory=dict)
     generation: Generation | None = None
+    # What the console line and the record say was measured: "M=64 K=128 N=256"; default: the
+    # inputs' dtypes and shapes.
+    shape: str = ""
+    # Why this program's time on this device is not the hardware's (an op that runs as an
+    # emulation here); "" when it is. The run is flagged `emulated` with this as the detail.
+    emulated: str = ""
 
     def __post_init__(self) -> None:
         if not self.check_inputs:
             self.check_inputs = [self.inputs]
+        if not self.shape:
+            self.shape = ", ".join(f"{str(t.dtype).removeprefix('torch.')}[{','.join(map(str, t.shape))}]"
+                                   for t in self.inputs if isinstance(t, torch.Tensor))
 
     def grad_targets(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """What fwd_bwd differentiates: inputs that require grad, then parameters, in order."""
@@ -110,36 +119,6 @@ def run_torch(workload: Workload, forward: Callable[..., Any], inputs: Sequence[
     outs = as_outputs(forward(workload.module, *inputs))
     grads = torch.autograd.grad(outs, workload.grad_targets(inputs), grad_outputs=workload.grad_outputs)
     return tuple(o.detach() for o in outs) + tuple(grads)
-
-
-def resolve(cfg: Mapping[str, Any], presets: Mapping[str, Mapping[str, Any]], device: str,
-            defaults: Mapping[str, str], validate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """The validated parameters of a config, without building anything: the preset's values
-    overlaid with the explicitly set (non-None) config keys. `defaults` maps a device type to
-    the preset `auto` means there."""
-    preset = cfg.get("preset", "auto")
-    if preset == "auto":
-        preset = defaults.get(device, defaults.get("cpu"))
-    if preset not in presets:
-        raise ConfigError("workload.preset", f"unknown preset {preset!r}; expected one of: "
-                          f"auto, {', '.join(presets)}")
-    params = dict(presets[preset])
-    params.update({k: v for k, v in cfg.items() if k != "preset" and (v is not None or k not in params)})
-    params["preset"] = preset
-    validate(params)
-    return params
-
-
-def require_positive(params: Mapping[str, Any], *keys: str) -> None:
-    for key in keys:
-        value = params.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"workload.{key}", f"expected a positive integer, got {value!r}")
-
-
-def require_choice(params: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:
-    if params.get(key) not in choices:
-        raise ConfigError(f"workload.{key}", f"expected one of {', '.join(choices)}, got {params.get(key)!r}")
 
 
 def torch_dtype(name: str, key: str = "workload.dtype") -> torch.dtype:

@@ -13,24 +13,10 @@ from typing import Any
 
 import torch
 
-from harness.errors import ConfigError
-from harness.worker.workload import Workload, require_choice, require_positive, resolve, torch_dtype
+from harness.params import resolve
+from harness.worker.workload import Workload, torch_dtype
+from workloads.conv import DEFAULT_PRESET, PRESETS, output_hw, validate
 
-_RESNET50 = dict(batch=32, kernel_size=3, stride=1, padding=1, bias=False, channels_last=True,
-                 unbatched=False, dtype="bfloat16")
-PRESETS: dict[str, dict[str, Any]] = {
-    # seed 002: weight [10,10,3,3] + bias, input [10,90,80] unsqueezed to a batch of 1, float32
-    "seed002": dict(batch=1, in_channels=10, out_channels=10, height=90, width=80, kernel_size=3,
-                    stride=1, padding=0, bias=True, channels_last=False, unbatched=True, dtype="float32"),
-    # the 3x3 conv of each ResNet-50 bottleneck stage (conv2_x .. conv5_x), at its resolution
-    "resnet50_stage2": dict(_RESNET50, in_channels=64, out_channels=64, height=56, width=56),
-    "resnet50_stage3": dict(_RESNET50, in_channels=128, out_channels=128, height=28, width=28),
-    "resnet50_stage4": dict(_RESNET50, in_channels=256, out_channels=256, height=14, width=14),
-    "resnet50_stage5": dict(_RESNET50, in_channels=512, out_channels=512, height=7, width=7),
-    "cpu_small": dict(batch=2, in_channels=8, out_channels=16, height=16, width=16, kernel_size=3,
-                      stride=1, padding=1, bias=True, channels_last=False, unbatched=False, dtype="float32"),
-}
-DEFAULT_PRESET = {"cuda": "resnet50_stage3", "cpu": "cpu_small"}
 # Inputs and weights are rounded to the workload dtype before the reference sees them, so the
 # only error left is the backend's own. Measured: bf16 55 dB fwd, 47 dB fwd_bwd (grad_x) on CPU at
 # cpu_small, 55.6 dB both modes on an H100 at resnet50_stage3 (eager and Inductor); float32 > 110 dB
@@ -41,11 +27,6 @@ DEFAULT_MIN_SQNR_DB = {("float32", "fwd"): 50.0, ("float32", "fwd_bwd"): 45.0,
                        ("bfloat16", "fwd"): 40.0, ("bfloat16", "fwd_bwd"): 35.0}
 
 
-def output_hw(p: dict[str, Any]) -> tuple[int, int]:
-    k, s, pad = p["kernel_size"], p["stride"], p["padding"]
-    return (p["height"] + 2 * pad - k) // s + 1, (p["width"] + 2 * pad - k) // s + 1
-
-
 def conv_flops(p: dict[str, Any]) -> int:
     """Forward multiply-adds x 2, as FlopCounterMode counts `aten.convolution` (no bias adds)."""
     h_out, w_out = output_hw(p)
@@ -54,26 +35,6 @@ def conv_flops(p: dict[str, Any]) -> int:
 
 def forward(module: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return module(x)
-
-
-def validate(p: dict[str, Any]) -> None:
-    require_positive(p, "batch", "in_channels", "out_channels", "height", "width", "kernel_size", "stride")
-    if not isinstance(p["padding"], int) or isinstance(p["padding"], bool) or p["padding"] < 0:
-        raise ConfigError("workload.padding", f"expected a non-negative integer, got {p['padding']!r}")
-    for key in ("bias", "channels_last", "unbatched"):
-        if not isinstance(p[key], bool):
-            raise ConfigError(f"workload.{key}", f"expected true or false, got {p[key]!r}")
-    require_choice(p, "mode", ("fwd", "fwd_bwd"))
-    dtype = torch_dtype(p["dtype"])
-    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
-        raise ConfigError("workload.dtype", f"expected bfloat16, float16 or float32, got {p['dtype']}")
-    if p["unbatched"] and p["batch"] != 1:
-        raise ConfigError("workload.batch", f"an unbatched input is a batch of 1, got batch={p['batch']}")
-    if p["unbatched"] and p["channels_last"]:
-        raise ConfigError("workload.channels_last", "an unbatched [C,H,W] input has no channels_last layout")
-    if min(output_hw(p)) < 1:
-        raise ConfigError("workload.kernel_size", f"kernel {p['kernel_size']} with padding {p['padding']} "
-                          f"does not fit a {p['height']}x{p['width']} input")
 
 
 def build(cfg: dict[str, Any], device: torch.device) -> Workload:
@@ -127,4 +88,6 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
         min_bytes=float(fwd_bytes + bwd_bytes),
         reference=reference, min_sqnr_db=threshold, mode=p["mode"],
         grad_outputs=(g,) if train else None, output_names=names,
+        shape=(f"{p['dtype']} x[{','.join(map(str, x.shape))}] * w[{','.join(map(str, module.weight.shape))}], "
+               f"stride {p['stride']}, padding {p['padding']}"),
     )

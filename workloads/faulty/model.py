@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from harness.worker.workload import Workload, require_choice, require_positive
-
-FAULTS = ("none", "crash", "segfault", "hang", "wrong", "raise", "recompile")
+from harness.params import resolve
+from harness.worker.workload import Workload
+from workloads.faulty import validate
 
 
 class Faulty(torch.nn.Module):
@@ -44,10 +44,15 @@ def forward(module: Faulty, x: torch.Tensor) -> torch.Tensor:
 
 
 def build(cfg: dict[str, Any], device: torch.device) -> Workload:
-    p = dict(cfg)
-    require_choice(p, "fault", FAULTS)
-    require_positive(p, "size")
+    p = resolve(cfg, None, device.type, None, validate)
     n = p["size"]
+    if p["fault"] == "leak":
+        # Globals an earlier run in this process would have left (a module attribute of torch,
+        # which a fork server imported, and a variable), then set them for the next run to find;
+        # and this process's parent (a fork server's runs share it).
+        p.update(found_globals=[getattr(torch, "_harness_leak", None), os.environ.get("HARNESS_LEAK")],
+                 parent_pid=os.getppid())
+        torch._harness_leak = os.environ["HARNESS_LEAK"] = "set by an earlier run"
     x = torch.randn(n, n, device=device)
     w = torch.randn(n, n, device=device)
     return Workload(name="faulty", params=p, module=Faulty(w, p["fault"]).to(device), inputs=(x,),

@@ -36,31 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.worker.workload import Generation, LazyMapping, Workload, require_choice, require_positive, resolve, torch_dtype
+from harness.params import resolve
+from harness.worker.workload import Generation, LazyMapping, Workload, torch_dtype
+from workloads.qwen_decoder import (DECODE_CHECK_STEPS, DEFAULT_PRESET, PRESETS, PREALLOCATED,
+                                   validate)
 
-_QWEN3_0_6B = dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
-                   intermediate_size=3072, vocab_size=151936, rope_theta=1e6, rms_eps=1e-6,
-                   tie_embeddings=True)
-PRESETS: dict[str, dict[str, Any]] = {
-    "qwen3_0_6b": dict(_QWEN3_0_6B, batch=16, prompt_len=1024, max_len=2048, cache="static",
-                       block_size=16, num_blocks=None, dtype="bfloat16", new_tokens=256, check_tokens=16),
-    # Seed 004 (XLA buffer assignment of a decode step): batch 32 (s32[32] tokens and positions),
-    # 9 layers (nine bf16[6144,1024] fused gate/up weights), fused qkv bf16[4096,1024] =
-    # (16 + 2 * 8) heads * 128, o_proj bf16[1024,2048], embedding bf16[151936,1024], and a paged
-    # pool bf16[2,4233,16,8,128]: 4233 blocks of 16 tokens, 8 KV heads of 128.
-    # 4096 = 32 * 2048 / 16 of its blocks are mapped.
-    "seed004": dict(_QWEN3_0_6B, num_layers=9, batch=32, prompt_len=1024, max_len=2048, cache="paged",
-                    block_size=16, num_blocks=4233, dtype="bfloat16", new_tokens=256, check_tokens=16),
-    "cpu_tiny": dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
-                     intermediate_size=128, vocab_size=128, rope_theta=1e6, rms_eps=1e-6,
-                     tie_embeddings=True, batch=2, prompt_len=8, max_len=32, cache="static",
-                     block_size=4, num_blocks=None, dtype="float32", new_tokens=8, check_tokens=8),
-}
-DEFAULT_PRESET = {"cuda": "qwen3_0_6b", "cpu": "cpu_tiny"}
-DECODE_CHECK_STEPS = 3   # decode numerics: tokens at pos, pos+1, pos+2 over the same cache tensors
-CACHES = ("static", "paged", "dynamic")
-PREALLOCATED = ("static", "paged")      # the caches the decode and prefill phases take
 # Logits against a float32 copy of the model with its own cache. float32 differs only in summation
 # order (bitwise equal on CPU eager, 133 dB under Inductor). bf16 rounds every activation and the
 # layers' errors add up: 37 dB on CPU at qwen3_0_6b's 28 layers (batch 2, prompt 64); on an H100
@@ -400,55 +380,6 @@ def float32_copy(model: Transformer, p: dict[str, Any]) -> Transformer:
     return ref
 
 
-def validate(p: dict[str, Any]) -> None:
-    require_choice(p, "mode", ("fwd",))
-    require_choice(p, "phase", ("prefill", "decode", "generate"))
-    require_choice(p, "cache", CACHES if p["phase"] == "generate" else PREALLOCATED)
-    require_positive(p, "batch", "prompt_len", "max_len", "num_layers", "hidden_size", "num_heads",
-                     "num_kv_heads", "head_dim", "intermediate_size", "vocab_size")
-    if p["phase"] == "generate":
-        validate_generation(p)
-    if not isinstance(p["tie_embeddings"], bool):
-        raise ConfigError("workload.tie_embeddings", f"expected true or false, got {p['tie_embeddings']!r}")
-    dtype = torch_dtype(p["dtype"])
-    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
-        raise ConfigError("workload.dtype", f"expected bfloat16, float16 or float32, got {p['dtype']}")
-    if p["num_heads"] % p["num_kv_heads"]:
-        raise ConfigError("workload.num_kv_heads", f"expected a divisor of num_heads={p['num_heads']}, "
-                          f"got {p['num_kv_heads']}")
-    if p["head_dim"] % 2:
-        raise ConfigError("workload.head_dim", f"expected an even number (RoPE rotates pairs), got {p['head_dim']}")
-    needed = p["prompt_len"] + (DECODE_CHECK_STEPS if p["phase"] == "decode" else 0)
-    if needed > p["max_len"]:
-        raise ConfigError("workload.max_len", f"expected at least prompt_len + {needed - p['prompt_len']} "
-                          f"decode steps = {needed}, got {p['max_len']}")
-    if p["cache"] == "paged":
-        require_positive(p, "block_size")
-        if p["phase"] == "generate":      # the generation's positions, in whole blocks
-            p["max_len"] = -(-p["max_len"] // p["block_size"]) * p["block_size"]
-        if p["max_len"] % p["block_size"]:
-            raise ConfigError("workload.block_size", f"expected a divisor of max_len={p['max_len']}, "
-                              f"got {p['block_size']}")
-        mapped = p["batch"] * p["max_len"] // p["block_size"]
-        if p["num_blocks"] is None:
-            p["num_blocks"] = mapped
-        require_positive(p, "num_blocks")
-        if p["num_blocks"] < mapped:
-            raise ConfigError("workload.num_blocks", f"expected at least batch * max_len / block_size = "
-                              f"{mapped}, got {p['num_blocks']}")
-
-
-def validate_generation(p: dict[str, Any]) -> None:
-    """generate: at least two tokens (TPOT is over the decode steps after the first token), a
-    check of at most all of them, and a cache of exactly the generation's positions."""
-    require_positive(p, "new_tokens", "check_tokens")
-    if p["new_tokens"] < 2:
-        raise ConfigError("workload.new_tokens", f"expected at least 2 (the prefill's token and one decode "
-                          f"step), got {p['new_tokens']}")
-    p["check_tokens"] = min(p["check_tokens"], p["new_tokens"])
-    p["max_len"] = p["prompt_len"] + p["new_tokens"]
-
-
 def attended_keys(p: dict[str, Any]) -> float:
     """Keys a decode step attends to: the token at pos = prompt_len sees 0..pos; over a
     generation, the mean over its decode steps at positions prompt_len .. prompt_len + new_tokens - 2."""
@@ -550,8 +481,16 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
         flops=count_flops(p), min_bytes=count_min_bytes(p, model, torch.finfo(dtype).bits // 8),
         reference=reference, min_sqnr_db=threshold, mode="fwd",
         tokens_per_iter=B if decode else B * L, state_buffers=cache_names, check_inputs=check_inputs,
-        output_names=("logits",), reference_state=reference_state, state_probe=written,
+        output_names=("logits",), reference_state=reference_state, state_probe=written, shape=shape(p),
     )
+
+
+def shape(p: dict[str, Any]) -> str:
+    """`batch 16, prompt 1024, cache 2048 (static), 28 layers x 1024, bfloat16`."""
+    length = (f"prompt {p['prompt_len']}, {p['new_tokens']} new tokens" if p["phase"] == "generate"
+              else f"prompt {p['prompt_len']}, cache {p['max_len']}")
+    return (f"batch {p['batch']}, {length} ({p['cache']}), {p['num_layers']} layers x "
+            f"{p['hidden_size']}, {p['dtype']}")
 
 
 def generation_workload(p: dict[str, Any], model: Transformer, prompt: tuple[torch.Tensor, torch.Tensor],
@@ -568,4 +507,5 @@ def generation_workload(p: dict[str, Any], model: Transformer, prompt: tuple[tor
         reference=lambda: [], min_sqnr_db=threshold, mode="fwd", tokens_per_iter=p["batch"],
         state_buffers=model.cache_buffers(), output_names=("next_token", "next_position", "logits"),
         generation=Generation(new_tokens=p["new_tokens"], check_tokens=p["check_tokens"], growing=growing),
+        shape=shape(p),
     )

@@ -1,0 +1,106 @@
+"""The fork server (bench.isolation=forkserver): each run a fresh process that shares nothing with
+the last, a server that never starts a device, and nothing left behind whatever happens.
+
+Real processes throughout: the CLI as a user runs it, and the server asked about itself.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, ProcessWatch, harness_env, records, run_harness
+from harness.orchestrator import forkserver, plugins
+from harness.orchestrator.spawn import run_worker
+from harness.protocol import WorkerTask
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_global_set_by_one_run_is_absent_in_the_next(sweep_dir):
+    proc = run_harness("-m", "workload=faulty", "workload.fault=leak", "backend=eager", "bench=quick",
+                       "bench.isolation=forkserver", "seed=0,1", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = records(sweep_dir)
+    assert [r["status"] for r in recs] == ["ok", "ok"]
+    # both were forked by the one server of the sweep, and neither saw what the other set
+    assert len({r["params"]["parent_pid"] for r in recs}) == 1
+    assert [r["params"]["found_globals"] for r in recs] == [[None, None], [None, None]]
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """A server per preload set the backends declare, as a sweep over all of them starts."""
+    started = {spec.preload: forkserver.ForkServer(spec.preload) for spec in plugins.backends().values()}
+    yield started
+    for server in started.values():
+        server.close()
+        server.proc.wait(timeout=30)
+
+
+def test_every_server_starts_no_device_and_one_thread(servers):
+    assert any("jax" in preload for preload in servers) and any("torch._inductor.compile_fx" in p for p in servers)
+    for preload, server in servers.items():
+        state = server.state()
+        assert state["pid"] == server.proc.pid
+        assert set(preload) <= set(state["preloaded"]), state["failed"]
+        assert state["cuda_initialized"] is False          # torch.cuda.is_initialized() in the server
+        assert state["cuda_driver_loaded"] is False        # nothing called into CUDA there
+        assert state["python_threads"] == 1
+        assert "torchax" not in state["modules"]           # it would break torch in every worker
+        if "jax" in preload:
+            assert state["jax_backends"] == []             # imported, no backend started
+
+
+def test_a_run_leaves_the_server_as_it_was(servers, tmp_path):
+    server = servers[plugins.backend_spec("eager").preload]
+    before = server.state()
+    cfg = {"workload": {"name": "faulty", "fault": "none", "size": 32, "preset": "auto", "mode": "fwd",
+                        "dtype": None, "min_sqnr_db": None},
+           "backend": {"name": "eager"}, "device": "auto", "seed": 0,
+           "bench": {"warmup": 1, "warmup_ms": 0, "repeats": 3, "min_repeat_ms": 1.0, "max_iters_per_repeat": 100,
+                     "profile": False, "profile_iters": 1, "check_numerics": True, "compile_cache": "cold",
+                     "reference_timer": False}}
+    task = WorkerTask(config=cfg, run_dir=str(tmp_path), compile_cache_dir=str(tmp_path / "cache"))
+    env = dict(harness_env(), OMP_NUM_THREADS="1")
+    outcome = run_worker(task, env, [sorted(os.sched_getaffinity(0))[0]], 120, None, echo=False, server=server)
+    assert outcome.result is not None and outcome.result.status == "ok", (outcome.failure, outcome.stderr_tail)
+    assert outcome.result.environment["affinity"] == [sorted(os.sched_getaffinity(0))[0]]  # its CPU set
+    assert server.state() == before
+
+
+# --- nothing left behind ---------------------------------------------------------------------------
+
+def start(*overrides: str) -> tuple[subprocess.Popen, ProcessWatch]:
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *overrides], cwd=REPO, env=harness_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, ProcessWatch(proc)
+
+
+def test_a_crash_and_a_hang_leave_no_process_behind(sweep_dir):
+    proc, watch = start("-m", "workload=faulty", "workload.fault=crash,hang", "backend=eager", "bench=quick",
+                        "bench.isolation=forkserver", "bench.timeout_s=10", f"hydra.sweep.dir={sweep_dir}")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    reasons = sorted(r["reason"] for r in records(sweep_dir))
+    assert reasons[0].startswith("timeout: worker still running after 10 s")
+    assert reasons[1] == "worker killed by signal SIGABRT"
+    assert len(watch.servers()) == 1, "one fork server for the sweep"
+    watch.assert_all_gone()
+
+
+# The orchestrator's own death (SIGKILL, SIGHUP) under both isolations: tests/test_node_integrity.py.
+def test_a_dead_server_fails_its_run_and_leaves_nothing(tmp_path):
+    proc, watch = start("workload=faulty", "workload.fault=hang", "backend=eager", "bench=quick",
+                        "bench.isolation=forkserver", "bench.timeout_s=300", f"hydra.run.dir={tmp_path}")
+    watch.wait_for_worker()
+    (server,) = watch.servers()
+    os.kill(server, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-2000:]
+    (r,) = records(tmp_path)
+    assert r["status"] == "failed" and r["reason"] == "the fork server exited while the worker ran", r["reason"]
+    watch.assert_all_gone()
