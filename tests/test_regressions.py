@@ -232,7 +232,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(step_store, tmp_path):
              ((empty,), f"{empty}: empty history store"),
              ((corrupt,), f"{corrupt / 'date=2026-03-01' / 'x.parquet'}: corrupt history part"),
              ((step_store, "--since", "2026-13-01"), "--since '2026-13-01': expected a date YYYY-MM-DD"),
-             ((step_store, "--min-effect", "-1"), "--min-effect must be >= 0")]
+             ((step_store, "--min-effect", "-1"), "python -m harness.report regressions: "
+              "argument --min-effect: expected a finite number >= 0, got '-1'"),
+             ((step_store, "--alpha", "1"), "python -m harness.report regressions: "
+              "argument --alpha: expected a level below 1, e.g. 0.03, got 1")]
     for args, message in cases:
         proc = report_cli("regressions", *args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
