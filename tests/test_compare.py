@@ -23,15 +23,17 @@ def cpu_sweep(tmp_path_factory) -> Path:
 
 
 def set_samples(record_path: Path, samples_ms: list[float]) -> None:
-    """Rewrite a record's timing from the samples of its one process, as harness.worker.timing
-    and harness.orchestrator.combine compute it."""
+    """Rewrite a record's timing from the samples of its one process (the rest of what the
+    process recorded kept), as harness.worker.timing and harness.orchestrator.combine compute
+    it."""
     from harness.orchestrator.combine import timing
     r = json.loads(record_path.read_text())
     s = np.asarray(samples_ms, dtype=float)
-    r["timing"] = timing([{"median_ms": float(np.median(s)), "cv": float(s.std(ddof=1) / s.mean()),
-                           "p10_ms": float(np.percentile(s, 10)),
-                           "p90_ms": float(np.percentile(s, 90)), "min_ms": float(s.min()),
-                           "iters_per_sample": 1, "samples_ms": s.tolist()}])
+    process = dict(((r.get("timing") or {}).get("processes") or [{"iters_per_sample": 1}])[0])
+    process.update(median_ms=float(np.median(s)), cv=float(s.std(ddof=1) / s.mean()),
+                   p10_ms=float(np.percentile(s, 10)), p90_ms=float(np.percentile(s, 90)),
+                   min_ms=float(s.min()), samples_ms=s.tolist())
+    r["timing"] = timing([process])
     record_path.unlink()
     record_path.write_text(json.dumps(r))
 
@@ -205,9 +207,11 @@ def test_the_5x_slowdown_with_outliers_is_a_regression_end_to_end(pair, tmp_path
     row = pd.read_csv(tmp_path / "c.csv").query("workload == 'fp8_linear' and backend == 'eager'").iloc[0]
     assert row["verdict"] == REGRESSION and row["p_value"] == pytest.approx(12 / 252)
     assert row["test"] == "samples 5 v 5"
-    assert (row["base_noise_flags"], row["new_noise_flags"]) == ("high_cv", "high_cv")
+    # high_cv on both sides (host_busy too where the machine that made the sweep was busy)
+    assert row["base_noise_flags"].startswith("high_cv") and row["new_noise_flags"].startswith("high_cv")
     line = next(l for l in proc.stdout.splitlines() if "| fp8_linear |" in l and "| eager |" in l)
-    assert "**regression** (unreliable: BASE high_cv; NEW high_cv)" in line and "| 0.048 |" in line
+    assert "**regression** (unreliable: BASE high_cv" in line and "; NEW high_cv" in line
+    assert "| 0.048 |" in line
 
 
 @pytest.mark.parametrize("new_medians,expected,test", [
