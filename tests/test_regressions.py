@@ -36,11 +36,12 @@ def sha_of(n: int) -> str:
 
 
 def night_record(name: str, level: float, night: int, process_spread: float = 0.01,
-                 sample_spread: float = 1.0) -> dict:
+                 sample_spread: float = 1.0, failed: str = "") -> dict:
     """The real record `name` as it would read on `night` if its program ran `level` x as long:
     three fresh processes whose samples are the real samples scaled to level x (1 -+ spread),
     combined as the orchestrator combines them, its flags assessed again; its own commit.
-    sample_spread > 1 widens the samples around their median (a noisy night)."""
+    sample_spread > 1 widens the samples around their median (a noisy night); `failed`: the
+    run failed with this reason instead."""
     r = copy.deepcopy(json.loads((REFERENCE / name / "record.json").read_text()))
     t = r["timing"]
     real = np.asarray(t["samples_ms"], dtype=float)
@@ -55,6 +56,8 @@ def night_record(name: str, level: float, night: int, process_spread: float = 0.
     r["timing"] = combine_timing(processes)
     r["environment"]["git_sha"] = sha_of(night)
     r["flags"] = assess(r)
+    if failed:
+        r.update(status="failed", reason=failed, timing=None, flags=[])
     return r
 
 
@@ -174,6 +177,19 @@ def test_a_flagged_night_decides_nothing_and_is_listed(tmp_path):
     assert latest[["date", "excluded"]].values.tolist() == [[night_of(14), "flagged high_cv"]]
 
 
+def test_a_failed_night_at_the_step_widens_the_commit_range_and_is_counted(tmp_path):
+    rng = np.random.default_rng(8)
+    eager = noisy(rng, step=0.10)
+    store = write_store(tmp_path, {"eager": eager},
+                        {("eager", 8): {"failed": "worker killed by signal SIGKILL"}})
+    nights = night_series(read_store(store))
+    assert nights.loc[7, ["status", "usable", "excluded"]].tolist() == [
+        "failed", False, "failed: worker killed by signal SIGKILL"]
+    (c,) = detect(read_store(store))
+    assert (c.kind, c.first_date, c.last_date_before) == (REGRESSION, night_of(9), night_of(7))
+    assert (c.git_before, c.git_after, c.nights_excluded) == (sha_of(7), sha_of(9), 1)
+
+
 def test_a_night_run_twice_counts_its_latest_ok_run(tmp_path):
     rng = np.random.default_rng(6)
     store = write_store(tmp_path, {"eager": noisy(rng)})
@@ -191,6 +207,15 @@ def test_a_night_run_twice_counts_its_latest_ok_run(tmp_path):
     assert last["runs"] == 3 and last["status"] == "ok" and last["git_sha"] == sha_of(99)
     assert last["median_ms"] == pytest.approx(1.5 * json.loads(
         (REFERENCE / RUNS["eager"] / "record.json").read_text())["timing"]["median_ms"])
+
+
+def test_a_nights_own_noise_is_its_process_spread_through_the_median_of_n():
+    from harness.report.regressions import median_noise
+    assert median_noise(0.03, 3) == pytest.approx(0.03 * 0.6698, rel=1e-3)   # Var = 0.4487
+    assert median_noise(0.03, 2) == pytest.approx(0.03 / np.sqrt(2))          # the mean of 2
+    assert np.isnan(median_noise(0.03, 1)) and np.isnan(median_noise(float("nan"), 3))
+    draws = np.median(np.random.default_rng(0).standard_normal((200_000, 5)), axis=1)
+    assert median_noise(1.0, 5) == pytest.approx(draws.std(), rel=0.01)
 
 
 def test_config_refuses_an_unknown_method():
