@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from harness import clocks
+
 # Workload parameters that name a variant, in this order: `fp8_linear[fwd,tensorwise,seed]`.
 TAG_KEYS = ("mode", "recipe", "phase", "cache", "preset")
 
@@ -26,8 +28,13 @@ FLAG_CODES = {
     "profile_differs": "the profiled program is not the timed one",
     "gpu_over_wall": "the profiled GPU time exceeds the timed wall: kernels ran slower under the profiler, so the host gap is not measured",
     "cpu_fallback": "a GPU node ran on the CPU",
+    "throttled": "timed samples ran below 90% of the reference SM clock or with a throttle reason (harness/clocks.py)",
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
+
+# Flags that say a run's figures are noisier than its samples show: a reader widens its noise
+# band (or distrusts a small difference) where a run carries one.
+NOISE_FLAGS = ("high_cv", "process_spread", "host_busy", "throttled")
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,9 @@ def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[
         flags.append({"code": "profile_differs", "detail":
                       "XLA command buffers on while timing, off while profiling: the kernel "
                       "table and GPU time are of the op-by-op program"})
+    throttled = clocks.throttled_flag(record)
+    if throttled:
+        flags.append(throttled)
     return flags
 
 
@@ -237,6 +247,9 @@ def summary_line(record: dict[str, Any]) -> str:
         gap = gpu["host_gap_ms"]
         parts.append(f"gpu {gpu['busy_ms_per_iter']:.4g} ms"
                      + (f", host gap {gap:.3g} ms" if gap is not None else ""))
+    state = clocks.summary(record)
+    if state is not None:
+        parts.append(state.range_text())
     gen = record.get("generation") or {}
     if gen:     # the wall figure above is the median TPOT
         parts.append(f"TTFT {gen['ttft_ms']['p50']:.4g} ms, TPOT p99 {gen['tpot_ms']['p99']:.4g} ms")

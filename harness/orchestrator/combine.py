@@ -33,7 +33,8 @@ def timing(processes: list[dict[str, Any]]) -> dict[str, Any] | None:
         "samples_ms": pooled,
         "processes": [{k: p.get(k) for k in ("median_ms", "cv", "p10_ms", "p90_ms", "min_ms", "iters_per_sample",
                                                 "samples_ms", "settle_samples_ms", "settled", "first_call_s",
-                                                "reference_median_ms")}
+                                                "reference_median_ms", "started_at", "gpu_state")
+                       if k in p or k not in ("started_at", "gpu_state")}
                       for p in processes],
         "between": between(medians),
     }

@@ -280,7 +280,17 @@ SUMMARY_LEGEND = (
     "between procs: the per-process medians' min–max (CV) where more than one process ran; "
     "GPU ms: GPU busy time per iteration in the profiling pass (what the compiler's kernels "
     "cost); host gap ms: wall - GPU, the GPU idle while the host launches and runs Python; "
-    "idle %: host gap / wall; flags: see below and `flags.csv`.")
+    "idle %: host gap / wall; SM MHz: the GPU's SM clock read after each timed sample, its range "
+    "and (in brackets) the samples taken below 90% of the maximum clock or with a throttle reason; "
+    "flags: see below and `flags.csv`.")
+
+
+def _clock_range(lo: float, hi: float, throttled: float) -> str:
+    """`1755–1980 (3)`: the SM clock range during timing and the throttled samples."""
+    if lo != lo:
+        return ""
+    span = f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}"
+    return span + (f" ({throttled:.0f})" if throttled == throttled and throttled else "")
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
@@ -297,6 +307,9 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "GPU ms": summary["gpu_busy_ms_per_iter"],
         "host gap ms": summary["host_gap_ms"],
         "idle %": summary["idle_share"] * 100.0,
+        "SM MHz (throttled)": [_clock_range(*x) for x in zip(
+            *(summary[c] if c in summary else [math.nan] * len(summary)
+              for c in ("sm_clock_min_mhz", "sm_clock_max_mhz", "throttled_samples")))],
         "TFLOP/s": summary["tflops"], "tokens/s": summary["tokens_per_s"],
         "% peak FLOP/s": summary["pct_peak_flops"],
         "compile s": summary["compile_s"],

@@ -231,10 +231,10 @@ def measure_generation(task, workload, prepared, result: dict[str, Any]) -> dict
             result.update(status="failed", reason=f"numerics: {result['numerics']['detail']}")
             return result
 
-    def time_generations() -> dict[str, Any]:
+    def time_generations(after_sample) -> dict[str, Any]:
         timing.warm_up(lambda: generate(steps, n), lambda out: None, bench["warmup"], bench["warmup_ms"])
         # 10 ns resolution: the record stays small, and the TPOTs below are those of what it holds
-        latencies = [[round(x, 5) for x in generate(steps, n)] for _ in range(bench["repeats"])]
+        latencies = timing.samples(lambda: [round(x, 5) for x in generate(steps, n)], bench["repeats"], after_sample)
         result["generation"] = {"latency_ms": latencies,
                                 "batch": workload.params["batch"], "prompt_len": workload.params["prompt_len"]}
         return asdict(timing.summarize([tpot_ms(g) for g in latencies], n - 1))
