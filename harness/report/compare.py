@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness import clocks
 from harness.collect.kernel_diff import category_diff, kernel_diff
 from harness.report import tables as T
 from harness.report.load import Sweep, finite, match_key, noise_floor
@@ -209,7 +210,7 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                      "base_gpu_ms": b["gpu_busy_ms_per_iter"],
                      "new_gpu_ms": n["gpu_busy_ms_per_iter"],
                      "base_host_gap_ms": b["host_gap_ms"], "new_host_gap_ms": n["host_gap_ms"],
-                     **v, "matched_by": how,
+                     **v, "clocks": clocks.different_clocks(b, n), "matched_by": how,
                      "base_run_id": b["run_id"], "new_run_id": n["run_id"],
                      "reason": n["reason"] if n["status"] != "ok" else ""})
         if v["verdict"] == REGRESSION:
@@ -223,7 +224,7 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
             "new_median_ms", "base_cv", "new_cv", "base_between_cv", "new_between_cv",
             "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "ratio",
             "change_pct", "band_pct", "noise", "verdict", "gpu_change_pct", "host_change_pct",
-            "cause", "matched_by", "base_run_id", "new_run_id", "reason"]
+            "cause", "clocks", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
     order = {NEWLY_FAILING: 0, REGRESSION: 1, IMPROVEMENT: 2, FIXED: 3, NOISE: 4, NOT_OK: 5}
     table = table.assign(_o=table["verdict"].map(order)).sort_values(
@@ -296,6 +297,8 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
         "GPU Δ %": signed(t["gpu_change_pct"]), "host Δ %": signed(t["host_change_pct"]),
         "verdict": [f"**{v}**" if v in (REGRESSION, NEWLY_FAILING) else v for v in t["verdict"]],
         "cause": t["cause"],
+        # the GPU's SM clock during timing differed between the nights (harness/clocks.py)
+        "clocks": t["clocks"],
         "status": [s if s == ns else f"{s} → {ns}" for s, ns in zip(t["base_status"],
                                                                      t["new_status"])],
         "reason": t["reason"].map(lambda r: r[:120]),

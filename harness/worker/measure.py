@@ -79,6 +79,7 @@ def setup(task: WorkerTask):
     import numpy as np
     import torch
 
+    from harness.errors import Unsupported
     from harness.orchestrator import plugins
     from harness.worker.backend import RunContext
 
@@ -90,7 +91,10 @@ def setup(task: WorkerTask):
     if why_not:
         return device, None, None, why_not
     progress(f"building workload {cfg['workload']['name']} on {device.type}")
-    workload = plugins.load(plugins.workload_spec(cfg["workload"]["name"]).build)(cfg["workload"], device)
+    try:
+        workload = plugins.load(plugins.workload_spec(cfg["workload"]["name"]).build)(cfg["workload"], device)
+    except Unsupported as e:    # a library the workload's form needs is missing here (torchao): skipped
+        return device, None, None, str(e)
     progress(f"preparing backend {cfg['backend']['name']}")
     ctx = RunContext(Path(task.run_dir), device, Path(task.compile_cache_dir))
     return device, workload, backend.prepare(workload, cfg["backend"], ctx), None
@@ -116,12 +120,12 @@ def check_numerics(workload, prepared, first, check_inputs) -> dict[str, Any]:
     return check.to_dict()
 
 
-def time_it(prepared, bench: dict[str, Any]) -> dict[str, Any]:
+def time_it(prepared, bench: dict[str, Any], after_sample=None) -> dict[str, Any]:
     from harness.worker import timing
     fn = lambda: prepared.step(*prepared.inputs)  # noqa: E731
     t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
                        min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
-                       warmup_ms=bench["warmup_ms"])
+                       warmup_ms=bench["warmup_ms"], after_sample=after_sample)
     out = asdict(t)
     if bench.get("reference_timer"):
         progress("reference timer")
@@ -174,21 +178,26 @@ def measure(task: WorkerTask) -> dict[str, Any]:
             result.update(status="failed", reason=f"numerics: {result['numerics']['detail']}")
             return result
 
-    return time_and_collect(task, prepared, result, artifacts, work_start, lambda: time_it(prepared, bench),
+    return time_and_collect(task, prepared, result, artifacts, work_start, lambda after: time_it(prepared, bench, after),
                             lambda: prepared.step(*prepared.inputs), bench["profile_iters"])
 
 
 def time_and_collect(task: WorkerTask, prepared, result: dict[str, Any], artifacts: list, work_start: float,
                      time_fn, profile_fn, profile_iters: int) -> dict[str, Any]:
-    """After the first call and the numerics: `time_fn()` -> the timing, with the compiles and
-    graph replays around it and the memory peak, then (first process) `profile_iters` calls of
-    `profile_fn` under the profiler and the tables."""
+    """After the first call and the numerics: `time_fn(after_sample)` -> the timing, with the
+    GPU's state after each sample (harness/worker/gpu_state.py), the compiles and graph replays
+    around it and the memory peak, then (first process) `profile_iters` calls of `profile_fn`
+    under the profiler and the tables."""
+    from harness.worker import gpu_state
     bench, run_dir = task.config["bench"], Path(task.run_dir)
     progress(f"timing (process {task.process_index + 1} of {task.processes})")
     graphs_before = prepared.graphs_compiled()
     evidence_before = prepared.run_evidence()
     prepared.reset_peak_memory()
-    result["timing"] = time_fn()
+    with gpu_state.recording(result["environment"].get("device")) as state:
+        result["timing"] = time_fn(state.after_sample)
+    if state.state() is not None:
+        result["timing"]["gpu_state"] = state.state()
     result["compile"].update(_evidence(evidence_before, prepared.run_evidence()))
     graphs_after = prepared.graphs_compiled()
     if graphs_before is not None:
