@@ -13,7 +13,9 @@ from harness.orchestrator import plugins
 @dataclass
 class Fp8LinearConfig(WorkloadConfig):
     mode: str = "fwd"               # fwd | fwd_bwd
-    recipe: str = "tensorwise"      # tensorwise | bf16
+    # tensorwise: the recipe written out in model.py; torchao: torchao's own Float8Linear
+    # (convert_to_float8_training, tensorwise; needs torchao, else skipped); bf16: no fp8
+    recipe: str = "tensorwise"
     M: Optional[int] = None         # None: the preset's
     K: Optional[int] = None
     N: Optional[int] = None
