@@ -97,3 +97,17 @@ def test_fair_processes_alternate_between_the_sides_and_resume(sweep_dir):
     assert again.stdout.count("already ok, skipped (resume)") == 2
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     assert json.loads(next(iter(mtimes)).read_text())["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_a_group_is_one_job_under_submitits_local_executor(sweep_dir):
+    """The Slurm launcher's code path (submitit), on this machine: the group job composes its
+    members' configs in the job's own process and writes each member's record."""
+    proc = run_harness("-m", "hydra/launcher=local", "workload=faulty", "backend=eager,xla_no_cmdbuf", "bench=quick",
+                       "bench.interleave=true", "bench.profile=false", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr
+    recs = records(sweep_dir)
+    assert sorted(r["backend_label"] for r in recs) == ["eager", "xla:no-cmdbuf"]
+    assert all(r["status"] == "ok" for r in recs), [r["reason"] for r in recs]
+    assert [r["timing"]["interleave"]["members"] for r in recs] == [["eager", "xla:no-cmdbuf"]] * 2
+    assert len(list(sweep_dir.glob(".submitit/*/*_log.out"))) == 1          # one job for the two runs
