@@ -17,9 +17,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from harness import clocks
-from harness.describe import backend_label, variant
-from harness.report.load import read_record, record_paths
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import clocks  # noqa: E402
+from harness.describe import backend_label, variant  # noqa: E402
+from harness.report.load import read_record, record_paths  # noqa: E402
 
 SLOW = 1.05     # a sample this far above its process median is "slow"
 
