@@ -110,11 +110,11 @@ part_generate_dynamic() {   # a cache grown per step: Inductor's symbolic length
 # only print one line and run unlocked, but the parts below must not ask.)
 # Minutes per part are estimated from the committed H200 records (results/reference/h200: wall_s
 # of the same runs, minus the reference timer and profiling where a part turns them off).
-# The calls, in order of priority:
-#   1. source scripts/device_setup.sh; scripts/gpu_session.sh prefill_headline prefill_control  (~7.5 min)
-#   2. scripts/gpu_session.sh fair_fp8                                                          (~7 min)
-#   3. scripts/gpu_session.sh torchao_fwd torchao_fwd_bwd                                       (~8.5 min)
-#   4. scripts/gpu_session.sh gen_autotune                                                      (~3 min)
+# The calls, in order of priority (each call is a fresh shell: source device_setup.sh in each, ~0.3 min):
+#   1. source scripts/device_setup.sh && scripts/gpu_session.sh prefill_headline prefill_control  (~7.5 min)
+#   2. source scripts/device_setup.sh && scripts/gpu_session.sh fair_fp8                          (~7 min)
+#   3. source scripts/device_setup.sh && scripts/gpu_session.sh torchao_fwd torchao_fwd_bwd       (~8.5 min)
+#   4. source scripts/device_setup.sh && scripts/gpu_session.sh gen_autotune                      (~3 min)
 #   later sessions: gen_paged (~5), gen_prompts (~5.5), gen_dynamic (~4)
 # If time runs short, drop from the end: gen_dynamic, gen_prompts, gen_paged, gen_autotune, then
 # TORCHAO_FWD_BWD_BACKENDS=inductor (no max-autotune fwd_bwd: its compile alone is ~130 s).
