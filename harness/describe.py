@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from harness import clocks
+
 # Workload parameters that name a variant, in this order: `fp8_linear[fwd,tensorwise,seed]`.
 TAG_KEYS = ("mode", "recipe", "phase", "cache", "preset")
 
@@ -29,12 +31,13 @@ FLAG_CODES = {
     "emulated": "an op ran as a software emulation on this device (fp8 on the CPU): the time is the emulation's, not the hardware's",
     "host_busy": "other work took more than 10% of the run's cores while it was timed (a record "
                  "without that figure: a load average above one per core, all cores the run's)",
+    "throttled": "timed samples ran below 90% of the reference SM clock or with a throttle reason (harness/clocks.py)",
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
 
 # Flags that make a run's median unreliable for comparison with another's: readers that set
 # two medians side by side (findings, compare) name them and state no ratio as a result.
-NOISE_FLAGS = ("high_cv", "process_spread", "host_busy")
+NOISE_FLAGS = ("high_cv", "process_spread", "host_busy", "throttled")
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,9 @@ def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[
         flags.append({"code": "profile_differs", "detail":
                       "XLA command buffers on while timing, off while profiling: the kernel "
                       "table and GPU time are of the op-by-op program"})
+    throttled = clocks.throttled_flag(record)
+    if throttled:
+        flags.append(throttled)
     return flags
 
 
@@ -309,6 +315,9 @@ def summary_line(record: dict[str, Any]) -> str:
                      + (f", host gap {gap:.3g} ms" if gap is not None else ""))
     elif (record.get("environment") or {}).get("device") == "cpu" and "median_ms" in timing:
         parts.append("no GPU time (CPU run)")    # of the three figures, only the wall exists here
+    state = clocks.summary(record)
+    if state is not None:
+        parts.append(state.range_text())
     gen = record.get("generation") or {}
     if gen:     # the wall figure above is the median TPOT
         parts.append(f"TTFT {gen['ttft_ms']['p50']:.4g} ms, TPOT p99 {gen['tpot_ms']['p99']:.4g} ms")

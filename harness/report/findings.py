@@ -23,6 +23,7 @@ import pandas as pd
 from harness.describe import FLAG_CODES, NOISE_FLAGS, THRESHOLDS
 from harness.report.graphs import describe_command_buffers, describe_cudagraphs, known
 from harness.report.load import noise_floor
+from harness.report.pair_ratio import interval_text
 from harness.report.pairs import PAIRS, pair_table
 from harness.report.tables import MIB, category_basis, comparable_category
 
@@ -172,6 +173,8 @@ def rule_pairs(ctx: "Context") -> list[Finding]:
         ev = (f"wall {r.inductor_ms:.4g} vs {r.xla_ms:.4g} ms; GPU {_opt_ms(r.inductor_gpu_ms)} "
               f"vs {_opt_ms(r.xla_gpu_ms)}; host gap {_opt_ms(r.inductor_host_gap_ms)} vs "
               f"{_opt_ms(r.xla_host_gap_ms)}")
+        interval = interval_text(r._asdict())
+        ev += (f"; Inductor / XLA {interval}" if interval else "") + (f"; {r.clocks}" if r.clocks else "")
         out.append(Finding(
             "pair", r.workload, r.variant, (r.inductor, r.xla), ratio, "x (Inductor / XLA wall)",
             0.0 if unreliable else abs(1.0 - min(ratio, 1.0 / ratio)), ev,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import clocks
 from harness.collect.devices import Peaks, lookup_device, peak_dtype
 from harness.describe import (TAG_KEYS, THRESHOLDS, backend_label, backend_traits,
                               between_processes, busiest_host_load, gpu_figures, record_flags,
@@ -35,7 +36,7 @@ ARTIFACT_FILES = {"kernels": "kernels.parquet", "memory": "memory.parquet",
 ARTIFACT_KEYS = {"kernels": ("kernels", "kernel_table"), "memory": ("memory", "memory_table"),
                  "memory_buffers": ("memory_buffers",)}
 # fp8 recipes run their GEMMs in fp8 whatever the workload's (activation) dtype says.
-FP8_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp", "fp8")
+FP8_RECIPES = ("tensorwise", "torchao", "rowwise", "rowwise_with_gw_hp", "fp8")
 MEMORY_KINDS = ("parameter", "output", "temp", "workspace", "constant", "total", "runtime_peak")
 # Figures a table is made of: a record whose value here is not a number (`"median_ms": "fast"`)
 # would become a row with a blank, so it is refused instead. None/null is allowed (not measured).
@@ -142,6 +143,16 @@ def _f(value: Any) -> float:
         return math.nan
 
 
+def clock_columns(record: dict[str, Any]) -> dict[str, float]:
+    state = clocks.summary(record)
+    if state is None:
+        return {k: math.nan for k in ("sm_clock_min_mhz", "sm_clock_median_mhz", "sm_clock_max_mhz",
+                                      "throttled_samples", "gpu_state_samples")}
+    return {"sm_clock_min_mhz": state.sm_min_mhz, "sm_clock_median_mhz": state.sm_median_mhz,
+            "sm_clock_max_mhz": state.sm_max_mhz, "throttled_samples": float(state.throttled),
+            "gpu_state_samples": float(state.samples)}
+
+
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     params = record.get("params") or ((record.get("config") or {}).get("workload") or {})
     timing = record.get("timing") or {}
@@ -203,6 +214,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "host_gap_ms": _f(gpu.get("host_gap_ms")),
         "idle_share": idle,
         "host_bound": (bool(idle > THRESHOLDS.host_bound_idle_share) if idle == idle else None),
+        # the GPU's SM clock during timing (harness/clocks.py), NaN where not read
+        **clock_columns(record),
         "flags": ",".join(flag["code"] for flag in flags),
         "schema_version": record.get("schema_version"),
         "backend_name": record.get("backend", ""),
@@ -211,6 +224,11 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "backend_mode": ((record.get("config") or {}).get("backend") or {}).get("mode") or "",
         "device": env.get("gpu_name") or env.get("device") or "",
         "params_json": params_json(params),
+        # interleaved runs (harness/orchestrator/interleave.py): the group they alternated in and
+        # each process's median, in process order, for the pair's ratio of adjacent couples
+        "interleave_group": ((timing.get("interleave") or {}).get("group")) or "",
+        "process_medians_json": json.dumps([p.get("median_ms") for p in timing.get("processes") or []
+                                            if isinstance(p, dict)]),
         "run_dir": record.get("_run_dir", ""),
     }
 

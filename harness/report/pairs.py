@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness import clocks
 from harness.report.load import noise_floor
+from harness.report.pair_ratio import interval_text, ratio_interval
 from harness.report.tables import fmt_num, md_escape, md_table
 
 
@@ -43,7 +45,10 @@ SIDE_COLUMNS = {"median_ms": "ms", "cv": "cv", "between_cv": "between_cv",
                 "idle_share": "idle_share", "flags": "flags", "run_id": "run_id"}
 COLUMNS = (["pair", "meaning", "workload", "variant", "inductor", "xla", "inductor_over_xla"]
            + [f"{side}_{name}" for side in ("inductor", "xla")
-              for name in [*SIDE_COLUMNS.values(), "noise"]])
+              for name in [*SIDE_COLUMNS.values(), "noise"]]
+           # Inductor / XLA from the process medians with its 95% interval (pair_ratio.py): of
+           # adjacent couples where the sides were interleaved, else of the sides as samples
+           + ["ratio", "ratio_low", "ratio_high", "ratio_method", "ratio_n", "clocks"])
 
 
 def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -65,6 +70,9 @@ def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
                 row.update({f"{side}_{name}": first[col] for col, name in SIDE_COLUMNS.items()})
                 row[f"{side}_noise"] = noise_floor(first)[0]   # between processes, else within
             row["inductor_over_xla"] = row["inductor_ms"] / row["xla_ms"]
+            first = {side: runs.iloc[0] for side, runs in sides.items()}
+            row.update(ratio_interval(first["inductor"], first["xla"]))
+            row["clocks"] = clocks.different_clocks(first["inductor"], first["xla"], ("Inductor", "XLA"))
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -104,6 +112,7 @@ def pairs_markdown(pairs: pd.DataFrame, summary: pd.DataFrame) -> str:
             "pair": pairs["pair"], "workload": pairs["workload"], "variant": pairs["variant"],
             "Inductor": pairs["inductor"], "XLA": pairs["xla"],
             "Inductor / XLA wall": pairs["inductor_over_xla"].map(lambda r: f"{r:.3f}"),
+            "ratio [95% interval]": [interval_text(r) for r in pairs.to_dict("records")],
             "Inductor wall ms": [_side(*x) for x in zip(pairs["inductor_ms"], pairs["inductor_cv"],
                                                         pairs["inductor_between_cv"])],
             "XLA wall ms": [_side(*x) for x in zip(pairs["xla_ms"], pairs["xla_cv"],
@@ -114,10 +123,14 @@ def pairs_markdown(pairs: pd.DataFrame, summary: pd.DataFrame) -> str:
             "flags": ["; ".join(f"{label}: {f}" for label, f in ((i, a), (x, b)) if f)
                       for i, x, a, b in zip(pairs["inductor"], pairs["xla"],
                                             pairs["inductor_flags"], pairs["xla_flags"])],
+            "clocks": pairs["clocks"],
         })
-        lines += [md_table(view), "Inductor / XLA wall > 1: XLA is faster end to end. GPU ms is "
-                  "what each compiler's kernels cost per iteration; host gap ms the GPU's idle "
-                  "time between them.\n"]
+        view = view[[c for c in view.columns if c != "clocks" or view[c].astype(bool).any()]]
+        lines += [md_table(view), "Inductor / XLA wall > 1: XLA is faster end to end. The ratio with "
+                  "its 95% interval is of the process medians: the geometric mean of adjacent couples "
+                  "(Inductor_k / XLA_k) where the sides' processes were interleaved, else of each side's "
+                  "processes (Welch). GPU ms is what each compiler's kernels cost per iteration; host "
+                  "gap ms the GPU's idle time between them.\n"]
     else:
         lines.append("_No workload variant ran both sides of a pair._\n")
     lines += [f"_{md_escape(note)}._\n" for note in incomplete(summary)]

@@ -288,6 +288,9 @@ SUMMARY_LEGEND = {
     "idle %": "host gap / wall",
     "other load %": "the share of the run's cores that other work took while it was timed (its "
                     "busiest process; `host_busy` above 10%)",
+    "SM MHz (throttled)": "the GPU's SM clock read after each timed sample, its range and (in "
+                          "brackets) the samples taken below 90% of the maximum clock or with a "
+                          "throttle reason",
     "flags": "what a run did not measure as asked: see below and `flags.csv`",
 }
 
@@ -295,6 +298,14 @@ SUMMARY_LEGEND = {
 def summary_legend(columns: list[str]) -> str:
     """The legend of the columns a summary table has, in the table's order."""
     return "; ".join(f"{c}: {SUMMARY_LEGEND[c]}" for c in columns if c in SUMMARY_LEGEND) + "."
+
+
+def _clock_range(lo: float, hi: float, throttled: float) -> str:
+    """`1755–1980 (3)`: the SM clock range during timing and the throttled samples."""
+    if lo != lo:
+        return ""
+    span = f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}"
+    return span + (f" ({throttled:.0f})" if throttled == throttled and throttled else "")
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
@@ -312,6 +323,9 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "host gap ms": summary["host_gap_ms"],
         "idle %": summary["idle_share"] * 100.0,
         "other load %": summary["host_other_share"] * 100.0,
+        "SM MHz (throttled)": [_clock_range(*x) for x in zip(
+            *(summary[c] if c in summary else [math.nan] * len(summary)
+              for c in ("sm_clock_min_mhz", "sm_clock_max_mhz", "throttled_samples")))],
         "TFLOP/s": summary["tflops"], "tokens/s": summary["tokens_per_s"],
         "% peak FLOP/s": summary["pct_peak_flops"],
         "compile s": summary["compile_s"],
