@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report.findings import Finding
+from harness.report.finding import Finding
 from harness.report.load import KEY_COLUMNS, Sweep
 from harness.report.tables import md_table, order_backends
 
