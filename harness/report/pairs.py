@@ -44,7 +44,7 @@ SIDE_COLUMNS = {"median_ms": "ms", "cv": "cv", "between_cv": "between_cv",
                 "gpu_busy_ms_per_iter": "gpu_ms", "host_gap_ms": "host_gap_ms",
                 "idle_share": "idle_share", "flags": "flags", "run_id": "run_id"}
 COLUMNS = (["pair", "meaning", "sweep", "workload", "variant", "inductor", "xla",
-            "inductor_over_xla", "verdict", "faster"]
+            "inductor_over_xla", "verdict", "verdict_short", "faster"]
            + [f"{side}_{name}" for side in ("inductor", "xla")
               for name in [*SIDE_COLUMNS.values(), "noise"]])
 
@@ -73,7 +73,7 @@ def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
                 row[f"{side}_noise"] = noise_floor(first)[0]   # between processes, else within
             row["inductor_over_xla"] = row["inductor_ms"] / row["xla_ms"]
             said = decide(row["inductor"], sides["inductor"].iloc[0], row["xla"], sides["xla"].iloc[0])
-            row["verdict"], row["faster"] = said.text, said.faster
+            row["verdict"], row["verdict_short"], row["faster"] = said.text, said.short, said.faster
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -123,7 +123,7 @@ def pairs_markdown(pairs: pd.DataFrame, summary: pd.DataFrame) -> str:
             "Inductor / XLA wall": [flagged_text(f"{r:.3f}", noise_codes(f"{a},{b}")) for r, a, b in
                                     zip(pairs["inductor_over_xla"], pairs["inductor_flags"],
                                         pairs["xla_flags"])],
-            "verdict": pairs["verdict"],
+            "verdict": pairs["verdict_short"],
             "Inductor wall ms": cells("inductor", [_side(*x) for x in zip(
                 pairs["inductor_ms"], pairs["inductor_cv"], pairs["inductor_between_cv"])]),
             "XLA wall ms": cells("xla", [_side(*x) for x in zip(pairs["xla_ms"], pairs["xla_cv"],

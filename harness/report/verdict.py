@@ -32,11 +32,11 @@ class Verdict:
 
     @property
     def short(self) -> str:
-        """For a table cell: `xla 6.53x`, `xla (noisy: no ratio)`, `level`."""
+        """For a table cell: `xla 1.65x faster`, `xla faster (no ratio: noisy)`, `level within noise`."""
         if self.outcome != FASTER:
-            return "level (noisy)" if self.noisy else "level"
-        return f"{self.faster} {self.ratio:.2f}x" if self.ratio == self.ratio else \
-            f"{self.faster} (noisy: no ratio)"
+            return "level within noise"
+        return f"{self.faster} {self.ratio:.2f}x faster" if self.ratio == self.ratio else \
+            f"{self.faster} faster (no ratio: noisy)"
 
 
 def _get(row: Any, key: str) -> Any:
