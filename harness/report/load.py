@@ -241,15 +241,21 @@ def _distinguish_variants(rows: list[dict[str, Any]], records: list[dict[str, An
         varying = _varying(params)
         for i, p in zip(group, params):
             _append(rows[i], [(k, p.get(k)) for k in varying])
-    by_label: dict[tuple[str, str, str, str], list[int]] = {}
+    by_variant: dict[tuple[str, str, str], list[int]] = {}
     for i, row in enumerate(rows):
-        by_label.setdefault((row["sweep"], row["workload"], row["variant"], row["backend"]), []).append(i)
-    for group in (g for g in by_label.values() if len(g) > 1):
-        configs = [{k: v for k, v in _flat(records[i].get("config") or {}).items()
-                    if not k.startswith(("workload.", "backend."))} for i in group]
-        varying = _varying(configs)
-        for i, c in zip(group, configs):
-            _append(rows[i], [(k, c.get(k)) for k in varying])
+        by_variant.setdefault((row["sweep"], row["workload"], row["variant"]), []).append(i)
+    for group in by_variant.values():
+        configs = {i: {k: v for k, v in _flat(records[i].get("config") or {}).items()
+                       if not k.startswith(("workload.", "backend."))} for i in group}
+        labels: dict[str, list[int]] = {}
+        for i in group:
+            labels.setdefault(rows[i]["backend"], []).append(i)
+        varying = sorted({k for runs in labels.values() if len(runs) > 1
+                          for k in _varying([configs[i] for i in runs])})
+        # every run of the variant gets the keys, with its own values, so that the other
+        # backends' runs stay beside the runs of theirs they were measured with
+        for i in group:
+            _append(rows[i], [(k, configs[i][k]) for k in varying if k in configs[i]])
 
 
 def _append(row: dict[str, Any], items: list[tuple[str, Any]]) -> None:
