@@ -136,13 +136,17 @@ def _environment(template: Path):
     return env
 
 
-def render(template: Path, roots: Iterable[Path]) -> str:
+def render(template: Path, roots: Iterable[Path],
+           loaded: dict[tuple[Path, ...], dict[str, SweepView]] | None = None) -> str:
     """The template rendered over the runs under `roots`; a template or data mistake is one
-    InputError naming the template and line."""
+    InputError naming the template and line. `loaded` keeps the sweeps of roots already read
+    (docs of one manifest share them)."""
     import jinja2
-    template = Path(template)
-    sweep = load(list(roots))
-    views = {name: SweepView(name, sub) for name, sub in by_sweep(sweep)}
+    template, roots = Path(template), tuple(Path(r) for r in roots)
+    loaded = {} if loaded is None else loaded
+    if roots not in loaded:
+        loaded[roots] = {name: SweepView(name, sub) for name, sub in by_sweep(load(list(roots)))}
+    views = loaded[roots]
 
     def get(name: str) -> SweepView:
         if name not in views:
@@ -228,6 +232,7 @@ def render_all(manifest: Path, only: Iterable[str] = ()) -> list[Output]:
         raise InputError(f"{manifest}: no doc named {', '.join(sorted(unknown))} "
                          f"(have: {', '.join(d.name for d in docs)})")
     outputs: dict[Path, Output] = {}
+    loaded: dict[tuple[Path, ...], dict[str, SweepView]] = {}
     for doc in docs:
         if only and doc.name not in only:
             continue
@@ -235,6 +240,7 @@ def render_all(manifest: Path, only: Iterable[str] = ()) -> list[Output]:
             current = doc.out.read_text() if doc.out.is_file() else None
             outputs[doc.out] = Output(doc.out, current or "", current, [])
         got = outputs[doc.out]
-        got.text = place(doc, render(doc.template, doc.roots), got.text if doc.section else None)
+        got.text = place(doc, render(doc.template, doc.roots, loaded),
+                         got.text if doc.section else None)
         got.docs.append(doc.name)
     return list(outputs.values())
