@@ -35,9 +35,24 @@ FLAG_CODES = {
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
 
-# Flags that make a run's median unreliable for comparison with another's: readers that set
-# two medians side by side (findings, compare) name them and state no ratio as a result.
+# Flags that make a run's median unreliable beside another's (its samples or processes spread,
+# the host or the GPU was not in the state asked for): a finding between two runs, either of them
+# flagged so, names the flags and states no ratio of their medians as a result.
 NOISE_FLAGS = ("high_cv", "process_spread", "host_busy", "throttled")
+
+
+def noise_codes(codes: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The NOISE_FLAGS among a run's flag codes (a list, or the summary's comma-joined text)."""
+    have = set(codes.split(",") if isinstance(codes, str) else codes)
+    return [code for code in NOISE_FLAGS if code in have]
+
+
+def flagged_text(text: str, codes: str | list[str] | tuple[str, ...]) -> str:
+    """A table cell of a flagged run: its value, then its flag codes, `0.682 !host_bound,high_cv`.
+    One spelling wherever a flagged run's figure sits in a table (report.md, the findings docs,
+    the dashboard), so that no cell of such a run reads as a plain measurement."""
+    codes = [c for c in (codes.split(",") if isinstance(codes, str) else codes) if c]
+    return f"{text} !{','.join(codes)}" if codes and text != "" else text
 
 
 @dataclass(frozen=True)

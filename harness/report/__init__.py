@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ from harness.errors import InputError
 from harness.report import generation as G
 from harness.report import tables as T
 from harness.report.graphs import graphs_markdown, graphs_table
-from harness.report.load import Sweep, load
+from harness.describe import flagged_text
+from harness.report.load import Sweep, by_sweep, load
 from harness.report.pairs import pair_table, pairs_markdown
 
 PLOTS_DIR = "plots"
@@ -82,7 +84,9 @@ def _buffers(sweep: Sweep, n: int = 10) -> pd.DataFrame:
 def generate(roots: list[str | Path], out_dir: str | Path | None = None,
              findings: bool = True) -> Report:
     """Load the sweeps, write tables, plots and report.md into out_dir (default: the first
-    sweep directory)."""
+    sweep directory). Runs are reported per sweep directory (harness.report.load.by_sweep):
+    where several are loaded, each has its own section, plots and comparisons, and the tables
+    written beside report.md hold all runs with their `sweep`."""
     sweep = load(roots)
     out = Path(out_dir) if out_dir is not None else Path(roots[0])
     if out.is_file():
@@ -95,23 +99,22 @@ def generate(roots: list[str | Path], out_dir: str | Path | None = None,
 
 
 def _write_report(sweep: Sweep, out: Path, findings: bool) -> Report:
-    from harness.report import plots as P
-
-    plot_dir = out / PLOTS_DIR
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    tables = build_tables(sweep)
+    parts = by_sweep(sweep)
+    several = len(parts) > 1
+    per_sweep = {name: build_tables(sub) for name, sub in parts}
+    tables = per_sweep[parts[0][0]] if not several else _stack(per_sweep)
+    out.mkdir(parents=True, exist_ok=True)
     written = T.write_tables(tables, out)
 
-    workloads = list(dict.fromkeys(sweep.summary["workload"]))
     jobs = {}
-    for w in workloads:
-        jobs[f"categories:{w}"] = (P.category_stacked, tables["kernels_by_category"], w, plot_dir)
-        jobs[f"memory:{w}"] = (P.memory_by_kind, tables["memory_by_kind"], w, plot_dir)
-    jobs["roofline"] = (P.roofline, tables["kernels_top"], sweep.summary, plot_dir)
-    jobs["speedup"] = (P.speedup, tables["speedup"], plot_dir)
-    jobs["compile"] = (P.compile_phases, tables["compile"], plot_dir)
-    jobs["generation"] = (G.latency_by_position, tables["generation_positions"], plot_dir)
-    plots = {key: path for key, path in _render(jobs).items() if path}
+    for name, sub in parts:
+        plot_dir = out / PLOTS_DIR / (_slug(name) if several else "")
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        jobs.update({f"{name}|{key}": job for key, job in
+                     _plot_jobs(sub.summary, per_sweep[name], plot_dir).items()})
+    drawn = {key: path for key, path in _render(jobs).items() if path}
+    plots = {name: {key.split("|", 1)[1]: path for key, path in drawn.items()
+                    if key.split("|", 1)[0] == name} for name, _ in parts}
 
     found = None
     if findings:
@@ -120,17 +123,61 @@ def _write_report(sweep: Sweep, out: Path, findings: bool) -> Report:
         tables["findings"] = found
         written += T.write_tables({"findings": found}, out)
 
-    md = render(sweep, tables, plots, out, found)
+    if several:
+        md = "\n".join([_header(sweep), *_findings_section(found),
+                         *(f"## Sweep `{name}`\n\n"
+                           + _demoted(render_body(sub, per_sweep[name], plots[name], out))
+                           for name, sub in parts)])
+    else:
+        md = "\n".join([_header(sweep), *_findings_section(found),
+                         render_body(sweep, tables, plots[parts[0][0]], out)])
     path = out / REPORT_NAME
     path.write_text(md)
-    written += [path, *plots.values()]
-    return Report(out_dir=out, markdown=path, tables=tables, plots=plots, written=written)
+    flat = {f"{name}|{key}": path for name, got in plots.items() for key, path in got.items()}
+    written += [path, *flat.values()]
+    return Report(out_dir=out, markdown=path, tables=tables,
+                  plots=plots[parts[0][0]] if not several else flat, written=written)
+
+
+def _stack(per_sweep: dict[str, dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Each table over all sweeps, with the sweep named in each row."""
+    out = {}
+    for key in next(iter(per_sweep.values())):
+        frames = [t[key] if "sweep" in t[key].columns else t[key].assign(sweep=name)
+                  for name, t in per_sweep.items()]
+        frames = [f for f in frames if len(f)] or frames[:1]
+        out[key] = pd.concat(frames, ignore_index=True)
+    return out
+
+
+def _slug(name: str) -> str:
+    return name.strip("/").replace("/", "_") or "sweep"
+
+
+def _plot_jobs(summary: pd.DataFrame, tables: dict[str, pd.DataFrame],
+               plot_dir: Path) -> dict[str, tuple]:
+    from harness.report import plots as P
+    jobs = {}
+    for w in dict.fromkeys(summary["workload"]):
+        jobs[f"categories:{w}"] = (P.category_stacked, tables["kernels_by_category"], w, plot_dir)
+        jobs[f"memory:{w}"] = (P.memory_by_kind, tables["memory_by_kind"], w, plot_dir)
+    jobs["roofline"] = (P.roofline, tables["kernels_top"], summary, plot_dir)
+    jobs["speedup"] = (P.speedup, tables["speedup"], plot_dir)
+    jobs["compile"] = (P.compile_phases, tables["compile"], plot_dir)
+    jobs["generation"] = (G.latency_by_position, tables["generation_positions"], plot_dir)
+    return jobs
+
+
+def _demoted(markdown: str) -> str:
+    """A sweep's section inside a report of several: its headings one level down."""
+    return re.sub(r"^(#+ )", r"#\1", markdown, flags=re.M)
 
 
 def _variant_tables(lines: list[str], s: pd.DataFrame, plots: dict[str, Path], out: Path, plot: str,
                     alt: str, wide_of) -> Iterator[tuple[str, str]]:
     """Per workload its heading and plot, then per variant its title and wide table (`wide_of(w,
     v)`); yields each (workload, variant) for what its section adds below the table."""
+    flags = {(r.workload, r.variant, r.backend): r.flags for r in s.itertuples()}
     for workload in dict.fromkeys(s["workload"]):
         lines.append(f"### {workload}\n")
         lines.append(_img(plots, f"{plot}:{workload}", out, f"{workload} {alt}"))
@@ -138,6 +185,7 @@ def _variant_tables(lines: list[str], s: pd.DataFrame, plots: dict[str, Path], o
             wide = wide_of(w, v)
             lines.append(f"**{w} [{v}]**\n")
             if not wide.empty:
+                wide = wide.rename(columns=lambda b: flagged_text(b, flags.get((w, v, b), "")))
                 lines.append(T.md_table(wide, index=True))
             yield w, v
 
@@ -155,20 +203,41 @@ def _missing_note(long: pd.DataFrame, workload: str, variant: str, what: str) ->
                    for r in gone.itertuples(index=False))
 
 
-def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path], out: Path,
-           found: pd.DataFrame | None = None) -> str:
+def _header(sweep: Sweep) -> str:
     s = sweep.summary
     counts = s["status"].value_counts().to_dict()
     devices = ", ".join(sorted(set(d for d in s["device"] if d))) or "unknown"
-    lines = ["# Benchmark report\n",
-             f"Sweeps: {', '.join(f'`{r}`' for r in sweep.roots)}  ",
-             f"Runs: {len(s)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
-             f"device: {devices}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
-             "Times are per iteration. Blank cells are unknown (not zero); % of peak only where "
-             "the device is in the peak table.\n"]
-    if found is not None:
-        from harness.report.findings import render_markdown
-        lines += ["## Findings\n", render_markdown(found)]
+    sweeps = list(dict.fromkeys(s["sweep"]))
+    return "\n".join([
+        "# Benchmark report\n",
+        f"Sweeps: {', '.join(f'`{r}`' for r in sweep.roots)}"
+        + (f" ({len(sweeps)} sweep directories, each compared within itself: "
+           f"{', '.join(f'`{n}`' for n in sweeps)})" if len(sweeps) > 1 else "") + "  ",
+        f"Runs: {len(s)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
+        f"device: {devices}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
+        "Times are per iteration. Blank cells are unknown (not zero); % of peak only where "
+        "the device is in the peak table. `!code` after a figure: the flags of its run.\n"])
+
+
+def _findings_section(found: pd.DataFrame | None) -> list[str]:
+    if found is None:
+        return []
+    from harness.report.findings import render_markdown
+    return ["## Findings\n", render_markdown(found)]
+
+
+def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path], out: Path,
+           found: pd.DataFrame | None = None) -> str:
+    """report.md of one sweep."""
+    return "\n".join([_header(sweep), *_findings_section(found),
+                      render_body(sweep, tables, plots, out)])
+
+
+def render_body(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path],
+                out: Path) -> str:
+    """The sections of one sweep's runs: summary, flags, pairs, graphs, categories, memory..."""
+    s = sweep.summary
+    lines: list[str] = []
     lines += ["## Summary\n", T.summary_markdown(s)]
     flagged = T.flags_markdown(tables["flags"])
     if flagged:

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import pandas as pd
 
-from harness.describe import FLAG_CODES, NOISE_FLAGS, THRESHOLDS
+from harness.describe import FLAG_CODES, THRESHOLDS
+from harness.report import generation
+from harness.report.finding import Finding
 from harness.report.graphs import describe_command_buffers, describe_cudagraphs, known
-from harness.report.load import noise_floor
+from harness.report.load import by_sweep, noise_floor
 from harness.report.pair_ratio import interval_text
 from harness.report.pairs import PAIRS, pair_table
 from harness.report.tables import MIB, category_basis, comparable_category
+from harness.report.verdict import FASTER, decide, noisy_text
 
 COLUMNS = ["kind", "workload", "variant", "backends", "magnitude", "unit", "score", "evidence",
            "sentence"]
@@ -33,6 +36,8 @@ COMPUTE_CATEGORIES = ("gemm", "attention", "conv")
 MEMORY_BOUND_CATEGORIES = ("fp8_cast", "norm", "elementwise", "reduction", "copy")
 # Kinds shown first in a workload, in this order; the rest by score.
 KIND_ORDER = {"status": 0, "flag": 1, "pair": 2}
+# Single-run findings whose figure is read off the wall median (idle = wall - GPU busy).
+WALL_KINDS = ("idle", "graphs")
 # Summary columns a rule may read that a hand-built summary (tests, old callers) may lack.
 OPTIONAL_SUMMARY = {"kernel_ms_per_iter": math.nan, "gpu_busy_ms_per_iter": math.nan,
                     "host_gap_ms": math.nan, "idle_share": math.nan, "processes": math.nan,
@@ -68,24 +73,6 @@ class FindingsConfig:
     speed_k_cv: float = 3.0
     evidence_kernels: int = 3
     evidence_buffers: int = 3
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str                     # status, flag, pair, speed, category, layout, idle, graphs, ...
-    workload: str
-    variant: str
-    backends: tuple[str, ...]     # the run(s) it is about; the one with more of it first
-    magnitude: float              # in `unit`
-    unit: str
-    score: float                  # 0..1: the share of an iteration or footprint at stake
-    evidence: str
-    sentence: str
-
-    def row(self) -> dict[str, Any]:
-        return {**asdict(self), "backends": ",".join(self.backends),
-                "magnitude": float(self.magnitude),
-                "score": float(min(max(self.score, 0.0), 1.0))}
 
 
 def _name(workload: str, variant: str) -> str:
@@ -153,33 +140,27 @@ def rule_flags(ctx: "Context") -> list[Finding]:
 
 
 def rule_pairs(ctx: "Context") -> list[Finding]:
-    """The headline and control pairs (harness/report/pairs.py), each said as such: wall ratio,
-    and GPU time and host gap beside it, so a reader sees whether the kernels or the host
-    decide it."""
+    """The headline and control pairs (harness/report/pairs.py), each said as such, with the
+    verdict (harness/report/verdict.py: a ratio only where neither side is flagged noisy), and GPU
+    time and host gap beside it, so a reader sees whether the kernels or the host decide it."""
     cfg, out = ctx.cfg, []
     meaning = {p.name: p.meaning for p in PAIRS}
     for r in pair_table(ctx.summary).itertuples():
+        said = decide(r.inductor, ctx.row(r.inductor_run_id), r.xla, ctx.row(r.xla_run_id),
+                      k=cfg.speed_k_cv)
         ratio = r.inductor_over_xla
-        noise = math.hypot(r.inductor_noise, r.xla_noise)
-        unreliable = ctx.unreliable((r.inductor, r.inductor_run_id), (r.xla, r.xla_run_id))
-        if unreliable:
-            verdict, ratio = f"not compared: {unreliable}", math.nan
-        elif abs(ratio - 1.0) <= cfg.speed_k_cv * noise:
-            verdict = f"Inductor and XLA are level within noise ({cfg.speed_k_cv:g} x CV)"
-        elif ratio > 1.0:
-            verdict = f"XLA is {ratio:.2f}x faster end to end"
-        else:
-            verdict = f"Inductor is {1.0 / ratio:.2f}x faster end to end"
         ev = (f"wall {r.inductor_ms:.4g} vs {r.xla_ms:.4g} ms; GPU {_opt_ms(r.inductor_gpu_ms)} "
               f"vs {_opt_ms(r.xla_gpu_ms)}; host gap {_opt_ms(r.inductor_host_gap_ms)} vs "
               f"{_opt_ms(r.xla_host_gap_ms)}")
         interval = interval_text(r._asdict())
         ev += (f"; Inductor / XLA {interval}" if interval else "") + (f"; {r.clocks}" if r.clocks else "")
         out.append(Finding(
-            "pair", r.workload, r.variant, (r.inductor, r.xla), ratio, "x (Inductor / XLA wall)",
-            0.0 if unreliable else abs(1.0 - min(ratio, 1.0 / ratio)), ev,
+            "pair", r.workload, r.variant, (r.inductor, r.xla),
+            ratio if not said.noisy else math.nan,
+            "x (Inductor / XLA wall)" if not said.noisy else "no ratio (a side is flagged noisy)",
+            abs(1.0 - min(ratio, 1.0 / ratio)), ev,
             f"{r.pair.capitalize()} pair on {_name(r.workload, r.variant)} ({r.inductor} vs "
-            f"{r.xla}: {meaning[r.pair]}): {verdict}; {ev}."))
+            f"{r.xla}: {meaning[r.pair]}): {said.text}; {ev}."))
     return out
 
 
@@ -188,34 +169,28 @@ def _opt_ms(v: float) -> str:
 
 
 def rule_speed(ctx: "Context") -> list[Finding]:
+    """The fastest against the slowest run of a variant, where the verdict calls one faster: by
+    a ratio beyond the noise, or (a run flagged noisy) by ranges that do not overlap, no ratio."""
     cfg, out = ctx.cfg, []
     for (w, v), g in ctx.ok_groups():
         g = g[g["median_ms"] > 0]
         if len(g) < 2:
             continue
         fast, slow = g.loc[g["median_ms"].idxmin()], g.loc[g["median_ms"].idxmax()]
+        said = decide(fast["backend"], fast, slow["backend"], slow, k=cfg.speed_k_cv,
+                      min_change=cfg.speed_min_change)
+        if said.outcome != FASTER:
+            continue
         ratio = slow["median_ms"] / fast["median_ms"]
         (cv_fast, src_fast), (cv_slow, src_slow) = noise_floor(fast), noise_floor(slow)
-        cv = math.hypot(cv_fast, cv_slow)
-        if ratio - 1.0 < max(cfg.speed_min_change, cfg.speed_k_cv * cv):
-            continue
         ranking = " < ".join(f"{r.backend} {r.median_ms:.4g} ms" for r in
                              g.sort_values("median_ms").itertuples())
-        unreliable = ctx.unreliable((fast["backend"], fast["run_id"]), (slow["backend"], slow["run_id"]))
-        if unreliable:
-            out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), math.nan, "x", 0.0,
-                               f"median per iteration: {ranking}",
-                               f"On {_name(w, v)}, {fast['backend']} and {slow['backend']} are not "
-                               f"compared: {unreliable} ({fast['median_ms']:.4g} vs "
-                               f"{slow['median_ms']:.4g} ms per iteration)."))
-            continue
-        out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), ratio, "x",
+        out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), said.ratio,
+                           "x" if not said.noisy else "no ratio (a run is flagged noisy)",
                            1.0 - 1.0 / ratio, f"median per iteration: {ranking}; CV "
                            f"{100 * cv_fast:.1f}% ({src_fast}) / {100 * cv_slow:.1f}% ({src_slow})",
-                           f"On {_name(w, v)}, {fast['backend']} is {ratio:.2f}x faster than "
-                           f"{slow['backend']} ({fast['median_ms']:.4g} vs "
-                           f"{slow['median_ms']:.4g} ms per iteration, beyond "
-                           f"{cfg.speed_k_cv:g} x CV)."))
+                           f"On {_name(w, v)}, {said.text} ({fast['median_ms']:.4g} vs "
+                           f"{slow['median_ms']:.4g} ms per iteration)."))
     return out
 
 
@@ -522,13 +497,23 @@ class Context:
                 bounded = self.memory[self.memory["note"].fillna("").str.contains("lower bound")]
                 self.lower_bounds = set(zip(bounded["run_id"], bounded["kind"]))
 
-    def unreliable(self, *runs: tuple[str, str]) -> str:
-        """'' or why the medians of these (backend, run_id) runs are no result side by side:
-        the flags of describe.NOISE_FLAGS they carry (a busy host slows a run whatever its
-        spread, so no noise band makes the ratio one)."""
-        said = [f"{backend} is flagged {','.join(c for c in NOISE_FLAGS if c in self.run_flags[run_id])}"
-                for backend, run_id in runs if set(NOISE_FLAGS) & self.run_flags.get(run_id, set())]
-        return ("; ".join(said) + ", so the ratio of the medians is not a result") if said else ""
+    def row(self, run_id: str) -> pd.Series:
+        return self.summary.loc[self.summary["run_id"] == run_id].iloc[0]
+
+    def qualified(self, f: Finding) -> Finding:
+        """A finding on a run's wall time (its idle gap) says when that run is flagged noisy:
+        the gap moves with the median."""
+        if f.kind not in WALL_KINDS:
+            return f
+        runs = self.summary[(self.summary["workload"] == f.workload)
+                            & (self.summary["variant"] == f.variant)
+                            & self.summary["backend"].isin(f.backends)]
+        said = noisy_text(tuple(runs["backend"]), tuple(r for _, r in runs.iterrows())) \
+            if len(runs) == 2 else noisy_text((f.backends[0],), (runs.iloc[0],)) if len(runs) else ""
+        if not said:
+            return f
+        return replace(f, sentence=f"{f.sentence[:-1]}; {said}: its wall median, and so this gap, "
+                                   "is noisy.")
 
     def top_of(self, run_id: str, category: str) -> str:
         return self._top.get((run_id, category), "none")
@@ -583,7 +568,7 @@ def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
                   buffers=buffers if buffers is not None else empty,
                   flags=flags if flags is not None else empty,
                   graphs=graphs if graphs is not None else empty, cfg=cfg)
-    found = [f for rule in RULES for f in rule(ctx)] + list(extra)
+    found = [ctx.qualified(f) for rule in RULES for f in rule(ctx)] + list(extra)
     out = pd.DataFrame([f.row() for f in found], columns=COLUMNS)
     if out.empty:
         return out
@@ -602,16 +587,37 @@ def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
 
 def findings(sweep, tables: dict[str, pd.DataFrame] | None = None,
              cfg: FindingsConfig = FindingsConfig()) -> pd.DataFrame:
-    """Findings of a loaded sweep; `tables` (harness.report.build_tables) saves rebuilding the
-    flags and graph-evidence tables."""
-    from harness.report.generation import findings as generation_findings
+    """Findings of a loaded sweep, per sweep directory (harness.report.load.by_sweep): runs are
+    compared within their sweep only, and where several sweeps were loaded each finding names
+    its sweep. `tables` (harness.report.build_tables) saves rebuilding the flags and
+    graph-evidence tables."""
     from harness.report.graphs import graphs_table
     from harness.report.tables import flags_long
     tables = tables or {}
     flags = tables["flags"] if "flags" in tables else flags_long(sweep)
     graphs = tables["graphs"] if "graphs" in tables else graphs_table(sweep)
-    return findings_from(sweep.summary, sweep.kernels, sweep.memory, sweep.buffers,
-                         flags=flags, graphs=graphs, cfg=cfg, extra=tuple(generation_findings(sweep)))
+    sweeps = by_sweep(sweep)
+    parts = []
+    for name, sub in sweeps:
+        ids = set(sub.summary["run_id"])
+        found = findings_from(sub.summary, sub.kernels, sub.memory, sub.buffers,
+                              flags=flags[flags["run_id"].isin(ids)],
+                              graphs=graphs[graphs["run_id"].isin(ids)] if len(graphs) else graphs,
+                              cfg=cfg, extra=tuple(generation.findings(sub)))
+        found.insert(0, "sweep", name)
+        if len(sweeps) > 1:
+            found["sentence"] = [f"[{name}] {text}" for text in found["sentence"]]
+        parts.append(found)
+    return (pd.concat(parts, ignore_index=True) if parts
+            else pd.DataFrame(columns=["sweep", "rank", *COLUMNS]))
+
+
+def _sections(found: pd.DataFrame):
+    """(heading, rows) per workload, and per sweep where several are in the table."""
+    several = "sweep" in found.columns and found["sweep"].nunique() > 1
+    keys = ["sweep", "workload"] if several else ["workload"]
+    for key, g in found.groupby(keys, sort=False):
+        yield (f"{key[0]}: {key[1]}" if several else key[0] if isinstance(key, tuple) else key), g
 
 
 def render_markdown(found: pd.DataFrame, per_workload: int = 8) -> str:
@@ -621,7 +627,7 @@ def render_markdown(found: pd.DataFrame, per_workload: int = 8) -> str:
     if shown is None or shown.empty:
         return "_No findings: no backends differ beyond the thresholds (FindingsConfig)._\n"
     lines = []
-    for workload, g in shown.groupby("workload", sort=False):
+    for workload, g in _sections(shown):
         lines.append(f"**{workload}**\n")
         for i, r in enumerate(g.head(per_workload).itertuples(), 1):
             lines.append(f"{i}. [{r.kind}] {r.sentence}")
@@ -635,7 +641,7 @@ def render_text(found: pd.DataFrame) -> str:
     if found is None or found.empty:
         return "No findings: no backends differ beyond the thresholds."
     lines = []
-    for workload, g in found.groupby("workload", sort=False):
+    for workload, g in _sections(found):
         lines.append(f"== {workload}")
         for r in g.itertuples():
             lines.append(f"{r.rank:>3}. [{r.kind}, score {r.score:.2f}] {r.sentence}")

@@ -183,6 +183,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "variant": variant(params) + (",warm cache" if (record.get("compile") or {}).get("cache") == "warm" else ""),
         "backend": backend_label(record),
         "run_id": record.get("run_id", ""),
+        # the sweep directory the run is in (load: named relative to the root it was given by)
+        "sweep": record.get("_sweep", ""),
         "status": record["status"],
         "reason": record.get("reason") or "",
         # wall time per iteration: the median of the per-process medians (schema 1: one process)
@@ -236,25 +238,63 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
 SUMMARY_COLUMNS = list(summary_row({"status": "ok", "workload": "", "backend": ""}))
 
 
-def _distinguish_variants(rows: list[dict[str, Any]]) -> None:
-    """Two runs of a workload whose tags agree but whose parameters differ (faulty's `fault`,
-    an explicit M) must not share a variant name, or tables would add them up: the parameters
-    that vary among runs with the same tags are appended as key=value. (Grouping by tags, not
-    by workload: a paged cache's num_blocks need not label the static-cache runs.) A key that a
-    record lacks altogether (written before the workload had it) splits nothing: it is compared
-    among the records that have it."""
-    by_tags: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_tags.setdefault((row["workload"], row["variant"]), []).append(row)
+def _varying(group: list[dict[str, Any]]) -> list[str]:
+    """The keys whose values differ among these flat dicts (a key a dict lacks altogether, written
+    before it existed, is compared among the dicts that have it)."""
+    keys = sorted({k for d in group for k in d})
+    return [k for k in keys if len({json.dumps(d[k], sort_keys=True, default=str)
+                                    for d in group if k in d}) > 1]
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in (config or {}).items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _distinguish_variants(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
+    """Two runs of a workload in one sweep whose tags agree but whose parameters differ (faulty's
+    `fault`, an explicit M) must not share a variant name, or tables would add them up: the
+    parameters that vary among runs with the same tags are appended as key=value. (Grouping by
+    tags, not by workload: a paged cache's num_blocks need not label the static-cache runs; and by
+    sweep: another sweep's runs are never compared with these.) Then runs of the same backend
+    label that still share a variant (the same config at two seeds) are told apart by the rest of
+    their config that differs (`seed=1`), so that no table takes them for one run or for two
+    backends."""
+    by_tags: dict[tuple[str, str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        by_tags.setdefault((row["sweep"], row["workload"], row["variant"]), []).append(i)
     for group in by_tags.values():
-        params = [json.loads(r["params_json"]) for r in group]
-        keys = sorted({k for p in params for k in p} - set(TAG_KEYS) - {"name"})
-        varying = [k for k in keys if len({json.dumps(p[k], sort_keys=True, default=str)
-                                           for p in params if k in p}) > 1]
-        for row, p in zip(group, params):
-            extra = ",".join(f"{k}={p.get(k)}" for k in varying)
-            if extra:
-                row["variant"] = f"{row['variant']},{extra}" if row["variant"] else extra
+        params = [{k: v for k, v in json.loads(rows[i]["params_json"]).items()
+                   if k not in TAG_KEYS and k != "name"} for i in group]
+        varying = _varying(params)
+        for i, p in zip(group, params):
+            _append(rows[i], [(k, p.get(k)) for k in varying])
+    by_variant: dict[tuple[str, str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        by_variant.setdefault((row["sweep"], row["workload"], row["variant"]), []).append(i)
+    for group in by_variant.values():
+        configs = {i: {k: v for k, v in _flat(records[i].get("config") or {}).items()
+                       if not k.startswith(("workload.", "backend."))} for i in group}
+        labels: dict[str, list[int]] = {}
+        for i in group:
+            labels.setdefault(rows[i]["backend"], []).append(i)
+        varying = sorted({k for runs in labels.values() if len(runs) > 1
+                          for k in _varying([configs[i] for i in runs])})
+        # every run of the variant gets the keys, with its own values, so that the other
+        # backends' runs stay beside the runs of theirs they were measured with
+        for i in group:
+            _append(rows[i], [(k, configs[i][k]) for k in varying if k in configs[i]])
+
+
+def _append(row: dict[str, Any], items: list[tuple[str, Any]]) -> None:
+    extra = ",".join(f"{k}={v}" for k, v in items)
+    if extra:
+        row["variant"] = f"{row['variant']},{extra}" if row["variant"] else extra
 
 
 def artifact_paths(record: dict[str, Any]) -> dict[str, str]:
@@ -289,25 +329,67 @@ def _why_missing(record: dict[str, Any], what: str) -> str:
     return f"no {ARTIFACT_FILES[what]} (not collected for this run)"
 
 
+def sweep_name(run_dir: Path, root: Path) -> str:
+    """A run's sweep: the directory it is in, named by its path under the root given on the command
+    line (`node/pool1` under `results/reference/h200`), or by its own name where it is the root
+    (`fair` for `results/reference/h200/fair`) or above it (a run dir given as the root)."""
+    parent = run_dir.parent
+    root = root if root.is_dir() else root.parent.parent
+    try:
+        rel = parent.resolve().relative_to(root.resolve())
+    except ValueError:
+        return parent.resolve().name
+    return root.resolve().name if rel == Path(".") else rel.as_posix()
+
+
+def _records(roots: list[Path], skip_unusable: bool = False) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every run's record once (a root given twice, or inside another, reads its runs once), with
+    `_run_dir` and `_sweep` added; two sweep directories that would share a name are named by
+    their paths instead. An unusable record stops the load (naming it), or with `skip_unusable`
+    is left out and named in the second value."""
+    records, seen, parents = [], set(), {}
+    unusable: dict[str, str] = {}
+    for root in roots:
+        for path in record_paths([root]):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                record = read_record(path)
+            except UnusableRecord as e:
+                if not skip_unusable:
+                    raise
+                unusable[str(path)] = str(e).removeprefix(f"{path}: ")
+                continue
+            record["_run_dir"], record["_sweep"] = str(path.parent), sweep_name(path.parent, root)
+            parents.setdefault(record["_sweep"], set()).add(path.parent.resolve().parent)
+            records.append(record)
+    for record in records:
+        if len(parents[record["_sweep"]]) > 1:
+            record["_sweep"] = Path(record["_run_dir"]).parent.as_posix()
+    return records, unusable
+
+
+def _unique_run_ids(rows: list[dict[str, Any]]) -> None:
+    """The same configuration in several sweeps has one run_id (it hashes the config): every table
+    joins on run_id, so each of those runs is `run_id@sweep` here (compare matches runs of one
+    sweep against another's, where ids are unique)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["run_id"]] = counts.get(row["run_id"], 0) + 1
+    for row in rows:
+        if counts[row["run_id"]] > 1:
+            row["run_id"] = f"{row['run_id']}@{row['sweep']}"
+
+
 def load(roots: list[str | Path], skip_unusable: bool = False) -> Sweep:
     """Every record under the roots and its tables. An unusable record stops the load (naming
     it), or with `skip_unusable` is left out and named in `Sweep.unusable`."""
     roots = [Path(r) for r in roots]
-    records = []
-    unusable: dict[str, str] = {}
-    for path in record_paths(roots):
-        try:
-            record = read_record(path)
-        except UnusableRecord as e:
-            if not skip_unusable:
-                raise
-            unusable[str(path)] = str(e).removeprefix(f"{path}: ")
-            continue
-        record["_run_dir"] = str(path.parent)
-        records.append(record)
-
+    records, unusable = _records(roots, skip_unusable)
     rows = [summary_row(r) for r in records]
-    _distinguish_variants(rows)
+    _unique_run_ids(rows)
+    _distinguish_variants(rows, records)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     for col in ("numerics_passed", "host_bound"):
         summary[col] = summary[col].astype("boolean")
@@ -352,6 +434,26 @@ def load(roots: list[str | Path], skip_unusable: bool = False) -> Sweep:
     return Sweep(roots=roots, records=records, summary=summary.reset_index(drop=True),
                  kernels=kernels, memory=memory, buffers=buffers, missing=missing,
                  unusable=unusable)
+
+
+def by_sweep(sweep: Sweep) -> list[tuple[str, Sweep]]:
+    """The loaded runs per sweep, in the order they were found: what reports, findings and pairs
+    compare within (two sweeps' runs of one label are two measurements of one backend, never two
+    backends)."""
+    out = []
+    for name in dict.fromkeys([r.get("_sweep", "") for r in sweep.records] + list(sweep.summary["sweep"])):
+        summary = sweep.summary[sweep.summary["sweep"] == name].reset_index(drop=True)
+        ids, dirs = set(summary["run_id"]), set(summary["run_dir"])
+
+        def mine(t: pd.DataFrame) -> pd.DataFrame:
+            return t[t["run_id"].isin(ids)].reset_index(drop=True) if len(t) else t
+        out.append((name, Sweep(
+            roots=sweep.roots, records=[r for r in sweep.records if r.get("_run_dir") in dirs],
+            summary=summary, kernels=mine(sweep.kernels), memory=mine(sweep.memory),
+            buffers=mine(sweep.buffers),
+            missing={t: {k: v for k, v in m.items() if k in ids | dirs}
+                     for t, m in sweep.missing.items()})))
+    return out
 
 
 def match_key(row: pd.Series | dict[str, Any]) -> tuple:

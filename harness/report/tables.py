@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.collect.kernel_categories import CATEGORIES
-from harness.describe import FLAG_CODES, record_flags
+from harness.describe import FLAG_CODES, flagged_text, record_flags
 from harness.report.load import KEY_COLUMNS, MEMORY_KINDS, Sweep
 
 MIB = 1024.0 ** 2
@@ -312,7 +312,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     show = pd.DataFrame({
         "workload": summary["workload"], "variant": summary["variant"],
         "backend": summary["backend"], "status": summary["status"],
-        "wall ms": summary["median_ms"],
+        "wall ms": [flagged_text(fmt_num(m), f) for m, f in zip(summary["median_ms"], summary["flags"])],
         "p10–p90 ms": [f"{fmt_num(a)}–{fmt_num(b)}" if a == a else ""
                        for a, b in zip(summary["p10_ms"], summary["p90_ms"])],
         "CV %": summary["cv"] * 100.0,
