@@ -45,19 +45,24 @@ def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
     noise (CV: between processes where several ran, else within one). Where a label
     ran more than once in a variant (several sweeps), its first run is taken."""
     ok = summary[summary["status"] == "ok"]
+    # plain dicts: a 100-run sweep made this a second of pandas row lookups
+    first: dict[tuple[str, str, str], dict] = {}
+    wanted = dict.fromkeys(["workload", "variant", "backend", *SIDE_COLUMNS, "processes"])
+    for run in ok[[c for c in wanted if c in ok.columns]].to_dict("records"):
+        first.setdefault((run["workload"], run["variant"], run["backend"]), run)
+    variants = list(dict.fromkeys(zip(ok["workload"], ok["variant"])))
     rows = []
     for pair in PAIRS:
-        for (w, v), g in ok.groupby(["workload", "variant"], sort=False):
-            sides = {side: g[g["backend"] == label] for side, label in
+        for w, v in variants:
+            sides = {side: first.get((w, v, label)) for side, label in
                      (("inductor", pair.inductor), ("xla", pair.xla))}
-            if any(s.empty for s in sides.values()):
+            if any(s is None for s in sides.values()):
                 continue
             row = {"pair": pair.name, "meaning": pair.meaning, "workload": w, "variant": v,
                    "inductor": pair.inductor, "xla": pair.xla}
-            for side, runs in sides.items():
-                first = runs.iloc[0]
-                row.update({f"{side}_{name}": first[col] for col, name in SIDE_COLUMNS.items()})
-                row[f"{side}_noise"] = noise_floor(first)[0]   # between processes, else within
+            for side, run in sides.items():
+                row.update({f"{side}_{name}": run[col] for col, name in SIDE_COLUMNS.items()})
+                row[f"{side}_noise"] = noise_floor(run)[0]   # between processes, else within
             row["inductor_over_xla"] = row["inductor_ms"] / row["xla_ms"]
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
