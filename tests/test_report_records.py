@@ -12,7 +12,7 @@ import pytest
 from harness.report import generate
 from harness.report.load import load
 from schema2 import DECODE, FP8_FWD, REFERENCE, copy_reference, reference, schema2, write_run
-from test_report import report_cli
+from conftest import report_cli
 
 RECOMPILE_TEXT = "recompiled during timing (2 graph(s)): the timing mixes compile and run"
 
