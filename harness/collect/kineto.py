@@ -240,12 +240,15 @@ def _fast_ops_for(buf: bytes, ops: list[tuple[bytes, ...]]
                 x = int(m.group(1))
                 if x in missing and x not in found:
                     found[x] = _cut(buf, [m.start()])[0]
-        keys: dict[Any, Any] = {}
+        # the volatile fields of every op removed in one regex pass over their joined text
+        # (one pass, not 34k calls, on a 100 MB trace); raw NUL never occurs in JSON text
+        ids = list(found)
+        stripped = _FAST_VOLATILE.sub(b"", b"\0".join(
+            found[x].replace(b'"External id": %d' % x, b"", 1) for x in ids)).split(b"\0")
+        keys: dict[Any, Any] = dict(zip(ids, stripped))
         texts: dict[bytes, bytes] = {}
-        for x, text in found.items():
-            key = _FAST_VOLATILE.sub(b"", text.replace(b'"External id": %d' % x, b"", 1))
-            keys[x] = key
-            texts.setdefault(key, text)
+        for x, key in zip(ids, stripped):
+            texts.setdefault(key, found[x])
         return keys, dict(zip(texts, _parse_events(list(texts.values()))))
     return ops_for
 

@@ -144,7 +144,7 @@ def memory_figure(memory_long: pd.DataFrame, workload: str) -> Figure | None:
     sub = memory_long[(memory_long["workload"] == workload) & memory_long["kind"].notna()]
     if sub.empty:
         return None
-    kinds = set(sub["kind"])
+    kinds = set(sub.loc[pd.to_numeric(sub["bytes"], errors="coerce") > 0, "kind"])
     parts = [k for k in MEMORY_PARTS if k in kinds] + \
             sorted(k for k in kinds if k not in MEMORY_KINDS)
     marks = [k for k in MEMORY_MARKS if k in kinds]
@@ -259,6 +259,21 @@ def _flag_text(run_flags: object, baseline_flags: object) -> str:
     return ", ".join(codes(run_flags) + [f"eager: {c}" for c in codes(baseline_flags)])
 
 
+def _speedup_limits(sub: pd.DataFrame, axes_in: float) -> tuple[float, float]:
+    """x limits (log scale) with room beyond the longest bars for their flag names: a name
+    takes a fixed width in inches, which is a share of the axes' decades."""
+    v, marked = sub["speedup"].to_numpy(dtype=float), sub["marked"].to_numpy()
+    lo, hi = np.log10(min(v.min(), 1.0) / 1.5), np.log10(max(v.max(), 1.0) * 1.5)
+
+    def share(side: np.ndarray) -> float:
+        texts = [t for t in marked[side] if t]
+        return min(0.45, (text_inches(max(texts, key=len), 6) + 0.15) / axes_in) if texts else 0.0
+    right, left = share(v >= 1), share(v < 1)
+    # the texts end at the limits: solve for the span that leaves them their share of it
+    span = (hi - lo) / max(1.0 - right - left, 0.1)
+    return 10 ** (lo - left * span), 10 ** (hi + right * span)
+
+
 def speedup_figure(speedups: pd.DataFrame) -> Figure | None:
     """Horizontal bars from 1x: each backend's speedup over eager per workload variant, on a
     log scale (0.4x and 2.5x are as far from 1x; on a linear one a 0.4x bar all but
@@ -295,10 +310,11 @@ def speedup_figure(speedups: pd.DataFrame) -> Figure | None:
             ax.text(vi * (1.04 if vi >= 1 else 1 / 1.04), yi, codes, fontsize=6, va="center",
                     ha="left" if vi >= 1 else "right")
     ax.set_xscale("log")
-    lo, hi = float(sub["speedup"].min()), float(sub["speedup"].max())
-    ax.set_xlim(min(lo, 1.0) / 1.6, max(hi, 1.0) * 1.6)
+    lo, hi = _speedup_limits(sub, width - label_in - 1.9)
+    ax.set_xlim(lo, hi)
     ax.axvline(1.0, color="black", lw=1.0)
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    # 1-2-5 ticks over a few decades; past that they would run into each other
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if hi / lo < 300 else (1.0,)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_yticks(range(len(names)), list(reversed(names)), fontsize=8)
