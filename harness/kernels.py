@@ -14,7 +14,6 @@ figures are whole-trace totals and every heading says so.
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import re
 from pathlib import Path
@@ -173,14 +172,17 @@ def _hlo_dir(path: str, given: str | None) -> str | None:
 
 
 def _scans(args: argparse.Namespace) -> list[Callable[[], Scan | None]]:
-    """Each Kineto trace's fast-path scan, started in a child process (a trace the scan does
-    not take, a perfetto one or another layout, gives None: read here as usual)."""
-    return [scan_in_background(functools.partial(_read, path)) for path in args.traces]
-
-
-def _read(path: str) -> bytes:
-    from harness.collect.trace_read import read_bytes   # in the scanning process
-    return read_bytes(path)
+    """Each Kineto trace's fast-path scan, started in child processes (a trace the scan does
+    not take, a perfetto one or another layout, or one that cannot be read, gives None: read
+    here as usual, which names what is wrong)."""
+    from harness.collect.trace_read import read_bytes
+    scans = []
+    for path in args.traces:
+        try:
+            scans.append(scan_in_background(read_bytes(path)))
+        except InputError:
+            scans.append(lambda: None)
+    return scans
 
 
 def _tables(args: argparse.Namespace,
