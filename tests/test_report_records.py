@@ -14,6 +14,9 @@ from harness.report.load import load
 from schema2 import DECODE, FP8_FWD, REFERENCE, copy_reference, reference, schema2, write_run
 from conftest import report_cli
 
+# one worker builds the module's reports (each worker would build its own)
+pytestmark = pytest.mark.xdist_group("report_records")
+
 RECOMPILE_TEXT = "recompiled during timing (2 graph(s)): the timing mixes compile and run"
 
 
