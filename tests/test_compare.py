@@ -10,16 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_report import copy_sweep, make_cpu_sweep, report_cli
+from conftest import copy_sweep, report_cli
 from harness.report.compare import (IMPROVEMENT, NEWLY_FAILING, NOISE, REGRESSION, CompareConfig,
                                     verdict)
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cpu_sweep(tmp_path_factory) -> Path:
-    return make_cpu_sweep(tmp_path_factory)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu_sweep")]
 
 
 def set_samples(record_path: Path, samples_ms: list[float]) -> None:

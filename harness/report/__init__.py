@@ -61,15 +61,46 @@ def _call(job: tuple):
     return fn(*args)
 
 
-def _render(jobs: dict[str, tuple]) -> dict[str, Path | None]:
-    """Draw the plots, in parallel where there are CPUs to spare: rasterising PNGs is most of
-    a large report's time (about 1 s per multi-panel figure), and the figures are independent."""
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2:
-        return {key: _call(job) for key, job in jobs.items()}
-    ctx = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        return dict(zip(jobs, pool.map(_call, jobs.values())))
+class _Plots:
+    """The plots, drawn in worker processes while this one computes findings, writes tables and
+    renders report.md: drawing is over half of a large report's CPU time, and the figures are
+    independent of each other and of the rest. A figure is waited for where report.md first
+    needs to know whether it exists (`get`, `in`). One process where there is one CPU."""
+
+    def __init__(self, jobs: dict[str, tuple]):
+        self.drawn: dict[str, Path | None] = {}
+        self.futures: dict[str, concurrent.futures.Future] = {}
+        workers = min(len(jobs), os.cpu_count() or 1)
+        self.pool = None
+        if workers < 2:
+            self.drawn = {key: _call(job) for key, job in jobs.items()}
+            return
+        ctx = multiprocessing.get_context("fork")
+        self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        self.futures = {key: self.pool.submit(_call, job) for key, job in jobs.items()}
+
+    def __enter__(self) -> "_Plots":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def get(self, key: str) -> Path | None:
+        if key not in self.drawn and key in self.futures:
+            self.drawn[key] = self.futures[key].result()
+        return self.drawn.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def all(self) -> dict[str, Path]:
+        return {key: path for key in [*self.drawn, *self.futures]
+                if (path := self.get(key)) is not None}
+
+
+# What report.md reads plots from: drawn paths by key, or the plots being drawn.
+Plots = "dict[str, Path] | _Plots"
 
 
 def _buffers(sweep: Sweep, n: int = 10) -> pd.DataFrame:
@@ -79,6 +110,24 @@ def _buffers(sweep: Sweep, n: int = 10) -> pd.DataFrame:
         b = b.sort_values(["run_id", "_b"], ascending=[True, False], kind="stable")
         b = b.groupby("run_id", sort=False).head(n).drop(columns="_b").reset_index(drop=True)
     return T._with_missing(b, sweep, "memory_buffers")
+
+
+def _plot_jobs(sweep: Sweep, tables: dict[str, pd.DataFrame], plot_dir: Path) -> dict[str, tuple]:
+    """Each figure's function and the rows it draws (each job's rows are sent to a worker):
+    the costliest first, so that no worker is left with it at the end, then in the order
+    report.md embeds them, so that rendering it seldom waits."""
+    from harness.report import plots as P
+    workloads = list(dict.fromkeys(sweep.summary["workload"]))
+    categories, memory = tables["kernels_by_category"], tables["memory_by_kind"]
+    jobs = {"compile": (P.compile_phases, tables["compile"], plot_dir),
+            "speedup": (P.speedup, tables["speedup"], plot_dir)}
+    jobs.update({f"categories:{w}": (P.category_stacked, categories[categories["workload"] == w],
+                                     w, plot_dir) for w in workloads})
+    jobs["generation"] = (G.latency_by_position, tables["generation_positions"], plot_dir)
+    jobs["roofline"] = (P.roofline, tables["kernels_top"], sweep.summary[["device"]], plot_dir)
+    jobs.update({f"memory:{w}": (P.memory_by_kind, memory[memory["workload"] == w], w, plot_dir)
+                 for w in workloads})
+    return jobs
 
 
 def generate(roots: list[str | Path], out_dir: str | Path | None = None,
@@ -110,18 +159,17 @@ def _write_report(sweep: Sweep, out: Path, findings: bool) -> Report:
     for name, sub in parts:
         plot_dir = out / PLOTS_DIR / (_slug(name) if several else "")
         plot_dir.mkdir(parents=True, exist_ok=True)
-        jobs.update({f"{name}|{key}": job for key, job in
-                     _plot_jobs(sub.summary, per_sweep[name], plot_dir).items()})
-    drawn = {key: path for key, path in _render(jobs).items() if path}
+        jobs.update({f"{name}|{key}": job for key, job in _plot_jobs(sub, per_sweep[name], plot_dir).items()})
+    with _Plots(jobs) as drawing:    # drawn in worker processes while the findings are made
+        found = None
+        if findings:
+            from harness.report.findings import findings as find
+            found = find(sweep, tables)
+            tables["findings"] = found
+            written += T.write_tables({"findings": found}, out)
+        drawn = drawing.all()
     plots = {name: {key.split("|", 1)[1]: path for key, path in drawn.items()
                     if key.split("|", 1)[0] == name} for name, _ in parts}
-
-    found = None
-    if findings:
-        from harness.report.findings import findings as find
-        found = find(sweep, tables)
-        tables["findings"] = found
-        written += T.write_tables({"findings": found}, out)
 
     if several:
         md = "\n".join([_header(sweep), *_findings_section(found),
@@ -154,26 +202,12 @@ def _slug(name: str) -> str:
     return name.strip("/").replace("/", "_") or "sweep"
 
 
-def _plot_jobs(summary: pd.DataFrame, tables: dict[str, pd.DataFrame],
-               plot_dir: Path) -> dict[str, tuple]:
-    from harness.report import plots as P
-    jobs = {}
-    for w in dict.fromkeys(summary["workload"]):
-        jobs[f"categories:{w}"] = (P.category_stacked, tables["kernels_by_category"], w, plot_dir)
-        jobs[f"memory:{w}"] = (P.memory_by_kind, tables["memory_by_kind"], w, plot_dir)
-    jobs["roofline"] = (P.roofline, tables["kernels_top"], summary, plot_dir)
-    jobs["speedup"] = (P.speedup, tables["speedup"], plot_dir)
-    jobs["compile"] = (P.compile_phases, tables["compile"], plot_dir)
-    jobs["generation"] = (G.latency_by_position, tables["generation_positions"], plot_dir)
-    return jobs
-
-
 def _demoted(markdown: str) -> str:
     """A sweep's section inside a report of several: its headings one level down."""
     return re.sub(r"^(#+ )", r"#\1", markdown, flags=re.M)
 
 
-def _variant_tables(lines: list[str], s: pd.DataFrame, plots: dict[str, Path], out: Path, plot: str,
+def _variant_tables(lines: list[str], s: pd.DataFrame, plots: "Plots", out: Path, plot: str,
                     alt: str, wide_of) -> Iterator[tuple[str, str]]:
     """Per workload its heading and plot, then per variant its title and wide table (`wide_of(w,
     v)`); yields each (workload, variant) for what its section adds below the table."""
@@ -190,7 +224,7 @@ def _variant_tables(lines: list[str], s: pd.DataFrame, plots: dict[str, Path], o
             yield w, v
 
 
-def _img(plots: dict[str, Path], key: str, out: Path, alt: str) -> str:
+def _img(plots: "Plots", key: str, out: Path, alt: str) -> str:
     p = plots.get(key)
     return f"![{alt}]({p.relative_to(out).as_posix()})\n" if p else ""
 
@@ -199,8 +233,8 @@ def _missing_note(long: pd.DataFrame, workload: str, variant: str, what: str) ->
     sub = long[(long["workload"] == workload) & (long["variant"] == variant)]
     col = "category" if "category" in long.columns else "kind"
     gone = sub[sub[col].isna()]
-    return "".join(f"- no {what} for **{r.backend}**: {T.md_escape(r.reason)}\n"
-                   for r in gone.itertuples(index=False))
+    return "".join(f"- no {what} for **{backend}**: {T.md_escape(reason)}\n"
+                   for backend, reason in zip(gone["backend"].tolist(), gone["reason"].tolist()))
 
 
 def _header(sweep: Sweep) -> str:
@@ -264,16 +298,19 @@ def render_body(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, 
     lines.append("Categories are those of each kernel's source PyTorch op where the kernel table "
                  "names it (so attention means the same on Inductor and XLA), else of the kernel "
                  "itself; where ops are known, the split by kernel category follows.\n")
-    cat = tables["kernels_by_category"]
-    top = tables["kernels_top"]
+    # each variant's rows, split once: filtering the whole long tables per variant was most
+    # of rendering a 100-run report
+    cat = T.by_variant(tables["kernels_by_category"])
+    top = T.by_variant(tables["kernels_top"])
     for w, v in _variant_tables(lines, s, plots, out, "categories", "time by category",
-                                lambda w, v: T.category_wide(cat, w, v)):
-        split = T.category_split(cat, w, v)
+                                lambda w, v: T.category_wide(cat[w, v], w, v)):
+        split = T.category_split(cat[w, v], w, v)
         if not split.empty:
             lines += ["<details><summary>by source op and kernel category</summary>\n",
                       T.md_table(split), "</details>\n"]
-        lines.append(_missing_note(cat, w, v, "kernel table"))
-        sub = top[(top["workload"] == w) & (top["variant"] == v) & top["kernel"].notna()]
+        lines.append(_missing_note(cat[w, v], w, v, "kernel table"))
+        sub = top[w, v]
+        sub = sub[sub["kernel"].notna()]
         if len(sub):
             ops = [c for c in ("op", "op_category") if c in sub.columns
                    and sub[c].notna().any()]
@@ -296,10 +333,10 @@ def render_body(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, 
               "_No kernel with both FLOPs and bytes known (CPU runs, or not profiled)._\n"]
 
     lines.append("## Memory by kind (MiB)\n")
-    mem = tables["memory_by_kind"]
+    mem = T.by_variant(tables["memory_by_kind"])
     for w, v in _variant_tables(lines, s, plots, out, "memory", "memory by kind",
-                                lambda w, v: T.memory_wide(mem, w, v)):
-        lines.append(_missing_note(mem, w, v, "memory table"))
+                                lambda w, v: T.memory_wide(mem[w, v], w, v)):
+        lines.append(_missing_note(mem[w, v], w, v, "memory table"))
     lines.append("## Compile time by phase (s)\n")
     lines.append(_img(plots, "compile", out, "compile phases"))
     comp = tables["compile"].drop(columns=["run_id", "status", "reason"])

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from harness.describe import FLAG_CODES, THRESHOLDS
@@ -83,14 +84,18 @@ def _short(kernel: str, n: int = 60) -> str:
     return kernel if len(kernel) <= n else kernel[:n - 3] + "..."
 
 
-def _top_kernels(k: pd.DataFrame, n: int, by: pd.Series | None = None) -> str:
-    """The n longest kernels; where they are grouped by op category (`by`), each kernel's own
+def _kernel_text(kernel: str, time_us: float, category: Any = None, group: Any = None) -> str:
+    """A kernel as evidence; where kernels are grouped by op category (`group`), its own
     category is named beside it when it differs (XLA's attention: `[gemm]`, `[reduction]`)."""
+    own = f" [{category}]" if group is not None and category != group else ""
+    return f"{_short(kernel)}{own} ({time_us:,.1f} us)"
+
+
+def _top_kernels(k: pd.DataFrame, n: int) -> str:
+    """The n longest kernels."""
     k = k.sort_values("time_us_per_iter", ascending=False).head(n)
-    own = [f" [{c}]" if by is not None and c != by.get(i) else ""
-           for i, c in zip(k.index, k["category"])]
-    return ", ".join(f"{_short(r.kernel)}{o} ({r.time_us_per_iter:,.1f} us)"
-                     for r, o in zip(k.itertuples(), own)) or "none"
+    return ", ".join(_kernel_text(kernel, t) for kernel, t in
+                     zip(k["kernel"].tolist(), k["time_us_per_iter"].tolist())) or "none"
 
 
 def _ms(v: float) -> str:
@@ -229,13 +234,18 @@ def rule_layout(ctx: "Context") -> list[Finding]:
     """Copies are a kernel-level notion (a transpose inside attention is still traffic): this
     rule reads the kernel category, not the source op's."""
     cfg, out = ctx.cfg, []
-    for r, k in ctx.profiled_runs():
-        total = k["time_us_per_iter"].sum() / 1e3
-        copy = k[k["category"] == "copy"]
-        t = copy["time_us_per_iter"].sum() / 1e3
+    k = ctx.kernels
+    if not len(k):
+        return out
+    time = k["time_us_per_iter"].to_numpy(dtype=float)
+    is_copy = (k["category"] == "copy").to_numpy()
+    rows = k.groupby("run_id", sort=False).indices
+    for r, _ in ctx.profiled_runs():
+        idx = rows[r.run_id]
+        total, t = _sum(time[idx]) / 1e3, _sum(time[idx[is_copy[idx]]]) / 1e3
         if total <= 0 or t < cfg.copy_min_ms or t / total < cfg.copy_min_share:
             continue
-        ev = f"copy kernels: {_top_kernels(copy, cfg.evidence_kernels)}"
+        ev = f"copy kernels: {_top_kernels(k.iloc[idx[is_copy[idx]]], cfg.evidence_kernels)}"
         bufs = ctx.buffers_of(r.run_id)
         if len(bufs):
             ev += "; largest buffers: " + ctx.describe_buffers(bufs)
@@ -325,11 +335,13 @@ def rule_graphs(ctx: "Context") -> list[Finding]:
     replays, skips with their reasons, partitions that are not cudagraphable, else host work
     between graphs."""
     cfg, out = ctx.cfg, []
-    rows = ctx.summary.set_index("run_id")
+    rows: dict[str, Any] = {}
+    for r in ctx.summary.itertuples():
+        rows.setdefault(r.run_id, r)      # a run listed twice: its first row
     for g in ctx.graphs.itertuples():
-        if not g.graph_mode or g.status != "ok" or g.run_id not in rows.index:
+        if not g.graph_mode or g.status != "ok" or g.run_id not in rows:
             continue
-        idle = _idle(next(rows.loc[[g.run_id]].reset_index().itertuples()))
+        idle = _idle(rows[g.run_id])
         if idle is None:
             continue
         gap, share, busy, _ = idle
@@ -343,35 +355,52 @@ def rule_graphs(ctx: "Context") -> list[Finding]:
     return out
 
 
+def _sum(values: np.ndarray) -> float:
+    """What pandas' Series.sum gives (NaN skipped), on a run's slice of a column."""
+    return float(np.nansum(values))
+
+
 def rule_roofline(ctx: "Context") -> list[Finding]:
     cfg, out = ctx.cfg, []
-    for r, k in ctx.profiled_runs():
-        total = k["time_us_per_iter"].sum()
-        suspect = k["suspect"].fillna(False).astype(bool) if "suspect" in k else False
-        for cats, col, limit, what in (
-                (COMPUTE_CATEGORIES, "pct_peak_flops", cfg.compute_pct_peak_below, "FLOP/s"),
-                (MEMORY_BOUND_CATEGORIES, "pct_peak_bw", cfg.bandwidth_pct_peak_below,
-                 "memory bandwidth")):
-            if col not in k:
-                continue
-            sel = k[k["category"].isin(cats) & pd.to_numeric(k[col], errors="coerce").notna()
-                    & ~suspect]
-            t = sel["time_us_per_iter"].sum()
+    k = ctx.kernels
+    if not len(k) or "time_us_per_iter" not in k:
+        return out
+    # columns as arrays once, sliced per run (per-run frames cost more than the arithmetic)
+    time = pd.to_numeric(k["time_us_per_iter"], errors="coerce").to_numpy(dtype=float)
+    rows = k.groupby("run_id", sort=False).indices
+    suspect = (k["suspect"].fillna(False).astype(bool).to_numpy() if "suspect" in k
+               else np.zeros(len(k), dtype=bool))
+    checks = []
+    for cats, col, limit, what in (
+            (COMPUTE_CATEGORIES, "pct_peak_flops", cfg.compute_pct_peak_below, "FLOP/s"),
+            (MEMORY_BOUND_CATEGORIES, "pct_peak_bw", cfg.bandwidth_pct_peak_below,
+             "memory bandwidth")):
+        if col in k:
+            pct_col = pd.to_numeric(k[col], errors="coerce").to_numpy(dtype=float)
+            sel = k["category"].isin(cats).to_numpy() & ~np.isnan(pct_col) & ~suspect
+            checks.append((cats, col, limit, what, pct_col, sel))
+    for r, _ in ctx.profiled_runs():
+        idx = rows[r.run_id]
+        total = _sum(time[idx])
+        for cats, col, limit, what, pct_col, sel in checks:
+            mine = idx[sel[idx]]
+            t = _sum(time[mine])
             if total <= 0 or t / total < cfg.roofline_min_share:
                 continue
-            pct = float((sel[col].astype(float) * sel["time_us_per_iter"]).sum() / t)
+            pct = _sum(pct_col[mine] * time[mine]) / t
             if pct >= limit:
                 continue
-            worst = sel.sort_values("time_us_per_iter", ascending=False).head(cfg.evidence_kernels)
+            chosen = k.iloc[mine]
+            worst = chosen.sort_values("time_us_per_iter", ascending=False).head(cfg.evidence_kernels)
             ev = ", ".join(f"{_short(x.kernel)} ({x.category}, {x.time_us_per_iter:,.1f} us, "
-                           f"{getattr(x, col):.0f}%)" for x in worst.itertuples())
+                           f"{float(getattr(x, col)):.0f}%)" for x in worst.itertuples())
             out.append(Finding("roofline", r.workload, r.variant, (r.backend,), pct,
                                f"% of peak {what}", (t / total) * (1.0 - pct / 100.0), ev,
                                f"On {_name(r.workload, r.variant)}, {r.backend}'s "
-                               f"{'/'.join(c for c in cats if c in set(sel['category']))} kernels "
-                               f"reach {pct:.0f}% of peak {what} (time-weighted over {len(sel)} "
-                               f"kernels, {t / 1e3:.3g} ms, {100 * t / total:.0f}% of kernel time; "
-                               f"below {limit:g}%): {ev}."))
+                               f"{'/'.join(c for c in cats if c in set(chosen['category']))} "
+                               f"kernels reach {pct:.0f}% of peak {what} (time-weighted over "
+                               f"{len(chosen)} kernels, {t / 1e3:.3g} ms, {100 * t / total:.0f}% "
+                               f"of kernel time; below {limit:g}%): {ev}."))
     return out
 
 
@@ -457,6 +486,7 @@ class Context:
     flags: pd.DataFrame           # tables.flags_long: one row per (run, flag)
     graphs: pd.DataFrame          # graphs.graphs_table: graph evidence per run
     cfg: FindingsConfig
+    pairs: pd.DataFrame | None = None   # pairs.pair_table of the summary, where already built
 
     def __post_init__(self) -> None:
         self._k = {rid: g for rid, g in self.kernels.groupby("run_id")} if len(self.kernels) else {}
@@ -484,8 +514,13 @@ class Context:
             sums = k.groupby(["run_id", "compared"])["time_us_per_iter"].sum() / 1e3
             self.category_ms = {rid: g.droplevel(0) for rid, g in sums.groupby(level=0)}
             n = self.cfg.evidence_kernels
-            for (rid, cat), g in k.groupby(["run_id", "compared"], sort=False):
-                self._top[(rid, cat)] = _top_kernels(g.head(n), n, g["compared"])
+            top = k.groupby(["run_id", "compared"], sort=False).head(n)   # longest first
+            listed: dict[tuple[str, str], list[str]] = {}
+            for rid, cat, kernel, own, t in zip(top["run_id"].tolist(), top["compared"].tolist(),
+                                                top["kernel"].tolist(), top["category"].tolist(),
+                                                top["time_us_per_iter"].tolist()):
+                listed.setdefault((rid, cat), []).append(_kernel_text(kernel, t, own, cat))
+            self._top = {key: ", ".join(texts) for key, texts in listed.items()}
         self.kind_bytes: dict[str, pd.Series] = {}
         # (run, kind) whose bytes are only a lower bound (buffers of unknown size: extern
         # kernels' outputs in Inductor's output code): no difference against them is known
@@ -557,7 +592,8 @@ class Context:
 def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
                   memory: pd.DataFrame | None = None, buffers: pd.DataFrame | None = None,
                   flags: pd.DataFrame | None = None, graphs: pd.DataFrame | None = None,
-                  cfg: FindingsConfig = FindingsConfig(), extra: tuple[Finding, ...] = ()) -> pd.DataFrame:
+                  cfg: FindingsConfig = FindingsConfig(), extra: tuple[Finding, ...] = (),
+                  pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """All rules over the tables, plus `extra` findings (a generation's: harness/report/generation.py);
     rows ranked per workload: failures, flags and pairs first, then by score."""
     empty = pd.DataFrame(columns=["run_id"])

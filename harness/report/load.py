@@ -316,11 +316,50 @@ def _artifact(record: dict[str, Any], name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+_NULLABLE_DTYPES = frozenset({"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32",
+                              "UInt64", "Float32", "Float64", "boolean"})
+
+
+def _read_table(path: Path):
+    """A run's table as an Arrow table (pandas per file cost 2.5 ms each, most of loading a
+    100-run sweep; the tables are joined in Arrow and converted once)."""
+    import pyarrow.parquet as pq
     try:
-        return pd.read_parquet(path)
+        return pq.ParquetFile(path).read()
     except Exception as e:  # pyarrow raises many types for a truncated or foreign file
         raise InputError(f"{path}: corrupt table ({type(e).__name__}: {e})") from None
+
+
+def _join(tables: list, rows: list[int], keys: list[dict[str, Any]],
+          columns: list[str]) -> pd.DataFrame:
+    """Runs' tables as one frame, KEY_COLUMNS first and `_row` (the run's summary row) last.
+    Tables written by other versions may lack columns (filled with nulls) or type one
+    differently (promoted; where Arrow cannot, pandas joins them as objects)."""
+    if not tables:
+        return pd.DataFrame(columns=KEY_COLUMNS + columns + ["_row"])
+    import pyarrow as pa
+    counts = [t.num_rows for t in tables]
+    # pandas' own dtypes where a file names one Arrow cannot (nullable Int64 byte counts); the
+    # rest of the metadata (each file's index, the kernel table's attrs) is the file's own
+    nullable = {}
+    for t in tables:
+        for col in (t.schema.pandas_metadata or {}).get("columns", []):
+            if col.get("numpy_type") in _NULLABLE_DTYPES and col.get("name") is not None:
+                nullable.setdefault(col["name"], col["numpy_type"])
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    try:
+        data = pa.concat_tables(tables, promote_options="permissive").to_pandas(
+            integer_object_nulls=True)   # as pandas joins int columns with missing values
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        data = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    for col, dtype in nullable.items():
+        if col in data.columns:
+            data[col] = data[col].astype(dtype)
+    data = data.drop(columns=[c for c in KEY_COLUMNS + ["_row"] if c in data.columns])
+    ids = pd.DataFrame({k: np.repeat(np.array([key[k] for key in keys], dtype=object), counts)
+                        for k in KEY_COLUMNS})
+    ids["_row"] = np.repeat(rows, counts)
+    return pd.concat([ids[KEY_COLUMNS], data, ids[["_row"]]], axis=1)
 
 
 def _why_missing(record: dict[str, Any], what: str) -> str:
@@ -394,42 +433,44 @@ def load(roots: list[str | Path], skip_unusable: bool = False) -> Sweep:
     for col in ("numerics_passed", "host_bound"):
         summary[col] = summary[col].astype("boolean")
 
-    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ARTIFACT_FILES}
+    found: dict[str, tuple[list, list[int], list[dict[str, Any]]]] = {
+        k: ([], [], []) for k in ARTIFACT_FILES}
     missing: dict[str, dict[str, str]] = {k: {} for k in ARTIFACT_FILES}
     for i, record in enumerate(records):
         keys = {k: rows[i][k] for k in KEY_COLUMNS}
         label = keys["run_id"] or rows[i]["run_dir"]
-        got: dict[str, pd.DataFrame] = {}
         for name in ARTIFACT_FILES:
             path = _artifact(record, name)
             table = _read_table(path) if path is not None else None
-            if table is None or table.empty:
+            if table is None or table.num_rows == 0:
                 missing[name][label] = (_why_missing(record, name) if table is None
                                         else f"{path.name} is empty")
                 continue
-            table = table.assign(**keys)
-            got[name] = table[KEY_COLUMNS + [c for c in table.columns if c not in KEY_COLUMNS]]
-            tables[name].append(got[name])
-        if "kernels" in got:
-            summary.loc[i, "kernel_ms_per_iter"] = got["kernels"]["time_us_per_iter"].sum() / 1e3
-        if "memory" in got:
-            mem = got["memory"]
-            total = mem.loc[mem["kind"] == "total", "bytes"]
-            if len(total):
-                summary.loc[i, "memory_total_bytes"] = float(total.iloc[0])
-            peak = mem.loc[mem["kind"] == "runtime_peak", "bytes"]
-            if len(peak) and math.isnan(summary.loc[i, "runtime_peak_bytes"]):
-                summary.loc[i, "runtime_peak_bytes"] = float(peak.iloc[0])
-
-    def concat(name: str, columns: list[str]) -> pd.DataFrame:
-        if tables[name]:
-            return pd.concat(tables[name], ignore_index=True)
-        return pd.DataFrame(columns=KEY_COLUMNS + columns)
+            for part, value in zip(found[name], (table, i, keys)):
+                part.append(value)
 
     from harness.collect.kernel_table import COLUMNS as KERNEL_COLUMNS
-    kernels = concat("kernels", KERNEL_COLUMNS)
-    memory = concat("memory", ["kind", "bytes", "buffers", "source"])
-    buffers = concat("memory_buffers", ["name", "bytes", "shape", "kind"])
+    kernels = _join(*found["kernels"], KERNEL_COLUMNS)
+    memory = _join(*found["memory"], ["kind", "bytes", "buffers", "source"])
+    buffers = _join(*found["memory_buffers"], ["name", "bytes", "shape", "kind"])
+    if len(kernels):
+        # each run's own sum, added in its table's order (as report tables and findings add)
+        time_us = kernels["time_us_per_iter"].to_numpy(dtype=float)
+        at = np.cumsum([0] + [t.num_rows for t in found["kernels"][0]])
+        summary.loc[found["kernels"][1], "kernel_ms_per_iter"] = [
+            np.nansum(time_us[a:b]) / 1e3 for a, b in zip(at[:-1], at[1:])]
+    if len(memory):
+        # each run's first row of a kind, as its table lists them
+        first = memory.drop_duplicates(["_row", "kind"]).pivot(index="_row", columns="kind",
+                                                               values="bytes")
+        if "total" in first.columns:
+            total = pd.to_numeric(first["total"], errors="coerce").dropna()
+            summary.loc[total.index, "memory_total_bytes"] = total.to_numpy(dtype=float)
+        if "runtime_peak" in first.columns:
+            peak = pd.to_numeric(first["runtime_peak"], errors="coerce").dropna()
+            peak = peak[summary.loc[peak.index, "runtime_peak_bytes"].isna().to_numpy()]
+            summary.loc[peak.index, "runtime_peak_bytes"] = peak.to_numpy(dtype=float)
+    kernels, memory, buffers = (t.drop(columns="_row") for t in (kernels, memory, buffers))
     summary = summary.sort_values(["workload", "variant", "backend"], kind="stable")
     return Sweep(roots=roots, records=records, summary=summary.reset_index(drop=True),
                  kernels=kernels, memory=memory, buffers=buffers, missing=missing,
