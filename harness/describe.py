@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from harness import clocks
+
 # Workload parameters that name a variant, in this order: `fp8_linear[fwd,tensorwise,seed]`.
 TAG_KEYS = ("mode", "recipe", "phase", "cache", "preset")
 
@@ -29,12 +31,28 @@ FLAG_CODES = {
     "emulated": "an op ran as a software emulation on this device (fp8 on the CPU): the time is the emulation's, not the hardware's",
     "host_busy": "other work took more than 10% of the run's cores while it was timed (a record "
                  "without that figure: a load average above one per core, all cores the run's)",
+    "throttled": "timed samples ran below 90% of the reference SM clock or with a throttle reason (harness/clocks.py)",
     "flagged": "a schema-1 flag in free text (its detail says what)",
 }
 
-# Flags that make a run's median unreliable for comparison with another's: readers that set
-# two medians side by side (findings, compare) name them and state no ratio as a result.
-NOISE_FLAGS = ("high_cv", "process_spread", "host_busy")
+# Flags that make a run's median unreliable beside another's (its samples or processes spread,
+# the host or the GPU was not in the state asked for): a finding between two runs, either of them
+# flagged so, names the flags and states no ratio of their medians as a result.
+NOISE_FLAGS = ("high_cv", "process_spread", "host_busy", "throttled")
+
+
+def noise_codes(codes: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The NOISE_FLAGS among a run's flag codes (a list, or the summary's comma-joined text)."""
+    have = set(codes.split(",") if isinstance(codes, str) else codes)
+    return [code for code in NOISE_FLAGS if code in have]
+
+
+def flagged_text(text: str, codes: str | list[str] | tuple[str, ...]) -> str:
+    """A table cell of a flagged run: its value, then its flag codes, `0.682 !host_bound,high_cv`.
+    One spelling wherever a flagged run's figure sits in a table (report.md, the findings docs,
+    the dashboard), so that no cell of such a run reads as a plain measurement."""
+    codes = [c for c in (codes.split(",") if isinstance(codes, str) else codes) if c]
+    return f"{text} !{','.join(codes)}" if codes and text != "" else text
 
 
 @dataclass(frozen=True)
@@ -245,6 +263,9 @@ def assess(record: dict[str, Any], thresholds: Thresholds = THRESHOLDS) -> list[
         flags.append({"code": "profile_differs", "detail":
                       "XLA command buffers on while timing, off while profiling: the kernel "
                       "table and GPU time are of the op-by-op program"})
+    throttled = clocks.throttled_flag(record)
+    if throttled:
+        flags.append(throttled)
     return flags
 
 
@@ -309,6 +330,9 @@ def summary_line(record: dict[str, Any]) -> str:
                      + (f", host gap {gap:.3g} ms" if gap is not None else ""))
     elif (record.get("environment") or {}).get("device") == "cpu" and "median_ms" in timing:
         parts.append("no GPU time (CPU run)")    # of the three figures, only the wall exists here
+    state = clocks.summary(record)
+    if state is not None:
+        parts.append(state.range_text())
     gen = record.get("generation") or {}
     if gen:     # the wall figure above is the median TPOT
         parts.append(f"TTFT {gen['ttft_ms']['p50']:.4g} ms, TPOT p99 {gen['tpot_ms']['p99']:.4g} ms")

@@ -37,7 +37,9 @@ def die(message: str, code: int = CONFIG_ERROR_EXIT) -> None:
 
 def exit_quietly_on_broken_pipe(main: Callable[[], int | None]) -> NoReturn:
     """Run a CLI's `main` and exit with its code; a reader that stops early (`| head`) ends
-    it quietly with 0 instead of a BrokenPipeError traceback."""
+    it quietly with 0 instead of a BrokenPipeError traceback. A finished CLI leaves without
+    the interpreter's teardown: freeing a 100 MB trace's objects one by one took 0.2 s of a
+    1.7 s run, and its files are closed and its output flushed by then."""
     try:
         code = main()
         sys.stdout.flush()   # inside the try: a buffered tail fails here, not at exit
@@ -46,4 +48,5 @@ def exit_quietly_on_broken_pipe(main: Callable[[], int | None]) -> NoReturn:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = 0
-    raise SystemExit(code)
+    sys.stderr.flush()
+    os._exit(code or 0)

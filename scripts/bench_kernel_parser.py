@@ -9,7 +9,8 @@ markers, until the JSON reaches --mb. Then:
 - end to end, each in a fresh process on the same plain JSON: `python -m harness.kernels
   TRACE` and HTA's kernel breakdown (`TraceAnalysis(trace_dir=...).get_gpu_kernel_breakdown()`,
   `pip install HolisticTraceAnalysis`, or point --hta-python at an environment that has it),
-  interleaved, best of --repeat: wall and CPU seconds and the ratio (goal: HTA / ours >= 4).
+  interleaved, best of --repeat: wall and CPU seconds (ours: the CLI and the two processes
+  it scans the trace in) and the ratio (goal: HTA / ours >= 10, wall).
 The machine may be shared: CPU time is what a program costs, wall time what a user waits.
 
     python scripts/bench_kernel_parser.py                    # ~100 MB from the eager fp8 trace
@@ -40,7 +41,7 @@ from harness.collect.trace_io import read_bytes, read_trace  # noqa: E402
 
 DEFAULT_BASE = REPO / "tests/fixtures/traces/h100_fp8_linear_fwd_bwd_eager.trace.json.gz"
 GOAL_MB_S = 50.0
-GOAL_RATIO = 4.0
+GOAL_RATIO = 10.0
 HTA_BREAKDOWN = ("import sys; from hta.trace_analysis import TraceAnalysis; "
                  "TraceAnalysis(trace_dir=sys.argv[1]).get_gpu_kernel_breakdown(visualize=False)")
 

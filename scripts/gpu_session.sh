@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# The H200 reference runs, in parts that each fit one device call (10 minutes), on a
-# 2-GPU node (nvidia-h200-x2): sweeps go through the local_gpus launcher, one job per GPU.
+# The H200 reference runs, in parts that each fit one device call (10 minutes).
 #   source scripts/device_setup.sh; scripts/gpu_session.sh PART [PART...]
 # Each part writes its runs under results/h200/<part> and, as soon as it ends, a tarball of
 # them without traces and dumps (records, tables, small output code) to $OUT/<part>.tgz, so a
 # call cut short still brings back every part it finished.
+#
+# Parts up to part_pack_all ran on a 2-GPU node (nvidia-h200-x2) through the local_gpus launcher.
+# The issue-30 parts at the end run on ONE H200 (nvidia-h200) through Hydra's basic launcher.
+#
+# The GPU machine has no network: the pure-Python wheels travel in .whl/ (git-ignored), made on a
+# networked machine from the repo root (antlr4 4.9.3 is an sdist: pip wheel builds it):
+#   pip download --no-deps --only-binary=:all: -d .whl hydra-core==1.3.8 omegaconf==2.3.1 \
+#       torchax==0.0.14.dev20261026 submitit==1.5.4 hydra-submitit-launcher==1.2.0 nvidia-ml-py==13.615.71
+#   pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
+#   pip download --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 -d .whl torchao==0.18.0
+# torchao's wheel is cp310-abi3 (any CPython >= 3.10); its float8 training path is Python over
+# torch._scaled_mm, its C++ extensions load on torch >= 2.11 only and are not used here. scipy
+# comes with jax on the GPU machine (device_setup.sh checks it); orjson as before.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=results/h200
@@ -126,6 +138,91 @@ part_host_busy() {   # issue 32: what host_busy sees on an idle node, and on GPU
   python3 -m harness.report compare "$ROOT/host_busy/alone" "$ROOT/host_busy/loaded" \
     --out "$ROOT/host_busy/compare.md" | head -12 | tee -a "$OUT/host_busy.txt"
   pack host_busy
+}
+# ---------------------------------------------------------------------------------------------
+# Issue 30, on ONE H200 (kind nvidia-h200), 30 minutes of device time in calls of <= 10 minutes.
+# NEVER bench.lock_clocks=true here: this machine forbids changing clocks. (The harness would
+# only print one line and run unlocked, but the parts below must not ask.)
+# Minutes per part are estimated from the committed H200 records (results/reference/h200: wall_s
+# of the same runs, minus the reference timer and profiling where a part turns them off).
+# The calls, in order of priority (each call is a fresh shell: source device_setup.sh in each, ~0.3 min):
+#   1. source scripts/device_setup.sh && scripts/gpu_session.sh prefill_headline prefill_control  (~7.5 min)
+#   2. source scripts/device_setup.sh && scripts/gpu_session.sh fair_fp8                          (~7 min)
+#   3. source scripts/device_setup.sh && scripts/gpu_session.sh torchao_fwd torchao_fwd_bwd       (~8.5 min)
+#   4. source scripts/device_setup.sh && scripts/gpu_session.sh gen_autotune                      (~3 min)
+#   later sessions: gen_paged (~5), gen_prompts (~5.5), gen_dynamic (~4)
+# If time runs short, drop from the end: gen_dynamic, gen_prompts, gen_paged, gen_autotune, then
+# TORCHAO_FWD_BWD_BACKENDS=inductor (no max-autotune fwd_bwd: its compile alone is ~130 s).
+one() {   # one PART OVERRIDES...: a sweep through Hydra's basic launcher (one GPU, jobs in turn)
+  part=$1; shift
+  $H -m "hydra.sweep.dir=$ROOT/$part" $MEM "$@" 2>&1 | grep -v '^  \[worker\]'
+}
+pairs_of() {   # the pairs table with the ratio's 95% interval (harness/report/pair_ratio.py)
+  python3 -c "
+import sys
+from harness.report.load import load
+from harness.report.pairs import pair_table
+t = pair_table(load(sys.argv[1:]).summary)
+print(t[['pair', 'workload', 'variant', 'inductor', 'xla', 'inductor_ms', 'xla_ms', 'inductor_over_xla', 'ratio',
+         'ratio_low', 'ratio_high', 'ratio_method', 'ratio_n', 'inductor_between_cv', 'xla_between_cv', 'clocks']].to_string())
+" "$@"
+}
+PREFILL="workload=qwen_decoder workload.phase=prefill bench.processes=2 bench.interleave=true bench.profile=false"
+part_prefill_headline() {   # ~3 min: max-autotune (~70 s) and XLA (~95 s), interleaved, GPU state per sample
+  one prefill $PREFILL backend=inductor_max_autotune,xla
+  python3 scripts/gpu_state.py "$ROOT/prefill" | tee "$ROOT/prefill/gpu_state_headline.txt" | grep -E '^(==|--)'
+  pack prefill
+}
+part_prefill_control() {    # ~4 min: Inductor default (~120 s: 58 s compile) and XLA no-cmdbuf (~100 s)
+  one prefill $PREFILL backend=inductor,xla_no_cmdbuf
+  python3 scripts/gpu_state.py "$ROOT/prefill" | tee "$ROOT/prefill/gpu_state.txt" | grep -E '^(==|--)'
+  pack prefill
+}
+FAIR_FP8="+experiment=fair workload=fp8_linear workload.mode=fwd backend=inductor,xla_no_cmdbuf bench.processes=5"
+part_fair_fp8() {   # ~7 min: the control pair, 5 processes a side (~27 s an Inductor process, ~15 s an XLA one),
+                    # interleaved (A1 B1 ... A5 B5, ~3.5 min), then the same pair one side after the other (~3.5 min)
+  one fair_fp8 $FAIR_FP8
+  pack fair_fp8
+  one fair_fp8_sequential $FAIR_FP8 bench.interleave=false
+  pack fair_fp8_sequential
+  pairs_of "$ROOT/fair_fp8"; pairs_of "$ROOT/fair_fp8_sequential"
+  python3 scripts/gpu_state.py "$ROOT/fair_fp8" "$ROOT/fair_fp8_sequential" > "$ROOT/fair_fp8/gpu_state.txt"
+  pack fair_fp8
+}
+part_torchao_fwd() {   # ~2.5 min: both recipes on Inductor default (~25 s a run) and max-autotune (~50 s)
+  python3 -c "import torchao.float8, torch; print('torchao', __import__('torchao').__version__, 'torch', torch.__version__)"
+  one torchao workload=fp8_linear workload.recipe=tensorwise,torchao workload.mode=fwd backend=inductor,inductor_max_autotune
+  pack torchao
+}
+part_torchao_fwd_bwd() {   # ~6 min: Inductor default (~30 s a run), max-autotune (~150 s: 131 s compile)
+  one torchao workload=fp8_linear workload.recipe=tensorwise,torchao workload.mode=fwd_bwd \
+      backend=${TORCHAO_FWD_BWD_BACKENDS:-inductor,inductor_max_autotune}
+  python3 -m harness.report "$ROOT/torchao" > /dev/null && python3 -m harness.report explain "$ROOT/torchao" | head -40
+  pack torchao
+}
+# The generation rows the reference lacks (docs/findings-h200.md's generation table): prompt 512 and
+# 256 new tokens as there, into results/h200/generate beside the reference's runs.
+GEN1="workload=qwen_decoder workload.phase=generate workload.new_tokens=256 bench.warmup=1"
+part_gen_autotune() {   # ~3 min: max-autotune, static cache, batch 16 (prefill + decode autotuned; ~100 s compile)
+  one generate $GEN1 bench.repeats=5 workload.prompt_len=512 workload.cache=static workload.batch=16 backend=inductor_max_autotune
+  pack generate
+}
+part_gen_paged() {   # ~5 min: the paged cache at batch 1 (graphs ~100 s, XLA ~65 s); Inductor default paged batch 16 (~120 s)
+  one generate $GEN1 bench.repeats=5 workload.prompt_len=512 workload.cache=paged workload.batch=1 backend=inductor_cudagraphs,xla
+  one generate $GEN1 bench.repeats=5 workload.prompt_len=512 workload.cache=paged workload.batch=16 backend=inductor
+  pack generate
+}
+part_gen_prompts() {   # ~5.5 min: prompt 128 and 2048, static cache, batch 16, graphs (~95 s) and XLA (~50 s); 3 generations
+  one generate $GEN1 bench.repeats=3 workload.prompt_len=128,2048 workload.cache=static workload.batch=16 \
+      backend=inductor_cudagraphs,xla
+  pack generate
+}
+part_gen_dynamic() {   # ~4 min: a cache grown per step, 8 tokens: Inductor's symbolic length (~90 s), then XLA
+  # (one program per length: 7 decode compiles of ~16 s, ~150 s); 3 generations each
+  local dyn="workload=qwen_decoder workload.phase=generate workload.cache=dynamic workload.prompt_len=512 workload.new_tokens=8 workload.batch=1 bench.repeats=3 bench.warmup=1"
+  one generate $dyn backend=inductor backend.dynamic=true
+  one generate $dyn backend=xla
+  pack generate
 }
 
 part_pack_all() {   # whatever the parts left, finished or not (a call cut short)

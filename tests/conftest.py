@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,66 @@ def check_steps(prepared, workload):
         prepared.synchronize(out)
         outputs.append(prepared.to_torch(out))
     return outputs, compare(outputs, workload.reference(), workload.min_sqnr_db, workload.output_names)
+
+
+def report_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.report", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    path: Path
+    stdout: str       # the CLI's console lines
+
+
+@pytest.fixture(scope="session")
+def cpu_sweep_run(tmp_path_factory) -> SweepRun:
+    """One real sweep for the whole session, read by the report, compare, history and
+    orchestrator tests (xdist group `cpu_sweep`: one worker builds it): fp8_linear and faulty x
+    eager and inductor, plus a faulty run that raises. The CPU has no GPU trace, so the two
+    fp8_linear runs get the kernel tables of the committed H100 traces and small memory tables,
+    as a GPU worker writes them. Tests that change it work on a copy (copy_sweep)."""
+    import pandas as pd
+    from harness.collect.kernel_table import kernel_table
+
+    sweep = tmp_path_factory.mktemp("report") / "sweep"
+    proc = run_harness("-m", "workload=fp8_linear,faulty", "backend=eager,inductor", "bench=quick",
+                       f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    stdout = proc.stdout
+    proc = run_harness("-m", "workload=faulty", "workload.fault=raise", "backend=eager",
+                       "bench=quick", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    for backend, temp in (("eager", 2e6), ("inductor", 8e6)):
+        (run,) = sweep.glob(f"fp8_linear_{backend}_*")
+        kernel_table(FIXTURES / "traces" / f"h100_fp8_linear_fwd_bwd_{backend}.trace.json.gz"
+                     ).to_parquet(run / "kernels.parquet")
+        pd.DataFrame({"kind": ["parameter", "output", "temp", "total", "runtime_peak"],
+                      "bytes": [4e6, 1e6, temp, 5e6 + temp, 6e6 + temp],
+                      "buffers": [2, 1, 3, 6, 0], "source": "test"}).to_parquet(
+            run / "memory.parquet")
+        pd.DataFrame({"name": ["buf0", "buf1"], "bytes": [temp * 0.75, temp * 0.25],
+                      "shape": ["(2048, 8192)", "(2048,)"], "kind": ["temp", "temp"],
+                      "dtype": ["float8_e4m3fn", "float32"]}).to_parquet(
+            run / "memory_buffers.parquet")
+    return SweepRun(sweep, stdout + proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def cpu_sweep(cpu_sweep_run) -> Path:
+    return cpu_sweep_run.path
+
+
+def copy_sweep(src: Path, dst: Path) -> Path:
+    """A sweep's records and run tables, without what a report writes (nor compile caches)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("compile_cache", "plots", "*.csv",
+                                                            "report.md", "summary.parquet",
+                                                            "kernels_*.parquet", "memory_by_kind*",
+                                                            "memory_top*", "speedup*",
+                                                            "findings*"))
+    return dst
 
 
 @pytest.fixture(scope="session")

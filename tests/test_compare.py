@@ -10,16 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_report import copy_sweep, make_cpu_sweep, report_cli
+from conftest import copy_sweep, report_cli
 from harness.report.compare import (IMPROVEMENT, NEWLY_FAILING, NOISE, REGRESSION, CompareConfig,
                                     verdict)
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cpu_sweep(tmp_path_factory) -> Path:
-    return make_cpu_sweep(tmp_path_factory)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu_sweep")]
 
 
 def set_samples(record_path: Path, samples_ms: list[float]) -> None:
@@ -102,7 +97,7 @@ def test_a_regression_on_a_busy_host_is_marked_unreliable(pair, tmp_path):
     set_samples(rec, [1.5 * x for x in r["timing"]["samples_ms"]])
     proc = report_cli("compare", base, new, "--out", tmp_path / "compare.md")
     assert proc.returncode == 1, proc.stderr
-    assert "**REGRESSED** (1 of the regressions with a side flagged high_cv/process_spread/host_busy: " \
+    assert "**REGRESSED** (1 of the regressions with a side flagged high_cv/process_spread/host_busy/throttled: " \
            "unreliable)" in proc.stdout
     line = next(l for l in proc.stdout.splitlines() if "| fp8_linear |" in l and "| eager |" in l)
     assert f"**{REGRESSION}** (unreliable: NEW host_busy)" in line

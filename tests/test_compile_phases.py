@@ -5,7 +5,8 @@ import pytest
 
 from conftest import records, run_harness
 
-pytestmark = pytest.mark.slow
+# one worker runs the module's sweep fixture (each worker would run its own)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("compile_phases")]
 
 
 @pytest.fixture(scope="module")

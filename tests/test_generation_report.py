@@ -10,7 +10,8 @@ import pytest
 
 from conftest import records, run_harness
 
-pytestmark = pytest.mark.slow
+# one worker runs the module's sweep fixture (each worker would run its own)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("generation_report")]
 TOKENS = 6
 COMMON = ["workload=qwen_decoder", "workload.phase=generate", "workload.num_layers=1",
           f"workload.new_tokens={TOKENS}", "bench=quick"]

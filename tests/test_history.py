@@ -6,15 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_report import copy_sweep, make_cpu_sweep, report_cli
+from conftest import copy_sweep, report_cli
 from harness.report.history import read_store
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cpu_sweep(tmp_path_factory) -> Path:
-    return make_cpu_sweep(tmp_path_factory)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu_sweep")]
 
 
 def test_history_appends_once_and_plots_the_trend(cpu_sweep, tmp_path):

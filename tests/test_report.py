@@ -1,77 +1,18 @@
-"""report.md, tables and plots from a sweep produced on this machine's CPU.
-
-The CPU has no GPU trace, so the fixture gives the two fp8_linear runs the kernel tables of the
-committed H100 traces and small memory tables, as the worker will once it writes them: the
-report must show them, and show why the other runs have none.
-"""
+"""report.md, tables and plots from a sweep produced on this machine's CPU (conftest's
+session-wide `cpu_sweep`: its fp8_linear runs carry the kernel tables of the committed H100
+traces and small memory tables; the report must show them, and show why the other runs have
+none)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import FIXTURES, REPO, run_harness
+from conftest import copy_sweep, report_cli
 
-pytestmark = pytest.mark.slow
-
-TRACES = FIXTURES / "traces"
-_CACHE: dict[str, Path] = {}
-
-
-def make_cpu_sweep(tmp_path_factory) -> Path:
-    """One real sweep per test session (shared by the report, compare, history and findings
-    tests): fp8_linear and faulty x eager and inductor, plus a faulty run that raises."""
-    if "sweep" in _CACHE:
-        return _CACHE["sweep"]
-    from harness.collect.kernel_table import kernel_table
-
-    sweep = tmp_path_factory.mktemp("report") / "sweep"
-    proc = run_harness("-m", "workload=fp8_linear,faulty", "backend=eager,inductor", "bench=quick",
-                       f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 0, proc.stderr
-    proc = run_harness("-m", "workload=faulty", "workload.fault=raise", "backend=eager",
-                       "bench=quick", f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 0, proc.stderr
-    for backend, temp in (("eager", 2e6), ("inductor", 8e6)):
-        (run,) = sweep.glob(f"fp8_linear_{backend}_*")
-        kernel_table(TRACES / f"h100_fp8_linear_fwd_bwd_{backend}.trace.json.gz").to_parquet(
-            run / "kernels.parquet")
-        pd.DataFrame({"kind": ["parameter", "output", "temp", "total", "runtime_peak"],
-                      "bytes": [4e6, 1e6, temp, 5e6 + temp, 6e6 + temp],
-                      "buffers": [2, 1, 3, 6, 0], "source": "test"}).to_parquet(
-            run / "memory.parquet")
-        pd.DataFrame({"name": ["buf0", "buf1"], "bytes": [temp * 0.75, temp * 0.25],
-                      "shape": ["(2048, 8192)", "(2048,)"], "kind": ["temp", "temp"],
-                      "dtype": ["float8_e4m3fn", "float32"]}).to_parquet(
-            run / "memory_buffers.parquet")
-    _CACHE["sweep"] = sweep
-    return sweep
-
-
-def copy_sweep(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("compile_cache", "plots", "*.csv",
-                                                            "report.md", "summary.parquet",
-                                                            "kernels_*.parquet", "memory_by_kind*",
-                                                            "memory_top*", "speedup*",
-                                                            "findings*"))
-    return dst
-
-
-def report_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.report", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
-
-
-@pytest.fixture(scope="module")
-def cpu_sweep(tmp_path_factory) -> Path:
-    return make_cpu_sweep(tmp_path_factory)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu_sweep")]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,10 @@ import pytest
 from harness.report import generate
 from harness.report.load import load
 from schema2 import DECODE, FP8_FWD, REFERENCE, copy_reference, reference, schema2, write_run
-from test_report import report_cli
+from conftest import report_cli
+
+# one worker builds the module's reports (each worker would build its own)
+pytestmark = pytest.mark.xdist_group("report_records")
 
 RECOMPILE_TEXT = "recompiled during timing (2 graph(s)): the timing mixes compile and run"
 

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from conftest import REPO, records, run_harness, start_harness
 from slurm_cluster import SlurmCluster, unavailable, wait_until
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]   # one cluster
 if unavailable():
     pytest.skip(unavailable(), allow_module_level=True)   # one line for the whole module
 

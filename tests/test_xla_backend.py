@@ -239,3 +239,16 @@ def test_cli_torch_xla_is_skipped_with_the_reason(tmp_path):
     record = _run(run_dir, "workload=fp8_linear", "backend=torch_xla")
     assert record["status"] == "skipped"
     assert "torch_xla" in record["reason"]
+
+
+def test_torchax_cannot_trace_torchaos_float8_tensors(tmp_path):
+    """Measured: torchax's trace dispatches aten.squeeze to torchao's Float8TrainingTensor, which
+    refuses it; so XLA keeps the hand-written recipe and a recipe=torchao run is skipped, the op
+    named. If torchax learns it, this test says so."""
+    pytest.importorskip("torchao.float8")
+    from harness.errors import Unsupported
+    w = build("fp8_linear", recipe="torchao")
+    prepared = xla.prepare(w, XLA_CFG, ctx(tmp_path))
+    with pytest.raises(Unsupported, match=r"torchax cannot trace this program \(step 'step'\): NotImplementedError: "
+                                          r"attempting to run aten\.squeeze\.default"):
+        prepared.step(*prepared.convert(w.check_inputs[0]))

@@ -37,7 +37,7 @@ from backends.xla import CACHE_SUBDIR, PLATFORMS
 from backends.xla import dump
 from backends.xla.convert import is_channels_last, jax_to_torch, to_nchw, to_nhwc, torch_to_numpy
 from harness.worker.backend import TRACE, Artifact, Prepared, RunContext
-from harness.errors import ConfigError
+from harness.errors import ConfigError, Unsupported
 from harness.worker.workload import LazyMapping, Workload, as_outputs, run_torch
 
 TRACE_NAME = "perfetto_trace.json.gz"
@@ -210,7 +210,12 @@ class XlaProgram:
         with warnings.catch_warnings():
             # torchax casts to float64/int64, which JAX without x64 truncates (as intended here)
             warnings.filterwarnings("ignore", message="Explicitly requested dtype")
-            lowered = self.jitted[step].lower(*args)
+            try:
+                lowered = self.jitted[step].lower(*args)
+            except NotImplementedError as e:
+                # A tensor subclass torchax's trace cannot go through (measured: torchao's
+                # Float8TrainingTensor refuses the aten.squeeze torchax dispatches to it).
+                raise Unsupported(f"torchax cannot trace this program (step {step!r}): {type(e).__name__}: {e}") from e
         t1 = time.perf_counter()
         compiled = lowered.compile()
         times = dict(lower_s=t1 - t0, xla_compile_s=time.perf_counter() - t1)

@@ -29,7 +29,8 @@ import pandas as pd
 
 from harness.collect.devices import DeviceSpec, Peaks, lookup_device
 from harness.collect.kernel_categories import classify_cached, op_category
-from harness.collect.kineto import kineto_fast, kineto_full, parse_kineto
+from harness.collect.kineto import from_scan, kineto_fast, kineto_full, parse_kineto
+from harness.collect.kineto_scan import Scan
 from harness.collect.perfetto import parse_perfetto
 from harness.collect.trace_io import Parsed, detect_source, gc_paused, parse_json, read_bytes
 from harness.errors import InputError
@@ -40,8 +41,11 @@ COLUMNS = ["kernel", "category", "op", "op_category", "calls_per_iter", "time_us
 SOURCES = ("kineto", "perfetto")
 
 
-def parse_trace(path: Path, hlo_dir: str | Path | None) -> Parsed:
-    """Either trace format, the Kineto text cut fast where it is laid out as libkineto does."""
+def parse_trace(path: Path, hlo_dir: str | Path | None, scanned: Scan | None = None) -> Parsed:
+    """Either trace format, the Kineto text cut fast where it is laid out as libkineto does
+    (`scanned`: that cut, made in advance, e.g. in another process)."""
+    if scanned is not None:
+        return parse_kineto(from_scan(scanned), path)
     raw = read_bytes(path)
     fast = kineto_fast(raw)
     if fast is not None:
@@ -123,7 +127,7 @@ def _busy_us(ts: np.ndarray, dur: np.ndarray) -> float:
 
 def kernel_table(trace_path: str | Path, iters: int | None = None,
                  device: str | DeviceSpec | None = None, hlo_dir: str | Path | None = None,
-                 sm_clock_mhz: float | None = None) -> pd.DataFrame:
+                 sm_clock_mhz: float | None = None, scanned: Scan | None = None) -> pd.DataFrame:
     """One row per (kernel, category, op, op_category) of the profiled iterations, `COLUMNS`.
 
     iters: profiled iterations to divide by; None counts the harness_iter_* (else
@@ -133,6 +137,7 @@ def kernel_table(trace_path: str | Path, iters: int | None = None,
     hlo_dir: XLA dump folder (*after_optimizations.txt, or the buffer assignment's values) for
         XLA FLOPs/bytes, fp8 detection and source ops.
     sm_clock_mhz: measured SM clock; peaks are scaled by it over the rated boost clock.
+    scanned: the trace's Kineto fast-path scan, made in advance (kineto_scan.scan_in_background).
     `df.attrs` carries the provenance: source, iters, iters_source, per_iteration, device,
     clock ratio, kernel_us_per_iter, gpu_busy_us_per_iter, excluded launches, and `notes`:
     what was done about odd input (duplicated iteration markers counted once).
@@ -141,7 +146,7 @@ def kernel_table(trace_path: str | Path, iters: int | None = None,
     if iters is not None and (not isinstance(iters, (int, np.integer)) or iters <= 0):
         raise InputError(f"{path}: iters must be a positive integer, got {iters!r}")
     with gc_paused():
-        parsed = parse_trace(path, hlo_dir)
+        parsed = parse_trace(path, hlo_dir, scanned)
         return _kernel_table(path, parsed, iters, device, hlo_dir, sm_clock_mhz)
 
 

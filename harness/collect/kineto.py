@@ -12,7 +12,8 @@ PyTorch op of a launch is the outermost `aten::` op around the launch on its thr
 (`aten::scaled_dot_product_attention` around `aten::_flash_attention_forward`).
 
 Two ways in, one result (tested): `kineto_fast` cuts the needed events out of the text when
-it is laid out the way libkineto writes it; `kineto_full` reads any parsed layout.
+it is laid out the way libkineto writes it (kineto_scan.py); `kineto_full` reads any parsed
+layout.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import numpy as np
 import orjson
 
 from harness.collect.kineto_costs import kineto_costs
+from harness.collect.kineto_scan import Scan, scan
 from harness.collect.trace_io import (MARKER_PREFIXES, Launches, Parsed, iteration_windows,
                                       launch_frame, trace_events)
 from harness.errors import InputError
@@ -128,172 +130,29 @@ def kineto_full(data: Any, path: Path) -> KinetoEvents:
                         device)
 
 
-# Kineto's own writer (libkineto ChromeTraceLogger) lays every event out the same way:
-#   \n  {\n    "ph": "X", "cat": "kernel", "name": "...", "pid": 0, "tid": 7,\n    "ts": ...,
-#   "dur": ...,\n    "args": {\n      "External id": 8, ... "correlation": 15, ...\n    }\n  }
-# so the events the table needs can be found with a regex and cut out of the text (raw
-# newlines never occur inside JSON strings, so "\n  }" only ends an event). Building Python
-# objects for the other ~80% (cpu ops that launch nothing, flow arrows) and freeing them again
-# costs more than all the rest of the work. A trace laid out any other way (re-saved by
-# json.dump, compact) takes the full parse; both give the same table (tested).
-_NUM = rb"(-?[\d.]+(?:[eE][-+]?\d+)?)"
-_FAST_HEAD = re.compile(rb'"traceEvents":\s*\[\s*\{\n    "ph": ')
-_FAST_GPU = re.compile(
-    rb'\n  \{\n    "ph": "X", "cat": "(kernel|gpu_memcpy|gpu_memset)", '
-    rb'"name": "([^"\\\n]*(?:\\.[^"\\\n]*)*)", "pid": [^,\n]*, "tid": [^,\n]*,\n    "ts": ' + _NUM +
-    rb', "dur": ' + _NUM + rb',\n    "args": \{\n      "External id": (\d+),[^\n]*"correlation": '
-    rb'(\d+)(?:[^\n]*"bytes": (\d+))?')
-_FAST_LAUNCH = re.compile(
-    rb'\n  \{\n    "ph": "X", "cat": "cuda_(?:runtime|driver)", '
-    rb'(?:"name": "[^"\n]*", "pid": [^,\n]*, "tid": ([^,\n]*),\n    "ts": ' + _NUM +
-    rb',[^\n]*\n    "args": \{\n[^\n]*"correlation": (\d+))?')
-# cpu ops with their args on one line (all seen so far): name, thread, start, duration,
-# External id and the rest of the args, in one C-level pass
-_FAST_OP_EVENT = re.compile(rb'\n  \{\n    "ph": "X", "cat": "(?:cpu_op|user_annotation)", '
-                            rb'"name": "([^"\n]*)", "pid": [^,\n]*, "tid": ([^,\n]*),\n    "ts": '
-                            + _NUM + rb', "dur": ' + _NUM + rb',\n    "args": \{\n      '
-                            rb'"External id": (\d+)([^\n]*)\n    \}\n  \}')
-# any cpu op with an External id, however its args are laid out (the slow pass)
-_FAST_OP = re.compile(rb'\n  \{\n    "ph": "X", "cat": "(?:cpu_op|user_annotation)", [^\n]*\n'
-                      rb'[^\n]*\n    "args": \{\n      "External id": (\d+)')
-# what differs between two launches of the same op with the same inputs
-_FAST_VOLATILE = re.compile(rb'"(?:Ev Idx|Sequence number|Fwd thread id|Record function id)": '
-                            rb'-?[\d.]+')
-_FAST_DEVICE = re.compile(rb'"deviceProperties":\s*\[\s*\{[^}]*?"name":\s*"([^"]*)"')
-_END = b"\n  }"
+def from_scan(found: Scan) -> KinetoEvents:
+    """The events of a fast-path text scan (kineto_scan.py) as the table reads them."""
+    gpu = _GpuRows(kernel=found["kernel"], ts=np.array(found["ts"], dtype=float),
+                   dur=np.array(found["dur"], dtype=float), correlation=found["correlation"],
+                   external_id=found["external_id"], bytes=np.array(found["bytes"], dtype=float),
+                   kernels=found["kernels"])
+    ts = np.array(found["aten_ts"], dtype=float)
+    aten = AtenOps(found["aten_tid"], ts, ts + np.array(found["aten_dur"], dtype=float),
+                   found["aten_name"])
+    op_keys, op_events = found["op_keys"], found["op_events"]
 
-
-def _cut(buf: bytes, starts: Iterable[int]) -> list[bytes]:
-    """The events beginning at `starts` (their leading newline), as JSON text."""
-    find = buf.find
-    return [buf[s + 1:find(_END, s + 1) + len(_END)] for s in starts]
-
-
-def _parse_events(pieces: list[bytes]) -> list[dict]:
-    """Parse many cut events in one JSON call: per-event calls cost more than the parse."""
-    return orjson.loads(b"[" + b",".join(pieces) + b"]") if pieces else []
-
-
-def _marker_starts(buf: bytes) -> list[int]:
-    """Event starts of the few events named harness_iter*/ProfilerStep#: bytes.find is a
-    memchr-speed scan, a regex pass is several times slower."""
-    starts = []
-    for needle in (b'"name": "harness_iter', b'"name": "ProfilerStep#'):
-        i = buf.find(needle)
-        while i >= 0:
-            starts.append(buf.rfind(b"\n  {\n", 0, i))
-            i = buf.find(needle, i + 1)
-    return sorted(set(s for s in starts if s >= 0))
-
-
-def _whole_file(buf: bytes, head: re.Match) -> bool:
-    """The text around the events is a complete JSON object: the file was not cut after some
-    events (a cut that ends just after an event's args would otherwise read as a trace)."""
-    last = buf.rfind(_END)
-    rest = buf[last + len(_END):].lstrip(b", \n\r\t")
-    if last < 0 or not rest.startswith(b"]"):
-        return False
-    try:
-        orjson.loads(buf[:head.start()] + b'"traceEvents": []' + rest[1:])
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
-def _fast_launches(buf: bytes) -> dict[Any, tuple[float, Any]]:
-    fields = _FAST_LAUNCH.findall(buf)
-    if all(corr for _, _, corr in fields):
-        ts = np.array([t for _, t, _ in fields], dtype=float).tolist()
-        # reversed: the first launch of a correlation id wins, as in the full parse
-        return {int(c): (t, tid) for (tid, _, c), t in zip(reversed(fields), reversed(ts))}
-    launches: dict[Any, tuple[float, Any]] = {}
-    for e in _parse_events(_cut(buf, (m.start() for m in _FAST_LAUNCH.finditer(buf)))):
-        corr = (e.get("args") or {}).get("correlation")   # a launch laid out differently
-        if corr is not None:
-            launches.setdefault(corr, (e["ts"], str(e.get("tid")).encode()))
-    return launches
-
-
-def _fast_aten(buf: bytes, ops: list[tuple[bytes, ...]]) -> AtenOps | None:
-    aten = [op for op in ops if op[0].startswith(b"aten::")]
-    if len(aten) != buf.count(b'"cat": "cpu_op", "name": "aten::'):
-        return None   # some aten op laid out otherwise: do not trust the cut
-    ts = np.array([op[2] for op in aten], dtype=float)
-    end = ts + np.array([op[3] for op in aten], dtype=float)
-    return AtenOps([op[1] for op in aten], ts, end, [op[0] for op in aten])
-
-
-def _fast_ops_for(buf: bytes, ops: list[tuple[bytes, ...]]
-                  ) -> Callable[[set], tuple[dict[Any, Any], dict[Any, dict]]]:
     def ops_for(needed: set) -> tuple[dict[Any, Any], dict[Any, dict]]:
-        # External id -> its op; reversed, so that the first of duplicate ids wins
-        index = dict(zip((op[4] for op in reversed(ops)), range(len(ops) - 1, -1, -1)))
-        found: dict[int, bytes] = {}
-        for x in needed:
-            i = index.get(b"%d" % x) if isinstance(x, int) else None
-            if i is not None:
-                name, _, _, _, ext, rest = ops[i]
-                found[x] = b'{"name": "%s", "args": {"External id": %s%s}}' % (name, ext, rest)
-        missing = needed - found.keys()
-        if missing:   # ops Kineto wrote with multi-line args (none seen so far)
-            for m in _FAST_OP.finditer(buf):
-                x = int(m.group(1))
-                if x in missing and x not in found:
-                    found[x] = _cut(buf, [m.start()])[0]
-        keys: dict[Any, Any] = {}
-        texts: dict[bytes, bytes] = {}
-        for x, text in found.items():
-            key = _FAST_VOLATILE.sub(b"", text.replace(b'"External id": %d' % x, b"", 1))
-            keys[x] = key
-            texts.setdefault(key, text)
-        return keys, dict(zip(texts, _parse_events(list(texts.values()))))
-    return ops_for
+        keys = {x: op_keys[x] for x in needed if x in op_keys}
+        return keys, {k: op_events[k] for k in dict.fromkeys(keys.values())}
 
-
-def _fast_gpu(buf: bytes) -> _GpuRows | None:
-    """GPU events straight from the text; None unless every one of them was found (an event
-    without `dur`, or laid out otherwise, goes to the full parse, which names it)."""
-    found = _FAST_GPU.findall(buf)
-    cats = [f[0] for f in found]
-    if any(cats.count(c) != buf.count(b'"cat": "%s"' % c) for c in (b"kernel", b"gpu_memcpy",
-                                                                    b"gpu_memset")):
-        return None
-    names: dict[bytes, str] = {}
-    for f in found:
-        if f[1] not in names:   # a JSON string's text: unescape only where it has escapes
-            names[f[1]] = orjson.loads(b'"%s"' % f[1]) if b"\\" in f[1] else f[1].decode()
-    return _GpuRows(kernel=[names[f[1]] for f in found],
-                    ts=np.array([f[2] for f in found], dtype=float),
-                    dur=np.array([f[3] for f in found], dtype=float),
-                    correlation=[int(f[5]) for f in found],
-                    external_id=[int(f[4]) for f in found],
-                    bytes=np.array([f[6] if f[0] != b"kernel" and f[6] else None for f in found],
-                                   dtype=float),
-                    kernels=cats.count(b"kernel"))
+    return KinetoEvents(gpu, found["launches"], found["markers"], ops_for, aten, found["device"])
 
 
 def kineto_fast(buf: bytes) -> KinetoEvents | None:
-    """Kineto's layout, cut from the text; None when the text is laid out otherwise or is
-    not whole (the full parse then says where it breaks)."""
-    head = _FAST_HEAD.search(buf, 0, 1 << 16)
-    if head is None or not _whole_file(buf, head):
-        return None
-    try:
-        gpu = _fast_gpu(buf)
-        if gpu is None or not gpu.kernels:
-            return None
-        ops = _FAST_OP_EVENT.findall(buf)
-        aten = _fast_aten(buf, ops)
-        if aten is None:
-            return None
-        launches = _fast_launches(buf)
-        markers = [e for e in _parse_events(_cut(buf, _marker_starts(buf)))
-                   if e.get("cat") in ("user_annotation", "cpu_op")]
-    except (ValueError, KeyError):
-        return None
-    device = _FAST_DEVICE.search(buf, 0, head.start())
-    return KinetoEvents(gpu, launches, markers, _fast_ops_for(buf, ops), aten,
-                        device.group(1).decode() if device else None)
+    """Kineto's layout, cut from the text (kineto_scan.py); None when the text is laid out
+    otherwise or is not whole (the full parse then says where it breaks)."""
+    found = scan(buf)
+    return from_scan(found) if found is not None else None
 
 
 def outermost_ops(aten: AtenOps, tid: list[Any], t: np.ndarray) -> list[str]:

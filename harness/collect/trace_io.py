@@ -1,7 +1,6 @@
 """Reading a trace file, and what both trace readers (Kineto, perfetto) hand the kernel table.
 
-Reading: the bytes (gzip of one or several members: `cat a.gz b.gz`, pigz and bgzip write
-several), the JSON (orjson; strict, so a NaN or an infinite duration written by Python's json
+Reading: the bytes (trace_read.py), the JSON (orjson; strict, so a NaN or an infinite duration written by Python's json
 is re-read with the standard library to name the event instead of calling the file
 corrupt), and which trace format it is.
 
@@ -18,7 +17,6 @@ import gc
 import json
 import math
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import orjson
 
+from harness.collect.trace_read import read_bytes
 from harness.errors import InputError
 
 if TYPE_CHECKING:   # pandas is imported where a frame is built: hlo.py's users need none
@@ -36,7 +35,6 @@ STEP_MARKER = re.compile(r"^ProfilerStep#\d+$")
 MARKER_PREFIXES = ("harness_iter", "ProfilerStep#")
 _KINETO_CATS = frozenset({"kernel", "cpu_op", "cuda_runtime", "cuda_driver", "user_annotation",
                           "gpu_memcpy", "gpu_memset"})
-_GZIP_MAGIC = b"\x1f\x8b"
 # What orjson refuses and Python's json writes: `"dur": NaN`, `Infinity`, `1e999`.
 _NON_FINITE = re.compile(rb"-?(?:NaN|Infinity)\b|-?\d+(?:\.\d*)?[eE]\+?\d{3,}")
 
@@ -53,41 +51,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def read_bytes(path: str | Path) -> bytes:
-    """The JSON text of a trace file, gunzipped if it is gzip (every member of it)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a trace file "
-                         "(trace.json[.gz] or perfetto_trace.json.gz)") from None
-    return _gunzip(raw, path) if raw[:2] == _GZIP_MAGIC else raw
-
-
-def _gunzip(raw: bytes, path: Path) -> bytes:
-    """All members of a gzip file. zlib.decompress stops after the first member without a
-    word (a two-member file gave half a trace); a member cut short is an error."""
-    out = []
-    rest = raw
-    while rest:
-        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            # one call over the whole buffer: about twice gzip.open().read()'s speed
-            out.append(inflate.decompress(rest))
-        except zlib.error as e:
-            raise InputError(f"{path}: truncated or corrupt gzip ({e})") from None
-        if not inflate.eof:
-            raise InputError(f"{path}: truncated or corrupt gzip (Error -5 while decompressing "
-                             "data: incomplete or truncated stream)")
-        rest = inflate.unused_data.lstrip(b"\x00")   # gzip pads some files with zeros
-        if rest and rest[:2] != _GZIP_MAGIC:
-            raise InputError(f"{path}: corrupt gzip: {len(rest)} bytes of something else after "
-                             f"gzip member {len(out)}")
-    return b"".join(out)
 
 
 def parse_json(raw: bytes, path: str | Path) -> Any:

@@ -67,6 +67,9 @@ def app(cfg: DictConfig) -> None:
     multirun = hc.mode == RunMode.MULTIRUN
     label = f"job {hc.job.num}" if multirun else "run"
     overrides = " ".join(hc.overrides.task)
+    if cfg.get("interleave_backends"):
+        return _interleaved(cfg, hc, label)
+    _say_not_interleaved(cfg, hc, multirun)
     print(f"[{label}] {overrides or '(defaults)'} -> {run_dir}", file=sys.stderr, flush=True)
     container = OmegaConf.to_container(cfg, resolve=True)
     try:
@@ -97,6 +100,42 @@ def _start_servers(argv: list[str]) -> None:
     from harness.orchestrator import forkserver
     named = [a.split("=", 1)[1] for a in argv if a.startswith("backend=") and not any(ch in a for ch in "()[]$")]
     forkserver.start_early([option for values in named for option in values.split(",")])
+
+
+def _interleaved(cfg: DictConfig, hc, label: str) -> None:
+    """A job of the interleaving sweeper: its members' processes in turn (orchestrator/interleave.py)."""
+    from harness.orchestrator import interleave
+    from harness.orchestrator.spawn import Interrupted
+    backends = list(cfg.interleave_backends)
+    print(f"[{label}] {' '.join(interleave.member_overrides(hc.overrides.task, '|'.join(backends)))} "
+          f"-> {len(backends)} runs interleaved", file=sys.stderr, flush=True)
+    members = interleave.compose_members(list(hc.overrides.task), backends, hc.job.config_name, Path(hc.sweep.dir))
+    try:
+        results = interleave.run_group(members, label)
+    except ConfigError as e:
+        die(str(e))
+    except Interrupted as e:
+        raise SystemExit(f"interrupted: received {e} before the runs started; nothing measured")
+    for (record, where), (_, run_dir) in zip(results, members):
+        if record is None:
+            continue
+        print(summary_line(record.to_dict()), flush=True)
+        if not where.startswith(str(run_dir)):
+            raise SystemExit(2)
+        if record.reason.startswith("interrupted:"):
+            raise SystemExit(f"{record.reason}; failed records written")
+
+
+def _say_not_interleaved(cfg: DictConfig, hc, multirun: bool) -> None:
+    """bench.interleave asked for but this job is one run alone: say why, in one line."""
+    if not cfg.bench.get("interleave"):
+        return
+    if not multirun:
+        print("[run] bench.interleave: a single run has nothing to alternate with; it applies to sweeps (-m)",
+              file=sys.stderr, flush=True)
+    elif not str(hc.sweeper.get("_target_", "")).endswith("InterleaveSweeper"):
+        print(f"[job {hc.job.num}] bench.interleave: the sweeper {hc.sweeper.get('_target_')} does not group "
+              "runs (hydra/sweeper=interleave does); runs one after another", file=sys.stderr, flush=True)
 
 
 def main() -> None:

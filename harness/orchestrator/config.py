@@ -10,7 +10,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -52,6 +52,15 @@ class BenchConfig:
     compile_cache: str = "cold"
     compile_cache_dir: str = "results/compile_cache"
     prime_only: bool = False        # internal: the priming worker of a warm run stops after the first call
+    # Lock the GPU's SM clock for the run (tritonbench's --gpu-lockdown; harness/orchestrator/
+    # clock_lock.py): at lock_clocks_mhz, None: the GPU's maximum SM clock. Needs root; where
+    # refused, the run goes on unlocked and its record says why. Always restored afterwards.
+    lock_clocks: bool = False
+    lock_clocks_mhz: Optional[int] = None
+    # In a sweep, the runs that differ only in `backend` alternate their processes (A1 B1 A2 B2
+    # ...) on one GPU, so a slow spell of the machine hits every side (harness/orchestrator/
+    # interleave.py); +experiment=fair turns it on.
+    interleave: bool = False
 
 
 @dataclass
@@ -80,6 +89,9 @@ class RunConfig:
     # auto: jobs that share a node's GPUs get disjoint CPU sets (the GPU's affine cores where
     # nvidia-smi reports them, else an even split); none: no pinning.
     cpu_pinning: str = "auto"
+    # Internal, set by the interleaving sweeper (harness/orchestrator/interleave.py): the backend
+    # options of the runs this job measures in turn; excluded from the run dir's name.
+    interleave_backends: Optional[List[str]] = None
 
 
 def short_key(text: str) -> str:
@@ -130,3 +142,6 @@ def check_bench(bench: Mapping[str, Any]) -> None:
          "null (80% of this machine's memory) or a number of GiB > 0")
     need("compile_cache", bench.get("compile_cache") in COMPILE_CACHES, " or ".join(COMPILE_CACHES))
     need("isolation", bench.get("isolation") in ISOLATIONS, " or ".join(ISOLATIONS))
+    mhz = bench.get("lock_clocks_mhz")
+    need("lock_clocks_mhz", mhz is None or (isinstance(mhz, int) and not isinstance(mhz, bool) and mhz > 0),
+         "null (the GPU's maximum SM clock) or a clock in MHz > 0, e.g. 1980")

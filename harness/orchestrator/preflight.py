@@ -91,7 +91,8 @@ def run_config(config: DictConfig) -> dict[str, Any]:
 def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
     """Each job's overrides, as Hydra's basic sweeper will launch them; None for another
     sweeper (its jobs are checked when each runs)."""
-    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+    # Hydra's basic sweeper, or ours, which launches the same jobs (grouped where they interleave)
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith(("BasicSweeper", "InterleaveSweeper")):
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra

@@ -20,11 +20,12 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from harness import describe
-from harness.orchestrator import combine, forkserver, gpus, plugins
+from harness.orchestrator import clock_lock, combine, forkserver, gpus, plugins
 from harness.orchestrator.spawn import REPO_ROOT, Interrupted, Outcome, interruptible, run_worker
 from harness.protocol import CONFIG_ERROR, CPU_FALLBACK, OK, WorkerResult, WorkerTask
 from harness.record import RECORD_NAME, RunRecord, keep_aside, read_record, write_json_atomic, write_record
@@ -119,18 +120,27 @@ def run(cfg: dict[str, Any], run_dir: Path, label: str = "run", echo: bool = Tru
     # From here on a stop signal is an Interrupted (spawn.interruptible): while the run waits
     # for its lock it leaves nothing behind; once a worker runs, a failed record.
     with interruptible(), run_lock(run_dir, label):
-        previous = existing_record(run_dir)
-        if previous is not None:
-            if previous.get("status") == "ok" and not cfg.get("force"):
-                print(f"[{label}] already ok, skipped (resume): {describe.summary_line(previous)}", flush=True)
-                return None, str(run_dir / RECORD_NAME)
-            # Keep the earlier attempt beside the new one: results are never overwritten.
-            kept = keep_aside(run_dir / RECORD_NAME, str(previous.get("status")))
-            if previous.get("status") == "unreadable":
-                print(f"[{label}] {run_dir / RECORD_NAME}: unreadable record ({previous['reason']}); "
-                      f"kept as {kept.name}, measuring again", file=sys.stderr, flush=True)
+        if not claim(cfg, run_dir, label):
+            return None, str(run_dir / RECORD_NAME)
         record = execute(cfg, run_dir, echo)
         return record, save(record, run_dir)
+
+
+def claim(cfg: dict[str, Any], run_dir: Path, label: str) -> bool:
+    """Under the run's lock: False (skipped, said so) where the run dir holds an ok record and
+    force is off; else True, an earlier attempt's record kept aside first (results are never
+    overwritten; an unreadable one is named)."""
+    previous = existing_record(run_dir)
+    if previous is None:
+        return True
+    if previous.get("status") == "ok" and not cfg.get("force"):
+        print(f"[{label}] already ok, skipped (resume): {describe.summary_line(previous)}", flush=True)
+        return False
+    kept = keep_aside(run_dir / RECORD_NAME, str(previous.get("status")))
+    if previous.get("status") == "unreadable":
+        print(f"[{label}] {run_dir / RECORD_NAME}: unreadable record ({previous['reason']}); "
+              f"kept as {kept.name}, measuring again", file=sys.stderr, flush=True)
+    return True
 
 
 def save(record: RunRecord, run_dir: Path) -> str:
@@ -146,49 +156,110 @@ def save(record: RunRecord, run_dir: Path) -> str:
 
 
 def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
-    spec = plugins.backend_spec(cfg["backend"]["name"])
-    plugins.workload_spec(cfg["workload"]["name"])      # an unknown name is a config error, here
-    rid = run_id(cfg)
-    record = RunRecord(run_id=rid, status="failed", config=cfg, workload=cfg["workload"]["name"],
-                       backend=spec.name, backend_label=spec.label(cfg["backend"]),
-                       backend_traits=spec.traits(cfg["backend"]).to_dict())
-    # Started now, the fork server imports torch while this process takes its GPU and cores.
-    server = forkserver.server_for(spec.preload) if cfg["bench"].get("isolation") == "forkserver" else None
+    with holding_gpu(cfg, echo) as (gpu, cpus, node_gpus):
+        m = Measurement.start(cfg, run_dir, gpu, cpus, node_gpus)
+        with clock_lock.locked(cfg["bench"], clock_lock.target_gpu(gpu, node_gpus)) as lock:
+            try:
+                m.prime(echo)
+                for k in range(m.processes):
+                    if not m.spawn(k, echo):
+                        break
+            except Interrupted as e:
+                m.interrupted(e)
+    return m.finish(lock)
+
+
+@contextlib.contextmanager
+def holding_gpu(cfg: dict[str, Any], echo: bool) -> Iterator[tuple[str | None, list[int] | None, list[str]]]:
+    """A GPU from the pool (waiting for a free one) and its CPU set, held inside; yields
+    (gpu, cpus, the node's GPUs)."""
     node_gpus = gpus.node_gpus()
     pool = gpus.pool(cfg.get("gpu_pool", "none"))
     cpu_sets = gpus.cpu_sets(pool) if len(pool) > 1 and cfg.get("cpu_pinning", "auto") == "auto" else {}
-    outcomes: list[Outcome] = []
     with gpus.acquire(pool) as gpu:
         cpus = cpu_sets.get(gpu) if gpu is not None else None
         if echo and gpu is not None:
             print(f"  [orchestrator] on GPU {gpu}" + (f", CPUs {_ranges(cpus)}" if cpus else ""),
                   file=sys.stderr, flush=True)
+        yield gpu, cpus, node_gpus
+
+
+@dataclass
+class Measurement:
+    """One run's worker processes as the orchestrator starts them, one at a time, on the GPU it
+    holds; `finish` makes them its record. An interleaved group (interleave.py) starts the
+    processes of several of them in turn."""
+    cfg: dict[str, Any]
+    run_dir: Path
+    record: RunRecord
+    base: dict[str, Any]            # the WorkerTask fields every process shares
+    env: dict[str, str]
+    cpus: list[int] | None
+    server: forkserver.ForkServer | None      # bench.isolation=forkserver: the backend's server
+    outcomes: list[Outcome] = field(default_factory=list)
+    open: bool = True               # False once a process failed or the run was interrupted
+
+    @classmethod
+    def start(cls, cfg: dict[str, Any], run_dir: Path, gpu: str | None, cpus: list[int] | None,
+              node_gpus: list[str]) -> "Measurement":
+        spec = plugins.backend_spec(cfg["backend"]["name"])
+        plugins.workload_spec(cfg["workload"]["name"])      # an unknown name is a config error, here
+        record = RunRecord(run_id=run_id(cfg), status="failed", config=cfg, workload=cfg["workload"]["name"],
+                           backend=spec.name, backend_label=spec.label(cfg["backend"]),
+                           backend_traits=spec.traits(cfg["backend"]).to_dict())
+        record.environment.update(gpu_slot=gpu, cpu_set=cpus, node_gpus=node_gpus or None)
+        # Started now (or already, for an earlier run of this family), the fork server imports
+        # torch while this process prepares the run.
+        server = forkserver.server_for(spec.preload) if cfg["bench"].get("isolation") == "forkserver" else None
         base = dict(config=cfg, run_dir=str(run_dir), compile_cache_dir=str(compile_cache_dir(cfg, run_dir)),
                     gpus_listed=0 if gpus.hidden_by_user() else len(node_gpus), gpu_slot=gpu)
-        env = worker_env(cfg, Path(base["compile_cache_dir"]), gpu, cpus)
-        bench, n = cfg["bench"], int(cfg["bench"]["processes"])
-        try:
-            if bench.get("compile_cache") == "warm":
-                # Fill the shared cache with the same program first, in its own process, so the
-                # measured run's first call is a warm-cache compile and not a cold one.
-                if echo:
-                    print("  [orchestrator] priming the compile cache", file=sys.stderr, flush=True)
-                primed = _start(WorkerTask(**base, prime_only=True), env, cpus, bench, echo, server)
-                record.compile["priming_run"] = {
-                    "ok": primed.result is not None and primed.result.ok,
-                    "reason": primed.failure or (primed.result.reason if primed.result else ""),
-                    "first_call_s": primed.result.first_call_s if primed.result else None}
-            for k in range(n):
-                outcome = _start(WorkerTask(**base, process_index=k, processes=n), env, cpus, bench, echo, server)
-                outcomes.append(outcome)
-                if outcome.result is None or not outcome.result.ok:
-                    break
-        except Interrupted as e:
-            outcomes.append(Outcome(result=None, interrupted=str(e)))
-    fill(record, outcomes, n)
-    record.environment.update(gpu_slot=gpu, cpu_set=cpus, node_gpus=node_gpus or None, command=shlex.join(sys.argv),
-                              **slurm_job())
-    return record
+        return cls(cfg, Path(run_dir), record, base, worker_env(cfg, Path(base["compile_cache_dir"]), gpu, cpus),
+                   cpus, server)
+
+    @property
+    def bench(self) -> dict[str, Any]:
+        return self.cfg["bench"]
+
+    @property
+    def processes(self) -> int:
+        return int(self.bench["processes"])
+
+    def _start(self, task: WorkerTask, echo: bool) -> Outcome:
+        return run_worker(task, self.env, self.cpus, float(self.bench["timeout_s"]),
+                          self.bench.get("max_host_mem_gb"), echo, self.server)
+
+    def prime(self, echo: bool) -> None:
+        """With bench.compile_cache=warm: fill the shared cache with the same program first, in
+        its own process, so the measured run's first call is a warm-cache compile."""
+        if self.bench.get("compile_cache") != "warm":
+            return
+        if echo:
+            print("  [orchestrator] priming the compile cache", file=sys.stderr, flush=True)
+        primed = self._start(WorkerTask(**self.base, prime_only=True), echo)
+        self.record.compile["priming_run"] = {
+            "ok": primed.result is not None and primed.result.ok,
+            "reason": primed.failure or (primed.result.reason if primed.result else ""),
+            "first_call_s": primed.result.first_call_s if primed.result else None}
+
+    def spawn(self, k: int, echo: bool) -> bool:
+        """Process k; whether the run goes on (False once a process did not end ok)."""
+        outcome = self._start(WorkerTask(**self.base, process_index=k, processes=self.processes), echo)
+        self.outcomes.append(outcome)
+        self.open = outcome.result is not None and outcome.result.ok
+        return self.open
+
+    def interrupted(self, signal_name: Interrupted) -> None:
+        self.outcomes.append(Outcome(result=None, interrupted=str(signal_name)))
+        self.open = False
+
+    def finish(self, lock: dict[str, Any] | None) -> RunRecord:
+        record = self.record
+        environment = dict(record.environment)
+        fill(record, self.outcomes, self.processes)
+        record.environment.update(environment, command=shlex.join(sys.argv), **slurm_job())
+        if lock is not None:
+            record.environment["sm_clock_lock"] = lock
+        return record
 
 
 def slurm_job() -> dict[str, Any]:
@@ -200,11 +271,6 @@ def slurm_job() -> dict[str, Any]:
     job = f"{array}_{env['SLURM_ARRAY_TASK_ID']}" if array and env.get("SLURM_ARRAY_TASK_ID") else env["SLURM_JOB_ID"]
     return {"slurm": {"job": job, "restart_count": int(env.get("SLURM_RESTART_COUNT", "0") or 0),
                       "partition": env.get("SLURM_JOB_PARTITION"), "node": env.get("SLURMD_NODENAME")}}
-
-
-def _start(task: WorkerTask, env: dict[str, str], cpus, bench: dict[str, Any], echo: bool,
-           server: forkserver.ForkServer | None) -> Outcome:
-    return run_worker(task, env, cpus, float(bench["timeout_s"]), bench.get("max_host_mem_gb"), echo, server)
 
 
 def _ranges(cpus: list[int]) -> str:

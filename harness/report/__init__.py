@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ from harness.errors import InputError
 from harness.report import generation as G
 from harness.report import tables as T
 from harness.report.graphs import graphs_markdown, graphs_table
-from harness.report.load import Sweep, load
+from harness.describe import flagged_text
+from harness.report.load import Sweep, by_sweep, load
 from harness.report.pairs import pair_table, pairs_markdown
 
 PLOTS_DIR = "plots"
@@ -59,15 +61,46 @@ def _call(job: tuple):
     return fn(*args)
 
 
-def _render(jobs: dict[str, tuple]) -> dict[str, Path | None]:
-    """Draw the plots, in parallel where there are CPUs to spare: rasterising PNGs is most of
-    a large report's time (about 1 s per multi-panel figure), and the figures are independent."""
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2:
-        return {key: _call(job) for key, job in jobs.items()}
-    ctx = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        return dict(zip(jobs, pool.map(_call, jobs.values())))
+class _Plots:
+    """The plots, drawn in worker processes while this one computes findings, writes tables and
+    renders report.md: drawing is over half of a large report's CPU time, and the figures are
+    independent of each other and of the rest. A figure is waited for where report.md first
+    needs to know whether it exists (`get`, `in`). One process where there is one CPU."""
+
+    def __init__(self, jobs: dict[str, tuple]):
+        self.drawn: dict[str, Path | None] = {}
+        self.futures: dict[str, concurrent.futures.Future] = {}
+        workers = min(len(jobs), os.cpu_count() or 1)
+        self.pool = None
+        if workers < 2:
+            self.drawn = {key: _call(job) for key, job in jobs.items()}
+            return
+        ctx = multiprocessing.get_context("fork")
+        self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        self.futures = {key: self.pool.submit(_call, job) for key, job in jobs.items()}
+
+    def __enter__(self) -> "_Plots":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def get(self, key: str) -> Path | None:
+        if key not in self.drawn and key in self.futures:
+            self.drawn[key] = self.futures[key].result()
+        return self.drawn.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def all(self) -> dict[str, Path]:
+        return {key: path for key in [*self.drawn, *self.futures]
+                if (path := self.get(key)) is not None}
+
+
+# What report.md reads plots from: drawn paths by key, or the plots being drawn.
+Plots = "dict[str, Path] | _Plots"
 
 
 def _buffers(sweep: Sweep, n: int = 10) -> pd.DataFrame:
@@ -79,10 +112,30 @@ def _buffers(sweep: Sweep, n: int = 10) -> pd.DataFrame:
     return T._with_missing(b, sweep, "memory_buffers")
 
 
+def _plot_jobs(sweep: Sweep, tables: dict[str, pd.DataFrame], plot_dir: Path) -> dict[str, tuple]:
+    """Each figure's function and the rows it draws (each job's rows are sent to a worker):
+    the costliest first, so that no worker is left with it at the end, then in the order
+    report.md embeds them, so that rendering it seldom waits."""
+    from harness.report import plots as P
+    workloads = list(dict.fromkeys(sweep.summary["workload"]))
+    categories, memory = tables["kernels_by_category"], tables["memory_by_kind"]
+    jobs = {"compile": (P.compile_phases, tables["compile"], plot_dir),
+            "speedup": (P.speedup, tables["speedup"], plot_dir)}
+    jobs.update({f"categories:{w}": (P.category_stacked, categories[categories["workload"] == w],
+                                     w, plot_dir) for w in workloads})
+    jobs["generation"] = (G.latency_by_position, tables["generation_positions"], plot_dir)
+    jobs["roofline"] = (P.roofline, tables["kernels_top"], sweep.summary[["device"]], plot_dir)
+    jobs.update({f"memory:{w}": (P.memory_by_kind, memory[memory["workload"] == w], w, plot_dir)
+                 for w in workloads})
+    return jobs
+
+
 def generate(roots: list[str | Path], out_dir: str | Path | None = None,
              findings: bool = True) -> Report:
     """Load the sweeps, write tables, plots and report.md into out_dir (default: the first
-    sweep directory)."""
+    sweep directory). Runs are reported per sweep directory (harness.report.load.by_sweep):
+    where several are loaded, each has its own section, plots and comparisons, and the tables
+    written beside report.md hold all runs with their `sweep`."""
     sweep = load(roots)
     out = Path(out_dir) if out_dir is not None else Path(roots[0])
     if out.is_file():
@@ -95,42 +148,70 @@ def generate(roots: list[str | Path], out_dir: str | Path | None = None,
 
 
 def _write_report(sweep: Sweep, out: Path, findings: bool) -> Report:
-    from harness.report import plots as P
-
-    plot_dir = out / PLOTS_DIR
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    tables = build_tables(sweep)
+    parts = by_sweep(sweep)
+    several = len(parts) > 1
+    per_sweep = {name: build_tables(sub) for name, sub in parts}
+    tables = per_sweep[parts[0][0]] if not several else _stack(per_sweep)
+    out.mkdir(parents=True, exist_ok=True)
     written = T.write_tables(tables, out)
 
-    workloads = list(dict.fromkeys(sweep.summary["workload"]))
     jobs = {}
-    for w in workloads:
-        jobs[f"categories:{w}"] = (P.category_stacked, tables["kernels_by_category"], w, plot_dir)
-        jobs[f"memory:{w}"] = (P.memory_by_kind, tables["memory_by_kind"], w, plot_dir)
-    jobs["roofline"] = (P.roofline, tables["kernels_top"], sweep.summary, plot_dir)
-    jobs["speedup"] = (P.speedup, tables["speedup"], plot_dir)
-    jobs["compile"] = (P.compile_phases, tables["compile"], plot_dir)
-    jobs["generation"] = (G.latency_by_position, tables["generation_positions"], plot_dir)
-    plots = {key: path for key, path in _render(jobs).items() if path}
+    for name, sub in parts:
+        plot_dir = out / PLOTS_DIR / (_slug(name) if several else "")
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        jobs.update({f"{name}|{key}": job for key, job in _plot_jobs(sub, per_sweep[name], plot_dir).items()})
+    with _Plots(jobs) as drawing:    # drawn in worker processes while the findings are made
+        found = None
+        if findings:
+            from harness.report.findings import findings as find
+            found = find(sweep, tables)
+            tables["findings"] = found
+            written += T.write_tables({"findings": found}, out)
+        drawn = drawing.all()
+    plots = {name: {key.split("|", 1)[1]: path for key, path in drawn.items()
+                    if key.split("|", 1)[0] == name} for name, _ in parts}
 
-    found = None
-    if findings:
-        from harness.report.findings import findings as find
-        found = find(sweep, tables)
-        tables["findings"] = found
-        written += T.write_tables({"findings": found}, out)
-
-    md = render(sweep, tables, plots, out, found)
+    if several:
+        md = "\n".join([_header(sweep), *_findings_section(found),
+                         *(f"## Sweep `{name}`\n\n"
+                           + _demoted(render_body(sub, per_sweep[name], plots[name], out))
+                           for name, sub in parts)])
+    else:
+        md = "\n".join([_header(sweep), *_findings_section(found),
+                         render_body(sweep, tables, plots[parts[0][0]], out)])
     path = out / REPORT_NAME
     path.write_text(md)
-    written += [path, *plots.values()]
-    return Report(out_dir=out, markdown=path, tables=tables, plots=plots, written=written)
+    flat = {f"{name}|{key}": path for name, got in plots.items() for key, path in got.items()}
+    written += [path, *flat.values()]
+    return Report(out_dir=out, markdown=path, tables=tables,
+                  plots=plots[parts[0][0]] if not several else flat, written=written)
 
 
-def _variant_tables(lines: list[str], s: pd.DataFrame, plots: dict[str, Path], out: Path, plot: str,
+def _stack(per_sweep: dict[str, dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Each table over all sweeps, with the sweep named in each row."""
+    out = {}
+    for key in next(iter(per_sweep.values())):
+        frames = [t[key] if "sweep" in t[key].columns else t[key].assign(sweep=name)
+                  for name, t in per_sweep.items()]
+        frames = [f for f in frames if len(f)] or frames[:1]
+        out[key] = pd.concat(frames, ignore_index=True)
+    return out
+
+
+def _slug(name: str) -> str:
+    return name.strip("/").replace("/", "_") or "sweep"
+
+
+def _demoted(markdown: str) -> str:
+    """A sweep's section inside a report of several: its headings one level down."""
+    return re.sub(r"^(#+ )", r"#\1", markdown, flags=re.M)
+
+
+def _variant_tables(lines: list[str], s: pd.DataFrame, plots: "Plots", out: Path, plot: str,
                     alt: str, wide_of) -> Iterator[tuple[str, str]]:
     """Per workload its heading and plot, then per variant its title and wide table (`wide_of(w,
     v)`); yields each (workload, variant) for what its section adds below the table."""
+    flags = {(r.workload, r.variant, r.backend): r.flags for r in s.itertuples()}
     for workload in dict.fromkeys(s["workload"]):
         lines.append(f"### {workload}\n")
         lines.append(_img(plots, f"{plot}:{workload}", out, f"{workload} {alt}"))
@@ -138,11 +219,12 @@ def _variant_tables(lines: list[str], s: pd.DataFrame, plots: dict[str, Path], o
             wide = wide_of(w, v)
             lines.append(f"**{w} [{v}]**\n")
             if not wide.empty:
+                wide = wide.rename(columns=lambda b: flagged_text(b, flags.get((w, v, b), "")))
                 lines.append(T.md_table(wide, index=True))
             yield w, v
 
 
-def _img(plots: dict[str, Path], key: str, out: Path, alt: str) -> str:
+def _img(plots: "Plots", key: str, out: Path, alt: str) -> str:
     p = plots.get(key)
     return f"![{alt}]({p.relative_to(out).as_posix()})\n" if p else ""
 
@@ -151,24 +233,45 @@ def _missing_note(long: pd.DataFrame, workload: str, variant: str, what: str) ->
     sub = long[(long["workload"] == workload) & (long["variant"] == variant)]
     col = "category" if "category" in long.columns else "kind"
     gone = sub[sub[col].isna()]
-    return "".join(f"- no {what} for **{r.backend}**: {T.md_escape(r.reason)}\n"
-                   for r in gone.itertuples(index=False))
+    return "".join(f"- no {what} for **{backend}**: {T.md_escape(reason)}\n"
+                   for backend, reason in zip(gone["backend"].tolist(), gone["reason"].tolist()))
+
+
+def _header(sweep: Sweep) -> str:
+    s = sweep.summary
+    counts = s["status"].value_counts().to_dict()
+    devices = ", ".join(sorted(set(d for d in s["device"] if d))) or "unknown"
+    sweeps = list(dict.fromkeys(s["sweep"]))
+    return "\n".join([
+        "# Benchmark report\n",
+        f"Sweeps: {', '.join(f'`{r}`' for r in sweep.roots)}"
+        + (f" ({len(sweeps)} sweep directories, each compared within itself: "
+           f"{', '.join(f'`{n}`' for n in sweeps)})" if len(sweeps) > 1 else "") + "  ",
+        f"Runs: {len(s)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
+        f"device: {devices}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
+        "Times are per iteration. Blank cells are unknown (not zero); % of peak only where "
+        "the device is in the peak table. `!code` after a figure: the flags of its run.\n"])
+
+
+def _findings_section(found: pd.DataFrame | None) -> list[str]:
+    if found is None:
+        return []
+    from harness.report.findings import render_markdown
+    return ["## Findings\n", render_markdown(found)]
 
 
 def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path], out: Path,
            found: pd.DataFrame | None = None) -> str:
+    """report.md of one sweep."""
+    return "\n".join([_header(sweep), *_findings_section(found),
+                      render_body(sweep, tables, plots, out)])
+
+
+def render_body(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path],
+                out: Path) -> str:
+    """The sections of one sweep's runs: summary, flags, pairs, graphs, categories, memory..."""
     s = sweep.summary
-    counts = s["status"].value_counts().to_dict()
-    devices = ", ".join(sorted(set(d for d in s["device"] if d))) or "unknown"
-    lines = ["# Benchmark report\n",
-             f"Sweeps: {', '.join(f'`{r}`' for r in sweep.roots)}  ",
-             f"Runs: {len(s)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
-             f"device: {devices}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
-             "Times are per iteration. Blank cells are unknown (not zero); % of peak only where "
-             "the device is in the peak table.\n"]
-    if found is not None:
-        from harness.report.findings import render_markdown
-        lines += ["## Findings\n", render_markdown(found)]
+    lines: list[str] = []
     lines += ["## Summary\n", T.summary_markdown(s)]
     flagged = T.flags_markdown(tables["flags"])
     if flagged:
@@ -195,16 +298,19 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
     lines.append("Categories are those of each kernel's source PyTorch op where the kernel table "
                  "names it (so attention means the same on Inductor and XLA), else of the kernel "
                  "itself; where ops are known, the split by kernel category follows.\n")
-    cat = tables["kernels_by_category"]
-    top = tables["kernels_top"]
+    # each variant's rows, split once: filtering the whole long tables per variant was most
+    # of rendering a 100-run report
+    cat = T.by_variant(tables["kernels_by_category"])
+    top = T.by_variant(tables["kernels_top"])
     for w, v in _variant_tables(lines, s, plots, out, "categories", "time by category",
-                                lambda w, v: T.category_wide(cat, w, v)):
-        split = T.category_split(cat, w, v)
+                                lambda w, v: T.category_wide(cat[w, v], w, v)):
+        split = T.category_split(cat[w, v], w, v)
         if not split.empty:
             lines += ["<details><summary>by source op and kernel category</summary>\n",
                       T.md_table(split), "</details>\n"]
-        lines.append(_missing_note(cat, w, v, "kernel table"))
-        sub = top[(top["workload"] == w) & (top["variant"] == v) & top["kernel"].notna()]
+        lines.append(_missing_note(cat[w, v], w, v, "kernel table"))
+        sub = top[w, v]
+        sub = sub[sub["kernel"].notna()]
         if len(sub):
             ops = [c for c in ("op", "op_category") if c in sub.columns
                    and sub[c].notna().any()]
@@ -227,10 +333,10 @@ def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path]
               "_No kernel with both FLOPs and bytes known (CPU runs, or not profiled)._\n"]
 
     lines.append("## Memory by kind (MiB)\n")
-    mem = tables["memory_by_kind"]
+    mem = T.by_variant(tables["memory_by_kind"])
     for w, v in _variant_tables(lines, s, plots, out, "memory", "memory by kind",
-                                lambda w, v: T.memory_wide(mem, w, v)):
-        lines.append(_missing_note(mem, w, v, "memory table"))
+                                lambda w, v: T.memory_wide(mem[w, v], w, v)):
+        lines.append(_missing_note(mem[w, v], w, v, "memory table"))
     lines.append("## Compile time by phase (s)\n")
     lines.append(_img(plots, "compile", out, "compile phases"))
     comp = tables["compile"].drop(columns=["run_id", "status", "reason"])

@@ -11,6 +11,10 @@
                                            changes across the nights of a history store; exit 1
                                            while a regression is open, else 0
     python -m harness.report explain SWEEP_DIR [...]                 findings, ranked
+    python -m harness.report findings-doc [--check] [NAME ...]       the findings docs of
+                                           docs/findings.toml, rendered from the records
+                                           (--check: exit 1 where a committed doc differs)
+    python -m harness.report findings-doc --template T.md.j2 [--out FILE] SWEEP_DIR [...]
 
 User mistakes (no records, a corrupt record.json, a record of an unknown schema_version) are
 one line naming the file, exit 2.
@@ -24,7 +28,7 @@ from pathlib import Path
 from harness.cli_args import Parser, number
 from harness.errors import InputError, die
 
-COMMANDS = ("compare", "history", "regressions", "explain")
+COMMANDS = ("compare", "history", "regressions", "explain", "findings-doc")
 EXIT_REGRESSED = 1
 EXIT_INCOMPLETE = 3     # 2 is a user mistake (harness.errors)
 
@@ -189,6 +193,50 @@ def _explain(argv: list[str]) -> int:
     return 0
 
 
+def _findings_doc(argv: list[str]) -> int:
+    from harness.report import docs
+    p = Parser(prog="python -m harness.report findings-doc",
+                                description="Render the findings docs from the records: every "
+                                            "doc of the manifest (docs/findings.toml), or one "
+                                            "template over the given sweeps.")
+    p.add_argument("names", nargs="*", metavar="NAME|SWEEP_DIR",
+                   help="docs of the manifest to render (default: all); with --template, the "
+                        "sweep directories to load")
+    p.add_argument("--manifest", default=str(docs.MANIFEST), help=f"default {docs.MANIFEST}")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 naming each file whose committed text differs "
+                        "from its rendering (a number that drifted from the records)")
+    p.add_argument("--template", help="render this template over the SWEEP_DIRs instead")
+    p.add_argument("--out", help="with --template: write here (default: stdout)")
+    args = p.parse_args(argv)
+    if args.template:
+        if not args.names:
+            die("--template needs the SWEEP_DIRs to load, e.g. findings-doc --template "
+                "docs/templates/findings-h200.md.j2 results/reference/h200")
+        text = docs.render(Path(args.template), [Path(n) for n in args.names])
+        if args.out:
+            Path(args.out).write_text(text)
+            print(f"{args.out}: rendered from {args.template}")
+        else:
+            print(text, end="")
+        return 0
+    outputs = docs.render_all(Path(args.manifest), args.names)
+    drifted = [o for o in outputs if o.drifted]
+    if args.check:
+        for o in drifted:
+            print(f"{os.path.normpath(o.path)}: differs from its rendering ({', '.join(o.docs)}); run "
+                  f"`python -m harness.report findings-doc` and review the diff:\n{o.diff()}")
+        if not drifted:
+            print(f"{len(outputs)} file(s) match their rendering from the records")
+        return 1 if drifted else 0
+    for o in outputs:
+        if o.drifted:
+            o.path.write_text(o.text)
+        print(f"{os.path.normpath(o.path)}: {'rewritten' if o.drifted else 'unchanged'} "
+              f"({', '.join(o.docs)})")
+    return 0
+
+
 def _stdout_closed() -> None:
     """Python would print a traceback when it flushes a closed stdout at exit: point stdout at
     devnull instead (the `signal` docs' recipe for SIGPIPE)."""
@@ -200,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = _report
     if argv and argv[0] in COMMANDS:
         handler = {"compare": _compare, "history": _history, "regressions": _regressions,
-                   "explain": _explain}[argv.pop(0)]
+                   "explain": _explain, "findings-doc": _findings_doc}[argv.pop(0)]
     try:
         code = handler(argv)
         sys.stdout.flush()

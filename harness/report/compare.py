@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import clocks
 from harness.collect.kernel_diff import category_diff, kernel_diff
 from harness.describe import NOISE_FLAGS
 from harness.report import tables as T
@@ -318,7 +319,7 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
                      "base_flags": b["flags"], "new_flags": n["flags"],
                      # the flags of those that make its median unreliable for comparison
                      "base_noise_flags": noise_flags(b), "new_noise_flags": noise_flags(n),
-                     **v, "matched_by": how,
+                     **v, "clocks": clocks.different_clocks(b, n), "matched_by": how,
                      "base_run_id": b["run_id"], "new_run_id": n["run_id"],
                      "reason": n["reason"] if n["status"] != "ok" else ""})
         if v["verdict"] == REGRESSION:
@@ -333,7 +334,7 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
             "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "base_flags",
             "new_flags", "base_noise_flags", "new_noise_flags", "ratio",
             "change_pct", "p_value", "test", "verdict", "gpu_change_pct", "host_change_pct",
-            "cause", "matched_by", "base_run_id", "new_run_id", "reason"]
+            "cause", "clocks", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
     order = {NEWLY_FAILING: 0, REGRESSION: 1, IMPROVEMENT: 2, FIXED: 3, NOISE: 4, NOT_OK: 5}
     table = table.assign(_o=table["verdict"].map(order)).sort_values(
@@ -431,6 +432,8 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
         "cause": t["cause"],
         "flags base/new": [f"{a or '-'} / {b or '-'}" if a or b else ""
                            for a, b in zip(t["base_flags"], t["new_flags"])],
+        # the GPU's SM clock during timing differed between the nights (harness/clocks.py)
+        "clocks": t["clocks"],
         "status": [s if s == ns else f"{s} → {ns}" for s, ns in zip(t["base_status"],
                                                                      t["new_status"])],
         "reason": t["reason"].map(lambda r: r[:120]),

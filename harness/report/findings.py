@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
-from harness.describe import FLAG_CODES, NOISE_FLAGS, THRESHOLDS
+from harness.describe import FLAG_CODES, THRESHOLDS
+from harness.report import generation
+from harness.report.finding import Finding
 from harness.report.graphs import describe_command_buffers, describe_cudagraphs, known
-from harness.report.load import noise_floor
+from harness.report.load import by_sweep, noise_floor
+from harness.report.pair_ratio import interval_text
 from harness.report.pairs import PAIRS, pair_table
 from harness.report.tables import MIB, category_basis, comparable_category
+from harness.report.verdict import FASTER, decide, noisy_text
 
 COLUMNS = ["kind", "workload", "variant", "backends", "magnitude", "unit", "score", "evidence",
            "sentence"]
@@ -32,6 +37,8 @@ COMPUTE_CATEGORIES = ("gemm", "attention", "conv")
 MEMORY_BOUND_CATEGORIES = ("fp8_cast", "norm", "elementwise", "reduction", "copy")
 # Kinds shown first in a workload, in this order; the rest by score.
 KIND_ORDER = {"status": 0, "flag": 1, "pair": 2}
+# Single-run findings whose figure is read off the wall median (idle = wall - GPU busy).
+WALL_KINDS = ("idle", "graphs")
 # Summary columns a rule may read that a hand-built summary (tests, old callers) may lack.
 OPTIONAL_SUMMARY = {"kernel_ms_per_iter": math.nan, "gpu_busy_ms_per_iter": math.nan,
                     "host_gap_ms": math.nan, "idle_share": math.nan, "processes": math.nan,
@@ -69,24 +76,6 @@ class FindingsConfig:
     evidence_buffers: int = 3
 
 
-@dataclass(frozen=True)
-class Finding:
-    kind: str                     # status, flag, pair, speed, category, layout, idle, graphs, ...
-    workload: str
-    variant: str
-    backends: tuple[str, ...]     # the run(s) it is about; the one with more of it first
-    magnitude: float              # in `unit`
-    unit: str
-    score: float                  # 0..1: the share of an iteration or footprint at stake
-    evidence: str
-    sentence: str
-
-    def row(self) -> dict[str, Any]:
-        return {**asdict(self), "backends": ",".join(self.backends),
-                "magnitude": float(self.magnitude),
-                "score": float(min(max(self.score, 0.0), 1.0))}
-
-
 def _name(workload: str, variant: str) -> str:
     return f"{workload} [{variant}]" if variant else workload
 
@@ -95,14 +84,18 @@ def _short(kernel: str, n: int = 60) -> str:
     return kernel if len(kernel) <= n else kernel[:n - 3] + "..."
 
 
-def _top_kernels(k: pd.DataFrame, n: int, by: pd.Series | None = None) -> str:
-    """The n longest kernels; where they are grouped by op category (`by`), each kernel's own
+def _kernel_text(kernel: str, time_us: float, category: Any = None, group: Any = None) -> str:
+    """A kernel as evidence; where kernels are grouped by op category (`group`), its own
     category is named beside it when it differs (XLA's attention: `[gemm]`, `[reduction]`)."""
+    own = f" [{category}]" if group is not None and category != group else ""
+    return f"{_short(kernel)}{own} ({time_us:,.1f} us)"
+
+
+def _top_kernels(k: pd.DataFrame, n: int) -> str:
+    """The n longest kernels."""
     k = k.sort_values("time_us_per_iter", ascending=False).head(n)
-    own = [f" [{c}]" if by is not None and c != by.get(i) else ""
-           for i, c in zip(k.index, k["category"])]
-    return ", ".join(f"{_short(r.kernel)}{o} ({r.time_us_per_iter:,.1f} us)"
-                     for r, o in zip(k.itertuples(), own)) or "none"
+    return ", ".join(_kernel_text(kernel, t) for kernel, t in
+                     zip(k["kernel"].tolist(), k["time_us_per_iter"].tolist())) or "none"
 
 
 def _ms(v: float) -> str:
@@ -152,31 +145,27 @@ def rule_flags(ctx: "Context") -> list[Finding]:
 
 
 def rule_pairs(ctx: "Context") -> list[Finding]:
-    """The headline and control pairs (harness/report/pairs.py), each said as such: wall ratio,
-    and GPU time and host gap beside it, so a reader sees whether the kernels or the host
-    decide it."""
+    """The headline and control pairs (harness/report/pairs.py), each said as such, with the
+    verdict (harness/report/verdict.py: a ratio only where neither side is flagged noisy), and GPU
+    time and host gap beside it, so a reader sees whether the kernels or the host decide it."""
     cfg, out = ctx.cfg, []
     meaning = {p.name: p.meaning for p in PAIRS}
     for r in pair_table(ctx.summary).itertuples():
+        said = decide(r.inductor, ctx.row(r.inductor_run_id), r.xla, ctx.row(r.xla_run_id),
+                      k=cfg.speed_k_cv)
         ratio = r.inductor_over_xla
-        noise = math.hypot(r.inductor_noise, r.xla_noise)
-        unreliable = ctx.unreliable((r.inductor, r.inductor_run_id), (r.xla, r.xla_run_id))
-        if unreliable:
-            verdict, ratio = f"not compared: {unreliable}", math.nan
-        elif abs(ratio - 1.0) <= cfg.speed_k_cv * noise:
-            verdict = f"Inductor and XLA are level within noise ({cfg.speed_k_cv:g} x CV)"
-        elif ratio > 1.0:
-            verdict = f"XLA is {ratio:.2f}x faster end to end"
-        else:
-            verdict = f"Inductor is {1.0 / ratio:.2f}x faster end to end"
         ev = (f"wall {r.inductor_ms:.4g} vs {r.xla_ms:.4g} ms; GPU {_opt_ms(r.inductor_gpu_ms)} "
               f"vs {_opt_ms(r.xla_gpu_ms)}; host gap {_opt_ms(r.inductor_host_gap_ms)} vs "
               f"{_opt_ms(r.xla_host_gap_ms)}")
+        interval = interval_text(r._asdict())
+        ev += (f"; Inductor / XLA {interval}" if interval else "") + (f"; {r.clocks}" if r.clocks else "")
         out.append(Finding(
-            "pair", r.workload, r.variant, (r.inductor, r.xla), ratio, "x (Inductor / XLA wall)",
-            0.0 if unreliable else abs(1.0 - min(ratio, 1.0 / ratio)), ev,
+            "pair", r.workload, r.variant, (r.inductor, r.xla),
+            ratio if not said.noisy else math.nan,
+            "x (Inductor / XLA wall)" if not said.noisy else "no ratio (a side is flagged noisy)",
+            abs(1.0 - min(ratio, 1.0 / ratio)), ev,
             f"{r.pair.capitalize()} pair on {_name(r.workload, r.variant)} ({r.inductor} vs "
-            f"{r.xla}: {meaning[r.pair]}): {verdict}; {ev}."))
+            f"{r.xla}: {meaning[r.pair]}): {said.text}; {ev}."))
     return out
 
 
@@ -185,34 +174,28 @@ def _opt_ms(v: float) -> str:
 
 
 def rule_speed(ctx: "Context") -> list[Finding]:
+    """The fastest against the slowest run of a variant, where the verdict calls one faster: by
+    a ratio beyond the noise, or (a run flagged noisy) by ranges that do not overlap, no ratio."""
     cfg, out = ctx.cfg, []
     for (w, v), g in ctx.ok_groups():
         g = g[g["median_ms"] > 0]
         if len(g) < 2:
             continue
         fast, slow = g.loc[g["median_ms"].idxmin()], g.loc[g["median_ms"].idxmax()]
+        said = decide(fast["backend"], fast, slow["backend"], slow, k=cfg.speed_k_cv,
+                      min_change=cfg.speed_min_change)
+        if said.outcome != FASTER:
+            continue
         ratio = slow["median_ms"] / fast["median_ms"]
         (cv_fast, src_fast), (cv_slow, src_slow) = noise_floor(fast), noise_floor(slow)
-        cv = math.hypot(cv_fast, cv_slow)
-        if ratio - 1.0 < max(cfg.speed_min_change, cfg.speed_k_cv * cv):
-            continue
         ranking = " < ".join(f"{r.backend} {r.median_ms:.4g} ms" for r in
                              g.sort_values("median_ms").itertuples())
-        unreliable = ctx.unreliable((fast["backend"], fast["run_id"]), (slow["backend"], slow["run_id"]))
-        if unreliable:
-            out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), math.nan, "x", 0.0,
-                               f"median per iteration: {ranking}",
-                               f"On {_name(w, v)}, {fast['backend']} and {slow['backend']} are not "
-                               f"compared: {unreliable} ({fast['median_ms']:.4g} vs "
-                               f"{slow['median_ms']:.4g} ms per iteration)."))
-            continue
-        out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), ratio, "x",
+        out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), said.ratio,
+                           "x" if not said.noisy else "no ratio (a run is flagged noisy)",
                            1.0 - 1.0 / ratio, f"median per iteration: {ranking}; CV "
                            f"{100 * cv_fast:.1f}% ({src_fast}) / {100 * cv_slow:.1f}% ({src_slow})",
-                           f"On {_name(w, v)}, {fast['backend']} is {ratio:.2f}x faster than "
-                           f"{slow['backend']} ({fast['median_ms']:.4g} vs "
-                           f"{slow['median_ms']:.4g} ms per iteration, beyond "
-                           f"{cfg.speed_k_cv:g} x CV)."))
+                           f"On {_name(w, v)}, {said.text} ({fast['median_ms']:.4g} vs "
+                           f"{slow['median_ms']:.4g} ms per iteration)."))
     return out
 
 
@@ -251,13 +234,18 @@ def rule_layout(ctx: "Context") -> list[Finding]:
     """Copies are a kernel-level notion (a transpose inside attention is still traffic): this
     rule reads the kernel category, not the source op's."""
     cfg, out = ctx.cfg, []
-    for r, k in ctx.profiled_runs():
-        total = k["time_us_per_iter"].sum() / 1e3
-        copy = k[k["category"] == "copy"]
-        t = copy["time_us_per_iter"].sum() / 1e3
+    k = ctx.kernels
+    if not len(k):
+        return out
+    time = k["time_us_per_iter"].to_numpy(dtype=float)
+    is_copy = (k["category"] == "copy").to_numpy()
+    rows = k.groupby("run_id", sort=False).indices
+    for r, _ in ctx.profiled_runs():
+        idx = rows[r.run_id]
+        total, t = _sum(time[idx]) / 1e3, _sum(time[idx[is_copy[idx]]]) / 1e3
         if total <= 0 or t < cfg.copy_min_ms or t / total < cfg.copy_min_share:
             continue
-        ev = f"copy kernels: {_top_kernels(copy, cfg.evidence_kernels)}"
+        ev = f"copy kernels: {_top_kernels(k.iloc[idx[is_copy[idx]]], cfg.evidence_kernels)}"
         bufs = ctx.buffers_of(r.run_id)
         if len(bufs):
             ev += "; largest buffers: " + ctx.describe_buffers(bufs)
@@ -347,11 +335,13 @@ def rule_graphs(ctx: "Context") -> list[Finding]:
     replays, skips with their reasons, partitions that are not cudagraphable, else host work
     between graphs."""
     cfg, out = ctx.cfg, []
-    rows = ctx.summary.set_index("run_id")
+    rows: dict[str, Any] = {}
+    for r in ctx.summary.itertuples():
+        rows.setdefault(r.run_id, r)      # a run listed twice: its first row
     for g in ctx.graphs.itertuples():
-        if not g.graph_mode or g.status != "ok" or g.run_id not in rows.index:
+        if not g.graph_mode or g.status != "ok" or g.run_id not in rows:
             continue
-        idle = _idle(next(rows.loc[[g.run_id]].reset_index().itertuples()))
+        idle = _idle(rows[g.run_id])
         if idle is None:
             continue
         gap, share, busy, _ = idle
@@ -365,35 +355,52 @@ def rule_graphs(ctx: "Context") -> list[Finding]:
     return out
 
 
+def _sum(values: np.ndarray) -> float:
+    """What pandas' Series.sum gives (NaN skipped), on a run's slice of a column."""
+    return float(np.nansum(values))
+
+
 def rule_roofline(ctx: "Context") -> list[Finding]:
     cfg, out = ctx.cfg, []
-    for r, k in ctx.profiled_runs():
-        total = k["time_us_per_iter"].sum()
-        suspect = k["suspect"].fillna(False).astype(bool) if "suspect" in k else False
-        for cats, col, limit, what in (
-                (COMPUTE_CATEGORIES, "pct_peak_flops", cfg.compute_pct_peak_below, "FLOP/s"),
-                (MEMORY_BOUND_CATEGORIES, "pct_peak_bw", cfg.bandwidth_pct_peak_below,
-                 "memory bandwidth")):
-            if col not in k:
-                continue
-            sel = k[k["category"].isin(cats) & pd.to_numeric(k[col], errors="coerce").notna()
-                    & ~suspect]
-            t = sel["time_us_per_iter"].sum()
+    k = ctx.kernels
+    if not len(k) or "time_us_per_iter" not in k:
+        return out
+    # columns as arrays once, sliced per run (per-run frames cost more than the arithmetic)
+    time = pd.to_numeric(k["time_us_per_iter"], errors="coerce").to_numpy(dtype=float)
+    rows = k.groupby("run_id", sort=False).indices
+    suspect = (k["suspect"].fillna(False).astype(bool).to_numpy() if "suspect" in k
+               else np.zeros(len(k), dtype=bool))
+    checks = []
+    for cats, col, limit, what in (
+            (COMPUTE_CATEGORIES, "pct_peak_flops", cfg.compute_pct_peak_below, "FLOP/s"),
+            (MEMORY_BOUND_CATEGORIES, "pct_peak_bw", cfg.bandwidth_pct_peak_below,
+             "memory bandwidth")):
+        if col in k:
+            pct_col = pd.to_numeric(k[col], errors="coerce").to_numpy(dtype=float)
+            sel = k["category"].isin(cats).to_numpy() & ~np.isnan(pct_col) & ~suspect
+            checks.append((cats, col, limit, what, pct_col, sel))
+    for r, _ in ctx.profiled_runs():
+        idx = rows[r.run_id]
+        total = _sum(time[idx])
+        for cats, col, limit, what, pct_col, sel in checks:
+            mine = idx[sel[idx]]
+            t = _sum(time[mine])
             if total <= 0 or t / total < cfg.roofline_min_share:
                 continue
-            pct = float((sel[col].astype(float) * sel["time_us_per_iter"]).sum() / t)
+            pct = _sum(pct_col[mine] * time[mine]) / t
             if pct >= limit:
                 continue
-            worst = sel.sort_values("time_us_per_iter", ascending=False).head(cfg.evidence_kernels)
+            chosen = k.iloc[mine]
+            worst = chosen.sort_values("time_us_per_iter", ascending=False).head(cfg.evidence_kernels)
             ev = ", ".join(f"{_short(x.kernel)} ({x.category}, {x.time_us_per_iter:,.1f} us, "
-                           f"{getattr(x, col):.0f}%)" for x in worst.itertuples())
+                           f"{float(getattr(x, col)):.0f}%)" for x in worst.itertuples())
             out.append(Finding("roofline", r.workload, r.variant, (r.backend,), pct,
                                f"% of peak {what}", (t / total) * (1.0 - pct / 100.0), ev,
                                f"On {_name(r.workload, r.variant)}, {r.backend}'s "
-                               f"{'/'.join(c for c in cats if c in set(sel['category']))} kernels "
-                               f"reach {pct:.0f}% of peak {what} (time-weighted over {len(sel)} "
-                               f"kernels, {t / 1e3:.3g} ms, {100 * t / total:.0f}% of kernel time; "
-                               f"below {limit:g}%): {ev}."))
+                               f"{'/'.join(c for c in cats if c in set(chosen['category']))} "
+                               f"kernels reach {pct:.0f}% of peak {what} (time-weighted over "
+                               f"{len(chosen)} kernels, {t / 1e3:.3g} ms, {100 * t / total:.0f}% "
+                               f"of kernel time; below {limit:g}%): {ev}."))
     return out
 
 
@@ -479,6 +486,7 @@ class Context:
     flags: pd.DataFrame           # tables.flags_long: one row per (run, flag)
     graphs: pd.DataFrame          # graphs.graphs_table: graph evidence per run
     cfg: FindingsConfig
+    pairs: pd.DataFrame | None = None   # pairs.pair_table of the summary, where already built
 
     def __post_init__(self) -> None:
         self._k = {rid: g for rid, g in self.kernels.groupby("run_id")} if len(self.kernels) else {}
@@ -506,8 +514,13 @@ class Context:
             sums = k.groupby(["run_id", "compared"])["time_us_per_iter"].sum() / 1e3
             self.category_ms = {rid: g.droplevel(0) for rid, g in sums.groupby(level=0)}
             n = self.cfg.evidence_kernels
-            for (rid, cat), g in k.groupby(["run_id", "compared"], sort=False):
-                self._top[(rid, cat)] = _top_kernels(g.head(n), n, g["compared"])
+            top = k.groupby(["run_id", "compared"], sort=False).head(n)   # longest first
+            listed: dict[tuple[str, str], list[str]] = {}
+            for rid, cat, kernel, own, t in zip(top["run_id"].tolist(), top["compared"].tolist(),
+                                                top["kernel"].tolist(), top["category"].tolist(),
+                                                top["time_us_per_iter"].tolist()):
+                listed.setdefault((rid, cat), []).append(_kernel_text(kernel, t, own, cat))
+            self._top = {key: ", ".join(texts) for key, texts in listed.items()}
         self.kind_bytes: dict[str, pd.Series] = {}
         # (run, kind) whose bytes are only a lower bound (buffers of unknown size: extern
         # kernels' outputs in Inductor's output code): no difference against them is known
@@ -519,13 +532,23 @@ class Context:
                 bounded = self.memory[self.memory["note"].fillna("").str.contains("lower bound")]
                 self.lower_bounds = set(zip(bounded["run_id"], bounded["kind"]))
 
-    def unreliable(self, *runs: tuple[str, str]) -> str:
-        """'' or why the medians of these (backend, run_id) runs are no result side by side:
-        the flags of describe.NOISE_FLAGS they carry (a busy host slows a run whatever its
-        spread, so no noise band makes the ratio one)."""
-        said = [f"{backend} is flagged {','.join(c for c in NOISE_FLAGS if c in self.run_flags[run_id])}"
-                for backend, run_id in runs if set(NOISE_FLAGS) & self.run_flags.get(run_id, set())]
-        return ("; ".join(said) + ", so the ratio of the medians is not a result") if said else ""
+    def row(self, run_id: str) -> pd.Series:
+        return self.summary.loc[self.summary["run_id"] == run_id].iloc[0]
+
+    def qualified(self, f: Finding) -> Finding:
+        """A finding on a run's wall time (its idle gap) says when that run is flagged noisy:
+        the gap moves with the median."""
+        if f.kind not in WALL_KINDS:
+            return f
+        runs = self.summary[(self.summary["workload"] == f.workload)
+                            & (self.summary["variant"] == f.variant)
+                            & self.summary["backend"].isin(f.backends)]
+        said = noisy_text(tuple(runs["backend"]), tuple(r for _, r in runs.iterrows())) \
+            if len(runs) == 2 else noisy_text((f.backends[0],), (runs.iloc[0],)) if len(runs) else ""
+        if not said:
+            return f
+        return replace(f, sentence=f"{f.sentence[:-1]}; {said}: its wall median, and so this gap, "
+                                   "is noisy.")
 
     def top_of(self, run_id: str, category: str) -> str:
         return self._top.get((run_id, category), "none")
@@ -569,7 +592,8 @@ class Context:
 def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
                   memory: pd.DataFrame | None = None, buffers: pd.DataFrame | None = None,
                   flags: pd.DataFrame | None = None, graphs: pd.DataFrame | None = None,
-                  cfg: FindingsConfig = FindingsConfig(), extra: tuple[Finding, ...] = ()) -> pd.DataFrame:
+                  cfg: FindingsConfig = FindingsConfig(), extra: tuple[Finding, ...] = (),
+                  pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """All rules over the tables, plus `extra` findings (a generation's: harness/report/generation.py);
     rows ranked per workload: failures, flags and pairs first, then by score."""
     empty = pd.DataFrame(columns=["run_id"])
@@ -580,7 +604,7 @@ def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
                   buffers=buffers if buffers is not None else empty,
                   flags=flags if flags is not None else empty,
                   graphs=graphs if graphs is not None else empty, cfg=cfg)
-    found = [f for rule in RULES for f in rule(ctx)] + list(extra)
+    found = [ctx.qualified(f) for rule in RULES for f in rule(ctx)] + list(extra)
     out = pd.DataFrame([f.row() for f in found], columns=COLUMNS)
     if out.empty:
         return out
@@ -599,16 +623,37 @@ def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
 
 def findings(sweep, tables: dict[str, pd.DataFrame] | None = None,
              cfg: FindingsConfig = FindingsConfig()) -> pd.DataFrame:
-    """Findings of a loaded sweep; `tables` (harness.report.build_tables) saves rebuilding the
-    flags and graph-evidence tables."""
-    from harness.report.generation import findings as generation_findings
+    """Findings of a loaded sweep, per sweep directory (harness.report.load.by_sweep): runs are
+    compared within their sweep only, and where several sweeps were loaded each finding names
+    its sweep. `tables` (harness.report.build_tables) saves rebuilding the flags and
+    graph-evidence tables."""
     from harness.report.graphs import graphs_table
     from harness.report.tables import flags_long
     tables = tables or {}
     flags = tables["flags"] if "flags" in tables else flags_long(sweep)
     graphs = tables["graphs"] if "graphs" in tables else graphs_table(sweep)
-    return findings_from(sweep.summary, sweep.kernels, sweep.memory, sweep.buffers,
-                         flags=flags, graphs=graphs, cfg=cfg, extra=tuple(generation_findings(sweep)))
+    sweeps = by_sweep(sweep)
+    parts = []
+    for name, sub in sweeps:
+        ids = set(sub.summary["run_id"])
+        found = findings_from(sub.summary, sub.kernels, sub.memory, sub.buffers,
+                              flags=flags[flags["run_id"].isin(ids)],
+                              graphs=graphs[graphs["run_id"].isin(ids)] if len(graphs) else graphs,
+                              cfg=cfg, extra=tuple(generation.findings(sub)))
+        found.insert(0, "sweep", name)
+        if len(sweeps) > 1:
+            found["sentence"] = [f"[{name}] {text}" for text in found["sentence"]]
+        parts.append(found)
+    return (pd.concat(parts, ignore_index=True) if parts
+            else pd.DataFrame(columns=["sweep", "rank", *COLUMNS]))
+
+
+def _sections(found: pd.DataFrame):
+    """(heading, rows) per workload, and per sweep where several are in the table."""
+    several = "sweep" in found.columns and found["sweep"].nunique() > 1
+    keys = ["sweep", "workload"] if several else ["workload"]
+    for key, g in found.groupby(keys, sort=False):
+        yield (f"{key[0]}: {key[1]}" if several else key[0] if isinstance(key, tuple) else key), g
 
 
 def render_markdown(found: pd.DataFrame, per_workload: int = 8) -> str:
@@ -618,7 +663,7 @@ def render_markdown(found: pd.DataFrame, per_workload: int = 8) -> str:
     if shown is None or shown.empty:
         return "_No findings: no backends differ beyond the thresholds (FindingsConfig)._\n"
     lines = []
-    for workload, g in shown.groupby("workload", sort=False):
+    for workload, g in _sections(shown):
         lines.append(f"**{workload}**\n")
         for i, r in enumerate(g.head(per_workload).itertuples(), 1):
             lines.append(f"{i}. [{r.kind}] {r.sentence}")
@@ -632,7 +677,7 @@ def render_text(found: pd.DataFrame) -> str:
     if found is None or found.empty:
         return "No findings: no backends differ beyond the thresholds."
     lines = []
-    for workload, g in found.groupby("workload", sort=False):
+    for workload, g in _sections(found):
         lines.append(f"== {workload}")
         for r in g.itertuples():
             lines.append(f"{r.rank:>3}. [{r.kind}, score {r.score:.2f}] {r.sentence}")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report.findings import Finding
+from harness.report.finding import Finding
 from harness.report.load import KEY_COLUMNS, Sweep
 from harness.report.tables import md_table, order_backends
 
@@ -25,7 +25,7 @@ TABLE_COLUMNS = KEY_COLUMNS + [
     "status", "batch", "prompt_len", "new_tokens", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
     "tpot_p99_ms", "itl_p50_ms", "itl_p99_ms", "output_tokens_per_s", "decode_tokens_per_s", "compiles",
     "recompiles", "compile_steps_s", "first_generation_s", "check_tokens", "matched_tokens", "matched_tokens_median",
-    "diverged_sequences", "diverged_at", "logits_sqnr_db"]
+    "diverged_sequences", "diverged_at", "logits_sqnr_db", "processes", "flags"]
 POSITION_COLUMNS = KEY_COLUMNS + ["token", "position", "latency_ms"]
 
 
@@ -66,9 +66,10 @@ def generation_table(sweep: Sweep) -> pd.DataFrame:
                                       if num.get("matched_tokens_per_sequence") else None),
             "diverged_sequences": num.get("diverged_sequences"), "diverged_at": num.get("diverged_at"),
             "logits_sqnr_db": num.get("min_sqnr_db"),
+            "processes": row["processes"], "flags": row["flags"],
         })
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    for col in TABLE_COLUMNS[len(KEY_COLUMNS) + 1:]:
+    for col in TABLE_COLUMNS[len(KEY_COLUMNS) + 1:-1]:
         table[col] = pd.to_numeric(table[col], errors="coerce")
     return table.sort_values(["workload", "variant", "backend"], kind="stable").reset_index(drop=True)
 
@@ -119,7 +120,7 @@ def render_markdown(table: pd.DataFrame, plot: Path | None, out: Path) -> str:
              "output_tokens_per_s": "out tok/s", "decode_tokens_per_s": "decode tok/s", "compiles": "compiles",
              "recompiles": "recompiles", "compile_steps_s": "compiling steps s",
              "matched_tokens_median": "tokens = eager", "diverged_sequences": "seqs flipped",
-             "logits_sqnr_db": "logits dB"}
+             "logits_sqnr_db": "logits dB", "processes": "procs", "flags": "flags"}
     view = table[list(shown)].rename(columns=shown)
     lines = ["## Generation: TTFT, TPOT and compiles along the sequence\n", md_table(view)]
     lines.append("TTFT: the prefill step (prompt in, first token out); TPOT: per generation, "
@@ -131,7 +132,8 @@ def render_markdown(table: pd.DataFrame, plot: Path | None, out: Path) -> str:
                  "tokens = eager: of the first check_tokens greedy tokens, those equal to eager's before "
                  "the sequence's first flip (median over sequences); seqs flipped: sequences with a flip; "
                  "logits dB: the logits' SQNR against eager wherever the histories agree (a flip between "
-                 "tied bf16 logits is expected; the run fails below the workload's threshold).\n")
+                 "tied bf16 logits is expected; the run fails below the workload's threshold); procs: the "
+                 "fresh processes the percentiles pool; flags: the run's (the Flags section says why).\n")
     if plot is not None:
         lines.append(f"![per-token latency by position]({plot.relative_to(out).as_posix()})\n")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import clocks
 from harness.collect.devices import Peaks, lookup_device, peak_dtype
 from harness.describe import (TAG_KEYS, THRESHOLDS, backend_label, backend_traits,
                               between_processes, busiest_host_load, gpu_figures, record_flags,
@@ -35,7 +36,7 @@ ARTIFACT_FILES = {"kernels": "kernels.parquet", "memory": "memory.parquet",
 ARTIFACT_KEYS = {"kernels": ("kernels", "kernel_table"), "memory": ("memory", "memory_table"),
                  "memory_buffers": ("memory_buffers",)}
 # fp8 recipes run their GEMMs in fp8 whatever the workload's (activation) dtype says.
-FP8_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp", "fp8")
+FP8_RECIPES = ("tensorwise", "torchao", "rowwise", "rowwise_with_gw_hp", "fp8")
 MEMORY_KINDS = ("parameter", "output", "temp", "workspace", "constant", "total", "runtime_peak")
 # Figures a table is made of: a record whose value here is not a number (`"median_ms": "fast"`)
 # would become a row with a blank, so it is refused instead. None/null is allowed (not measured).
@@ -142,6 +143,16 @@ def _f(value: Any) -> float:
         return math.nan
 
 
+def clock_columns(record: dict[str, Any]) -> dict[str, float]:
+    state = clocks.summary(record)
+    if state is None:
+        return {k: math.nan for k in ("sm_clock_min_mhz", "sm_clock_median_mhz", "sm_clock_max_mhz",
+                                      "throttled_samples", "gpu_state_samples")}
+    return {"sm_clock_min_mhz": state.sm_min_mhz, "sm_clock_median_mhz": state.sm_median_mhz,
+            "sm_clock_max_mhz": state.sm_max_mhz, "throttled_samples": float(state.throttled),
+            "gpu_state_samples": float(state.samples)}
+
+
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     params = record.get("params") or ((record.get("config") or {}).get("workload") or {})
     timing = record.get("timing") or {}
@@ -172,6 +183,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "variant": variant(params) + (",warm cache" if (record.get("compile") or {}).get("cache") == "warm" else ""),
         "backend": backend_label(record),
         "run_id": record.get("run_id", ""),
+        # the sweep directory the run is in (load: named relative to the root it was given by)
+        "sweep": record.get("_sweep", ""),
         "status": record["status"],
         "reason": record.get("reason") or "",
         # wall time per iteration: the median of the per-process medians (schema 1: one process)
@@ -203,6 +216,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "host_gap_ms": _f(gpu.get("host_gap_ms")),
         "idle_share": idle,
         "host_bound": (bool(idle > THRESHOLDS.host_bound_idle_share) if idle == idle else None),
+        # the GPU's SM clock during timing (harness/clocks.py), NaN where not read
+        **clock_columns(record),
         "flags": ",".join(flag["code"] for flag in flags),
         "schema_version": record.get("schema_version"),
         "backend_name": record.get("backend", ""),
@@ -211,6 +226,11 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "backend_mode": ((record.get("config") or {}).get("backend") or {}).get("mode") or "",
         "device": env.get("gpu_name") or env.get("device") or "",
         "params_json": params_json(params),
+        # interleaved runs (harness/orchestrator/interleave.py): the group they alternated in and
+        # each process's median, in process order, for the pair's ratio of adjacent couples
+        "interleave_group": ((timing.get("interleave") or {}).get("group")) or "",
+        "process_medians_json": json.dumps([p.get("median_ms") for p in timing.get("processes") or []
+                                            if isinstance(p, dict)]),
         "run_dir": record.get("_run_dir", ""),
     }
 
@@ -218,25 +238,63 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
 SUMMARY_COLUMNS = list(summary_row({"status": "ok", "workload": "", "backend": ""}))
 
 
-def _distinguish_variants(rows: list[dict[str, Any]]) -> None:
-    """Two runs of a workload whose tags agree but whose parameters differ (faulty's `fault`,
-    an explicit M) must not share a variant name, or tables would add them up: the parameters
-    that vary among runs with the same tags are appended as key=value. (Grouping by tags, not
-    by workload: a paged cache's num_blocks need not label the static-cache runs.) A key that a
-    record lacks altogether (written before the workload had it) splits nothing: it is compared
-    among the records that have it."""
-    by_tags: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_tags.setdefault((row["workload"], row["variant"]), []).append(row)
+def _varying(group: list[dict[str, Any]]) -> list[str]:
+    """The keys whose values differ among these flat dicts (a key a dict lacks altogether, written
+    before it existed, is compared among the dicts that have it)."""
+    keys = sorted({k for d in group for k in d})
+    return [k for k in keys if len({json.dumps(d[k], sort_keys=True, default=str)
+                                    for d in group if k in d}) > 1]
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in (config or {}).items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _distinguish_variants(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
+    """Two runs of a workload in one sweep whose tags agree but whose parameters differ (faulty's
+    `fault`, an explicit M) must not share a variant name, or tables would add them up: the
+    parameters that vary among runs with the same tags are appended as key=value. (Grouping by
+    tags, not by workload: a paged cache's num_blocks need not label the static-cache runs; and by
+    sweep: another sweep's runs are never compared with these.) Then runs of the same backend
+    label that still share a variant (the same config at two seeds) are told apart by the rest of
+    their config that differs (`seed=1`), so that no table takes them for one run or for two
+    backends."""
+    by_tags: dict[tuple[str, str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        by_tags.setdefault((row["sweep"], row["workload"], row["variant"]), []).append(i)
     for group in by_tags.values():
-        params = [json.loads(r["params_json"]) for r in group]
-        keys = sorted({k for p in params for k in p} - set(TAG_KEYS) - {"name"})
-        varying = [k for k in keys if len({json.dumps(p[k], sort_keys=True, default=str)
-                                           for p in params if k in p}) > 1]
-        for row, p in zip(group, params):
-            extra = ",".join(f"{k}={p.get(k)}" for k in varying)
-            if extra:
-                row["variant"] = f"{row['variant']},{extra}" if row["variant"] else extra
+        params = [{k: v for k, v in json.loads(rows[i]["params_json"]).items()
+                   if k not in TAG_KEYS and k != "name"} for i in group]
+        varying = _varying(params)
+        for i, p in zip(group, params):
+            _append(rows[i], [(k, p.get(k)) for k in varying])
+    by_variant: dict[tuple[str, str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        by_variant.setdefault((row["sweep"], row["workload"], row["variant"]), []).append(i)
+    for group in by_variant.values():
+        configs = {i: {k: v for k, v in _flat(records[i].get("config") or {}).items()
+                       if not k.startswith(("workload.", "backend."))} for i in group}
+        labels: dict[str, list[int]] = {}
+        for i in group:
+            labels.setdefault(rows[i]["backend"], []).append(i)
+        varying = sorted({k for runs in labels.values() if len(runs) > 1
+                          for k in _varying([configs[i] for i in runs])})
+        # every run of the variant gets the keys, with its own values, so that the other
+        # backends' runs stay beside the runs of theirs they were measured with
+        for i in group:
+            _append(rows[i], [(k, configs[i][k]) for k in varying if k in configs[i]])
+
+
+def _append(row: dict[str, Any], items: list[tuple[str, Any]]) -> None:
+    extra = ",".join(f"{k}={v}" for k, v in items)
+    if extra:
+        row["variant"] = f"{row['variant']},{extra}" if row["variant"] else extra
 
 
 def artifact_paths(record: dict[str, Any]) -> dict[str, str]:
@@ -258,11 +316,50 @@ def _artifact(record: dict[str, Any], name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+_NULLABLE_DTYPES = frozenset({"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32",
+                              "UInt64", "Float32", "Float64", "boolean"})
+
+
+def _read_table(path: Path):
+    """A run's table as an Arrow table (pandas per file cost 2.5 ms each, most of loading a
+    100-run sweep; the tables are joined in Arrow and converted once)."""
+    import pyarrow.parquet as pq
     try:
-        return pd.read_parquet(path)
+        return pq.ParquetFile(path).read()
     except Exception as e:  # pyarrow raises many types for a truncated or foreign file
         raise InputError(f"{path}: corrupt table ({type(e).__name__}: {e})") from None
+
+
+def _join(tables: list, rows: list[int], keys: list[dict[str, Any]],
+          columns: list[str]) -> pd.DataFrame:
+    """Runs' tables as one frame, KEY_COLUMNS first and `_row` (the run's summary row) last.
+    Tables written by other versions may lack columns (filled with nulls) or type one
+    differently (promoted; where Arrow cannot, pandas joins them as objects)."""
+    if not tables:
+        return pd.DataFrame(columns=KEY_COLUMNS + columns + ["_row"])
+    import pyarrow as pa
+    counts = [t.num_rows for t in tables]
+    # pandas' own dtypes where a file names one Arrow cannot (nullable Int64 byte counts); the
+    # rest of the metadata (each file's index, the kernel table's attrs) is the file's own
+    nullable = {}
+    for t in tables:
+        for col in (t.schema.pandas_metadata or {}).get("columns", []):
+            if col.get("numpy_type") in _NULLABLE_DTYPES and col.get("name") is not None:
+                nullable.setdefault(col["name"], col["numpy_type"])
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    try:
+        data = pa.concat_tables(tables, promote_options="permissive").to_pandas(
+            integer_object_nulls=True)   # as pandas joins int columns with missing values
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        data = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    for col, dtype in nullable.items():
+        if col in data.columns:
+            data[col] = data[col].astype(dtype)
+    data = data.drop(columns=[c for c in KEY_COLUMNS + ["_row"] if c in data.columns])
+    ids = pd.DataFrame({k: np.repeat(np.array([key[k] for key in keys], dtype=object), counts)
+                        for k in KEY_COLUMNS})
+    ids["_row"] = np.repeat(rows, counts)
+    return pd.concat([ids[KEY_COLUMNS], data, ids[["_row"]]], axis=1)
 
 
 def _why_missing(record: dict[str, Any], what: str) -> str:
@@ -271,69 +368,133 @@ def _why_missing(record: dict[str, Any], what: str) -> str:
     return f"no {ARTIFACT_FILES[what]} (not collected for this run)"
 
 
+def sweep_name(run_dir: Path, root: Path) -> str:
+    """A run's sweep: the directory it is in, named by its path under the root given on the command
+    line (`node/pool1` under `results/reference/h200`), or by its own name where it is the root
+    (`fair` for `results/reference/h200/fair`) or above it (a run dir given as the root)."""
+    parent = run_dir.parent
+    root = root if root.is_dir() else root.parent.parent
+    try:
+        rel = parent.resolve().relative_to(root.resolve())
+    except ValueError:
+        return parent.resolve().name
+    return root.resolve().name if rel == Path(".") else rel.as_posix()
+
+
+def _records(roots: list[Path], skip_unusable: bool = False) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every run's record once (a root given twice, or inside another, reads its runs once), with
+    `_run_dir` and `_sweep` added; two sweep directories that would share a name are named by
+    their paths instead. An unusable record stops the load (naming it), or with `skip_unusable`
+    is left out and named in the second value."""
+    records, seen, parents = [], set(), {}
+    unusable: dict[str, str] = {}
+    for root in roots:
+        for path in record_paths([root]):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                record = read_record(path)
+            except UnusableRecord as e:
+                if not skip_unusable:
+                    raise
+                unusable[str(path)] = str(e).removeprefix(f"{path}: ")
+                continue
+            record["_run_dir"], record["_sweep"] = str(path.parent), sweep_name(path.parent, root)
+            parents.setdefault(record["_sweep"], set()).add(path.parent.resolve().parent)
+            records.append(record)
+    for record in records:
+        if len(parents[record["_sweep"]]) > 1:
+            record["_sweep"] = Path(record["_run_dir"]).parent.as_posix()
+    return records, unusable
+
+
+def _unique_run_ids(rows: list[dict[str, Any]]) -> None:
+    """The same configuration in several sweeps has one run_id (it hashes the config): every table
+    joins on run_id, so each of those runs is `run_id@sweep` here (compare matches runs of one
+    sweep against another's, where ids are unique)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["run_id"]] = counts.get(row["run_id"], 0) + 1
+    for row in rows:
+        if counts[row["run_id"]] > 1:
+            row["run_id"] = f"{row['run_id']}@{row['sweep']}"
+
+
 def load(roots: list[str | Path], skip_unusable: bool = False) -> Sweep:
     """Every record under the roots and its tables. An unusable record stops the load (naming
     it), or with `skip_unusable` is left out and named in `Sweep.unusable`."""
     roots = [Path(r) for r in roots]
-    records = []
-    unusable: dict[str, str] = {}
-    for path in record_paths(roots):
-        try:
-            record = read_record(path)
-        except UnusableRecord as e:
-            if not skip_unusable:
-                raise
-            unusable[str(path)] = str(e).removeprefix(f"{path}: ")
-            continue
-        record["_run_dir"] = str(path.parent)
-        records.append(record)
-
+    records, unusable = _records(roots, skip_unusable)
     rows = [summary_row(r) for r in records]
-    _distinguish_variants(rows)
+    _unique_run_ids(rows)
+    _distinguish_variants(rows, records)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     for col in ("numerics_passed", "host_bound"):
         summary[col] = summary[col].astype("boolean")
 
-    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ARTIFACT_FILES}
+    found: dict[str, tuple[list, list[int], list[dict[str, Any]]]] = {
+        k: ([], [], []) for k in ARTIFACT_FILES}
     missing: dict[str, dict[str, str]] = {k: {} for k in ARTIFACT_FILES}
     for i, record in enumerate(records):
         keys = {k: rows[i][k] for k in KEY_COLUMNS}
         label = keys["run_id"] or rows[i]["run_dir"]
-        got: dict[str, pd.DataFrame] = {}
         for name in ARTIFACT_FILES:
             path = _artifact(record, name)
             table = _read_table(path) if path is not None else None
-            if table is None or table.empty:
+            if table is None or table.num_rows == 0:
                 missing[name][label] = (_why_missing(record, name) if table is None
                                         else f"{path.name} is empty")
                 continue
-            table = table.assign(**keys)
-            got[name] = table[KEY_COLUMNS + [c for c in table.columns if c not in KEY_COLUMNS]]
-            tables[name].append(got[name])
-        if "kernels" in got:
-            summary.loc[i, "kernel_ms_per_iter"] = got["kernels"]["time_us_per_iter"].sum() / 1e3
-        if "memory" in got:
-            mem = got["memory"]
-            total = mem.loc[mem["kind"] == "total", "bytes"]
-            if len(total):
-                summary.loc[i, "memory_total_bytes"] = float(total.iloc[0])
-            peak = mem.loc[mem["kind"] == "runtime_peak", "bytes"]
-            if len(peak) and math.isnan(summary.loc[i, "runtime_peak_bytes"]):
-                summary.loc[i, "runtime_peak_bytes"] = float(peak.iloc[0])
-
-    def concat(name: str, columns: list[str]) -> pd.DataFrame:
-        if tables[name]:
-            return pd.concat(tables[name], ignore_index=True)
-        return pd.DataFrame(columns=KEY_COLUMNS + columns)
+            for part, value in zip(found[name], (table, i, keys)):
+                part.append(value)
 
     from harness.collect.kernel_table import COLUMNS as KERNEL_COLUMNS
-    kernels = concat("kernels", KERNEL_COLUMNS)
-    memory = concat("memory", ["kind", "bytes", "buffers", "source"])
-    buffers = concat("memory_buffers", ["name", "bytes", "shape", "kind"])
+    kernels = _join(*found["kernels"], KERNEL_COLUMNS)
+    memory = _join(*found["memory"], ["kind", "bytes", "buffers", "source"])
+    buffers = _join(*found["memory_buffers"], ["name", "bytes", "shape", "kind"])
+    if len(kernels):
+        # each run's own sum, added in its table's order (as report tables and findings add)
+        time_us = kernels["time_us_per_iter"].to_numpy(dtype=float)
+        at = np.cumsum([0] + [t.num_rows for t in found["kernels"][0]])
+        summary.loc[found["kernels"][1], "kernel_ms_per_iter"] = [
+            np.nansum(time_us[a:b]) / 1e3 for a, b in zip(at[:-1], at[1:])]
+    if len(memory):
+        # each run's first row of a kind, as its table lists them
+        first = memory.drop_duplicates(["_row", "kind"]).pivot(index="_row", columns="kind",
+                                                               values="bytes")
+        if "total" in first.columns:
+            total = pd.to_numeric(first["total"], errors="coerce").dropna()
+            summary.loc[total.index, "memory_total_bytes"] = total.to_numpy(dtype=float)
+        if "runtime_peak" in first.columns:
+            peak = pd.to_numeric(first["runtime_peak"], errors="coerce").dropna()
+            peak = peak[summary.loc[peak.index, "runtime_peak_bytes"].isna().to_numpy()]
+            summary.loc[peak.index, "runtime_peak_bytes"] = peak.to_numpy(dtype=float)
+    kernels, memory, buffers = (t.drop(columns="_row") for t in (kernels, memory, buffers))
     summary = summary.sort_values(["workload", "variant", "backend"], kind="stable")
     return Sweep(roots=roots, records=records, summary=summary.reset_index(drop=True),
                  kernels=kernels, memory=memory, buffers=buffers, missing=missing,
                  unusable=unusable)
+
+
+def by_sweep(sweep: Sweep) -> list[tuple[str, Sweep]]:
+    """The loaded runs per sweep, in the order they were found: what reports, findings and pairs
+    compare within (two sweeps' runs of one label are two measurements of one backend, never two
+    backends)."""
+    out = []
+    for name in dict.fromkeys([r.get("_sweep", "") for r in sweep.records] + list(sweep.summary["sweep"])):
+        summary = sweep.summary[sweep.summary["sweep"] == name].reset_index(drop=True)
+        ids, dirs = set(summary["run_id"]), set(summary["run_dir"])
+
+        def mine(t: pd.DataFrame) -> pd.DataFrame:
+            return t[t["run_id"].isin(ids)].reset_index(drop=True) if len(t) else t
+        out.append((name, Sweep(
+            roots=sweep.roots, records=[r for r in sweep.records if r.get("_run_dir") in dirs],
+            summary=summary, kernels=mine(sweep.kernels), memory=mine(sweep.memory),
+            buffers=mine(sweep.buffers),
+            missing={t: {k: v for k, v in m.items() if k in ids | dirs}
+                     for t, m in sweep.missing.items()})))
+    return out
 
 
 def match_key(row: pd.Series | dict[str, Any]) -> tuple:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.collect.kernel_categories import CATEGORIES
-from harness.describe import FLAG_CODES, record_flags
+from harness.describe import FLAG_CODES, flagged_text, record_flags
 from harness.report.load import KEY_COLUMNS, MEMORY_KINDS, Sweep
 
 MIB = 1024.0 ** 2
@@ -95,6 +95,16 @@ def category_long(sweep: Sweep) -> pd.DataFrame:
     return _with_missing(rows, sweep, "kernels")
 
 
+def pivot_sum(sub: pd.DataFrame, index: str | list[str], columns: str, values: str,
+              fill_value: float | None = None) -> pd.DataFrame:
+    """`sub.pivot_table(index, columns, values, aggfunc="sum", fill_value)` for the report's
+    small per-variant frames, at a third of its cost (it was a third of rendering report.md)."""
+    keys = [*([index] if isinstance(index, str) else index), columns]
+    wide = sub.groupby(keys, observed=True)[values].sum().unstack(columns, fill_value=fill_value)
+    wide.columns.name = columns
+    return wide
+
+
 def _ordered_categories(index: Iterable[str]) -> list[str]:
     present = [c for c in CATEGORIES if c in index]
     return present + [c for c in index if c not in CATEGORIES and c != "All"]
@@ -107,8 +117,7 @@ def category_wide(long: pd.DataFrame, workload: str, variant: str) -> pd.DataFra
                & long["category"].notna()]
     if sub.empty:
         return pd.DataFrame()
-    wide = sub.pivot_table(index="op_category", columns="backend", values="time_ms_per_iter",
-                           aggfunc="sum", fill_value=0.0)
+    wide = pivot_sum(sub, "op_category", "backend", "time_ms_per_iter", fill_value=0.0)
     wide = wide.reindex(_ordered_categories(wide.index) + ["All"])
     wide.index.name = "category"
     wide.columns.name = None
@@ -123,8 +132,8 @@ def category_split(long: pd.DataFrame, workload: str, variant: str) -> pd.DataFr
                & long["category"].notna() & (long["category"] != "All")]
     if sub.empty or not (sub["basis"] == "op").any():
         return pd.DataFrame()
-    wide = sub.pivot_table(index=["op_category", "category"], columns="backend",
-                           values="time_ms_per_iter", aggfunc="sum", fill_value=0.0)
+    wide = pivot_sum(sub, ["op_category", "category"], "backend", "time_ms_per_iter",
+                     fill_value=0.0)
     wide = wide.reset_index().assign(_o=lambda d: _category_order(d["op_category"]),
                                      _c=lambda d: _category_order(d["category"]))
     wide = wide.sort_values(["_o", "_c"], kind="stable").drop(columns=["_o", "_c"])
@@ -169,8 +178,7 @@ def memory_wide(long: pd.DataFrame, workload: str, variant: str) -> pd.DataFrame
     sub = long[(long["workload"] == workload) & (long["variant"] == variant) & long["kind"].notna()]
     if sub.empty:
         return pd.DataFrame()
-    wide = sub.pivot_table(index="kind", columns="backend", values="bytes", aggfunc="sum")
-    wide = wide.astype(float) / MIB
+    wide = pivot_sum(sub, "kind", "backend", "bytes").astype(float) / MIB
     present = [c for c in MEMORY_KINDS if c in wide.index]
     wide = wide.reindex(present + [c for c in wide.index if c not in MEMORY_KINDS])
     wide.columns.name = None
@@ -178,21 +186,43 @@ def memory_wide(long: pd.DataFrame, workload: str, variant: str) -> pd.DataFrame
 
 
 def speedup_table(summary: pd.DataFrame, baseline: str = "eager") -> pd.DataFrame:
-    """Per workload variant and backend: baseline median / backend median (>1 is faster)."""
+    """Per workload variant and backend: baseline median / backend median (>1 is faster), with
+    the flags of the run and of its baseline run (a speedup holds only as far as both do)."""
     ok = summary[summary["status"] == "ok"]
-    base = ok[ok["backend"] == baseline].set_index(["workload", "variant"])["median_ms"]
+    if "flags" not in ok.columns:
+        ok = ok.assign(flags="")
+    base = ok[ok["backend"] == baseline].set_index(["workload", "variant"])
     base = base[~base.index.duplicated()]
-    out = ok[["workload", "variant", "backend", "median_ms"]].copy()
+    out = ok[["workload", "variant", "backend", "median_ms", "flags"]].copy()
     idx = pd.MultiIndex.from_frame(out[["workload", "variant"]])
-    out["baseline_ms"] = base.reindex(idx).to_numpy()
+    out["baseline_ms"] = base["median_ms"].reindex(idx).to_numpy()
+    out["baseline_flags"] = base["flags"].reindex(idx).fillna("").to_numpy()
     out["speedup"] = out["baseline_ms"] / out["median_ms"]
-    return out.reset_index(drop=True)
+    return out[["workload", "variant", "backend", "median_ms", "baseline_ms", "speedup", "flags",
+                "baseline_flags"]].reset_index(drop=True)
 
 
 def order_backends(names: Iterable[str]) -> list[str]:
     """The baseline (`eager`) first, then the labels alphabetically (a family's variants side by
     side: inductor, inductor:max-autotune, ..., xla, xla:no-cmdbuf)."""
     return sorted(names, key=lambda b: (str(b) != "eager", str(b)))
+
+
+class _Rows(dict):
+    """(workload, variant) -> its rows; a variant without rows gets the table's empty frame."""
+
+    def __init__(self, rows: dict, empty: pd.DataFrame):
+        super().__init__(rows)
+        self.empty = empty
+
+    def __missing__(self, key):
+        return self.empty
+
+
+def by_variant(long: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """A long table's rows per (workload, variant), split in one pass."""
+    groups = long.groupby(["workload", "variant"], sort=False, dropna=False)
+    return _Rows({key: long.iloc[idx] for key, idx in groups.indices.items()}, long.iloc[0:0])
 
 
 def variants(summary: pd.DataFrame) -> list[tuple[str, str]]:
@@ -256,7 +286,7 @@ def md_table(df: pd.DataFrame, formats: dict[str, Callable[[Any], str]] | None =
     lines = ["| " + " | ".join(md_escape(c) for c in cols) + " |",
              "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---"
                             for c in frame.columns) + "|"]
-    for row in frame.itertuples(index=False):
+    for row in zip(*(frame.iloc[:, i].tolist() for i in range(frame.shape[1]))):
         cells = []
         for col, value in zip(frame.columns, row):
             f = formats.get(str(col))
@@ -288,6 +318,9 @@ SUMMARY_LEGEND = {
     "idle %": "host gap / wall",
     "other load %": "the share of the run's cores that other work took while it was timed (its "
                     "busiest process; `host_busy` above 10%)",
+    "SM MHz (throttled)": "the GPU's SM clock read after each timed sample, its range and (in "
+                          "brackets) the samples taken below 90% of the maximum clock or with a "
+                          "throttle reason",
     "flags": "what a run did not measure as asked: see below and `flags.csv`",
 }
 
@@ -297,11 +330,19 @@ def summary_legend(columns: list[str]) -> str:
     return "; ".join(f"{c}: {SUMMARY_LEGEND[c]}" for c in columns if c in SUMMARY_LEGEND) + "."
 
 
+def _clock_range(lo: float, hi: float, throttled: float) -> str:
+    """`1755–1980 (3)`: the SM clock range during timing and the throttled samples."""
+    if lo != lo:
+        return ""
+    span = f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}"
+    return span + (f" ({throttled:.0f})" if throttled == throttled and throttled else "")
+
+
 def summary_markdown(summary: pd.DataFrame) -> str:
     show = pd.DataFrame({
         "workload": summary["workload"], "variant": summary["variant"],
         "backend": summary["backend"], "status": summary["status"],
-        "wall ms": summary["median_ms"],
+        "wall ms": [flagged_text(fmt_num(m), f) for m, f in zip(summary["median_ms"], summary["flags"])],
         "p10–p90 ms": [f"{fmt_num(a)}–{fmt_num(b)}" if a == a else ""
                        for a, b in zip(summary["p10_ms"], summary["p90_ms"])],
         "CV %": summary["cv"] * 100.0,
@@ -312,6 +353,9 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "host gap ms": summary["host_gap_ms"],
         "idle %": summary["idle_share"] * 100.0,
         "other load %": summary["host_other_share"] * 100.0,
+        "SM MHz (throttled)": [_clock_range(*x) for x in zip(
+            *(summary[c] if c in summary else [math.nan] * len(summary)
+              for c in ("sm_clock_min_mhz", "sm_clock_max_mhz", "throttled_samples")))],
         "TFLOP/s": summary["tflops"], "tokens/s": summary["tokens_per_s"],
         "% peak FLOP/s": summary["pct_peak_flops"],
         "compile s": summary["compile_s"],

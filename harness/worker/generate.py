@@ -198,13 +198,15 @@ def check_tokens(workload, prepared) -> dict[str, Any]:
 
 # -- the timed part -----------------------------------------------------------------------------
 
-def time_generations(steps: Steps, new_tokens: int, bench: dict[str, Any], batch: int,
-                     prompt_len: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def time_generations(steps: Steps, new_tokens: int, bench: dict[str, Any], batch: int, prompt_len: int,
+                     after_sample: Callable[[], None] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Warm-up generations, then `bench.repeats` timed ones -> (the timing, whose samples are the
-    generations' TPOTs, and the generation section: every latency per token)."""
+    generations' TPOTs, and the generation section: every latency per token). `after_sample`
+    runs after each generation, outside its window (a generation is a sample)."""
     from harness.worker import timing
     timing.warm_up(lambda: generate(steps, new_tokens), lambda out: None, bench["warmup"], bench["warmup_ms"])
     # 10 ns resolution: the record stays small, and the TPOTs below are those of what it holds
-    latencies = [[round(x, 5) for x in generate(steps, new_tokens)] for _ in range(bench["repeats"])]
+    latencies = timing.samples(lambda: [round(x, 5) for x in generate(steps, new_tokens)], bench["repeats"],
+                               after_sample)
     section = {"latency_ms": latencies, "batch": batch, "prompt_len": prompt_len}
     return asdict(timing.summarize([tpot_ms(g) for g in latencies], new_tokens - 1)), section

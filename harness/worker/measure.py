@@ -76,7 +76,10 @@ def setup(task: WorkerTask):
     if why_not:
         return device, None, None, why_not
     progress(f"building workload {cfg['workload']['name']} on {device.type}")
-    workload = plugins.load(plugins.workload_spec(cfg["workload"]["name"]).build)(cfg["workload"], device)
+    try:
+        workload = plugins.load(plugins.workload_spec(cfg["workload"]["name"]).build)(cfg["workload"], device)
+    except Unsupported as e:    # a library the workload's form needs is missing here (torchao): skipped
+        return device, None, None, str(e)
     progress(f"preparing backend {cfg['backend']['name']}")
     ctx = RunContext(Path(task.run_dir), device, Path(task.compile_cache_dir))
     return device, workload, backend.prepare(workload, cfg["backend"], ctx), None
@@ -102,12 +105,12 @@ def check_numerics(workload, prepared, first, check_inputs) -> dict[str, Any]:
     return check.to_dict()
 
 
-def time_it(prepared, bench: dict[str, Any]) -> dict[str, Any]:
+def time_it(prepared, bench: dict[str, Any], after_sample: Callable[[], None] | None = None) -> dict[str, Any]:
     from harness.worker import timing
     fn = lambda: prepared.step(*prepared.inputs)  # noqa: E731
     t = timing.measure(fn, prepared.synchronize, warmup=bench["warmup"], repeats=bench["repeats"],
                        min_repeat_ms=bench["min_repeat_ms"], max_iters=bench["max_iters_per_repeat"],
-                       warmup_ms=bench["warmup_ms"])
+                       warmup_ms=bench["warmup_ms"], after_sample=after_sample)
     out = asdict(t)
     if bench.get("reference_timer"):
         progress("reference timer")
@@ -122,8 +125,9 @@ class Parts:
     first_label: str                                    # the progress line of the first call
     first_call: Callable[[], Any]                       # compile + one execution (step 0 of numerics)
     numerics: Callable[[Any], dict[str, Any]]           # the first call's output -> the check
+    # after_sample (called after each timed sample, outside its window: the GPU's state)
     # -> (this process's timing, its generation section or None)
-    timed: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]]
+    timed: Callable[[Callable[[], None] | None], tuple[dict[str, Any], dict[str, Any] | None]]
     profiled: Callable[[], Any]                         # one iteration under the profiler
     profile_iters: int
     # the first call's output -> (entries for `compile`, flags): what the first call showed
@@ -140,7 +144,7 @@ def step_parts(workload, prepared, bench: dict[str, Any]) -> Parts:
         return out
     return Parts("first call (compile)", first_call,
                  numerics=lambda first: check_numerics(workload, prepared, first, check_inputs),
-                 timed=lambda: (time_it(prepared, bench), None),
+                 timed=lambda after_sample: (time_it(prepared, bench, after_sample), None),
                  profiled=lambda: prepared.step(*prepared.inputs), profile_iters=bench["profile_iters"])
 
 
@@ -165,7 +169,8 @@ def generation_parts(task: WorkerTask, workload, prepared, bench: dict[str, Any]
         return generate.check_tokens(workload, prepared)
     return Parts(f"first generation (compile): {n} tokens", lambda: generate.generate(steps, n, on_token=watch),
                  numerics=numerics,
-                 timed=lambda: generate.time_generations(steps, n, bench, workload.params["batch"], prompt_len),
+                 timed=lambda after_sample: generate.time_generations(
+                     steps, n, bench, workload.params["batch"], prompt_len, after_sample),
                  profiled=generate.decode_steps(steps), profile_iters=min(bench["profile_iters"], n - 2),
                  after_first=after_first)
 
@@ -212,23 +217,7 @@ def measure(task: WorkerTask) -> WorkerResult:
             # wrong numbers: no figure of this run could be used, so none is measured
             return _with(result, FAILED, f"numerics: {result.numerics['detail']}")
 
-    from harness.worker import host_load
-    progress(f"timing (process {task.process_index + 1} of {task.processes})")
-    graphs_before = prepared.graphs_compiled()
-    evidence_before = prepared.run_evidence()
-    prepared.reset_peak_memory()
-    timing_started_at = time.time()
-    load_before = host_load.snapshot()
-    result.timing, result.generation = parts.timed()
-    result.timing["host_load"] = host_load.window(load_before, host_load.snapshot())
-    result.timing["started_at"] = timing_started_at     # epoch seconds: this process's warm-up began
-    result.compile.update(_evidence(evidence_before, prepared.run_evidence()))
-    graphs_after = prepared.graphs_compiled()
-    if graphs_before is not None:
-        result.compile["recompiles_during_timing"] = graphs_after - graphs_before
-        if graphs_after != graphs_before:
-            result.flags.append({"code": "recompiled", "detail": (
-                f"{graphs_after - graphs_before} graph(s) compiled during timing: the timing mixes compile and run")})
+    timed_window(task, prepared, parts, result)
     result.memory = {"runtime_peak_bytes": prepared.peak_memory_bytes(),
                      "runtime_peak_source": prepared.peak_memory_source}
     if task.first and bench["profile"] and prepared.profile is not None and parts.profile_iters > 0:
@@ -244,6 +233,32 @@ def measure(task: WorkerTask) -> WorkerResult:
         collect(run_dir, artifacts, result)
     result.artifacts = artifacts
     return result
+
+
+def timed_window(task: WorkerTask, prepared, parts: Parts, result: WorkerResult) -> None:
+    """The timed samples into `result.timing`, with what happened around them: the host's load
+    on the run's cores and the GPU's state after each sample (outside its window), when the
+    warm-up began, and the compiles and graph replays during the window."""
+    from harness.worker import gpu_state, host_load
+    progress(f"timing (process {task.process_index + 1} of {task.processes})")
+    graphs_before = prepared.graphs_compiled()
+    evidence_before = prepared.run_evidence()
+    prepared.reset_peak_memory()
+    timing_started_at = time.time()
+    load_before = host_load.snapshot()
+    with gpu_state.recording((result.environment or {}).get("device")) as state:
+        result.timing, result.generation = parts.timed(state.after_sample)
+    result.timing["host_load"] = host_load.window(load_before, host_load.snapshot())
+    if state.state() is not None:
+        result.timing["gpu_state"] = state.state()
+    result.timing["started_at"] = timing_started_at     # epoch seconds: this process's warm-up began
+    result.compile.update(_evidence(evidence_before, prepared.run_evidence()))
+    graphs_after = prepared.graphs_compiled()
+    if graphs_before is not None:
+        result.compile["recompiles_during_timing"] = graphs_after - graphs_before
+        if graphs_after != graphs_before:
+            result.flags.append({"code": "recompiled", "detail": (
+                f"{graphs_after - graphs_before} graph(s) compiled during timing: the timing mixes compile and run")})
 
 
 def _with(result: WorkerResult, status: str, reason: str) -> WorkerResult:

@@ -91,13 +91,25 @@ def settle(sample: Callable[[], float]) -> tuple[list[float], bool]:
     return taken, False
 
 
+def samples(sample: Callable[[], Any], repeats: int, after_sample: Callable[[], None] | None = None) -> list:
+    """`repeats` samples; `after_sample()` after each, outside its window (the GPU state
+    reading of harness/worker/gpu_state.py), so its results line up with the samples."""
+    taken = []
+    for _ in range(repeats):
+        taken.append(sample())
+        if after_sample is not None:
+            after_sample()
+    return taken
+
+
 def measure(fn: Callable[[], Any], sync: Callable[[Any], None], *, warmup: int, repeats: int,
-            min_repeat_ms: float, max_iters: int, warmup_ms: float = 0.0, settle_first: bool = True) -> Timing:
+            min_repeat_ms: float, max_iters: int, warmup_ms: float = 0.0, settle_first: bool = True,
+            after_sample: Callable[[], None] | None = None) -> Timing:
     warm_up(fn, sync, warmup, warmup_ms)
     iters = calibrate(fn, sync, min_repeat_ms, max_iters)
     sample = lambda: _run_n(fn, sync, iters) * 1e3 / iters  # noqa: E731
     discarded, settled = settle(sample) if settle_first else ([], True)
-    timing = summarize([sample() for _ in range(repeats)], iters)
+    timing = summarize(samples(sample, repeats, after_sample), iters)
     timing.settle_samples_ms, timing.settled = discarded, settled
     return timing
 

@@ -19,14 +19,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "llama3_70b_ffn_up": dict(M=8192, K=8192, N=28672),
 }
 DEFAULT_PRESET = {"cuda": "seed", "cpu": "cpu_small"}
+RECIPES = ("tensorwise", "torchao", "bf16")
+FP8_RECIPES = ("tensorwise", "torchao")      # the recipes whose GEMMs run in fp8 (_scaled_mm)
 
 
 def validate(p: dict[str, Any]) -> None:
     require_positive(p, "M", "K", "N")
     require_choice(p, "mode", ("fwd", "fwd_bwd"))
-    require_choice(p, "recipe", ("tensorwise", "bf16"))
+    require_choice(p, "recipe", RECIPES)
     require_float_dtype(p)
-    if p["recipe"] == "tensorwise" and (p["K"] % 16 or p["N"] % 16):
+    if p["recipe"] in FP8_RECIPES and (p["K"] % 16 or p["N"] % 16):
         raise ConfigError("workload.K", f"_scaled_mm needs K and N divisible by 16, got K={p['K']} N={p['N']}")
 
 
@@ -35,7 +37,9 @@ def validate(p: dict[str, Any]) -> None:
 @dataclass
 class Fp8LinearConfig(WorkloadConfig):
     mode: str = "fwd"               # fwd | fwd_bwd
-    recipe: str = "tensorwise"      # tensorwise | bf16
+    # tensorwise: the recipe written out in model.py; torchao: torchao's own Float8Linear
+    # (convert_to_float8_training, tensorwise; needs torchao, else skipped); bf16: no fp8
+    recipe: str = "tensorwise"
     M: Optional[int] = None         # None: the preset's
     K: Optional[int] = None
     N: Optional[int] = None

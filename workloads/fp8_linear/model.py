@@ -1,4 +1,5 @@
-"""Float8 training linear with dynamic tensorwise scaling, as torchao's Float8Linear does it.
+"""Float8 training linear with dynamic tensorwise scaling, as torchao's Float8Linear does it
+(`recipe=tensorwise`, written out here), or torchao's own Float8Linear (`recipe=torchao`).
 
 Seeds 000/001 show the program Inductor sees: per tensor, amax = max|t| in float64 clamped at
 1e-12, scale = finfo(fp8).max / amax as float32, t_fp8 = clamp(t * scale) cast to fp8; then
@@ -12,14 +13,15 @@ from typing import Any
 
 import torch
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, Unsupported
 from harness.params import resolve
 from harness.worker.workload import Workload, fp8_supported, torch_dtype
-from workloads.fp8_linear import DEFAULT_PRESET, PRESETS, validate
+from workloads.fp8_linear import DEFAULT_PRESET, FP8_RECIPES, PRESETS, validate
 
 # fp8 is lossy: e4m3 keeps 3 mantissa bits, e5m2 2. These fail a broken scale or layout
 # (tests show those land far below) while passing the recipe's own rounding.
 DEFAULT_MIN_SQNR_DB = {("tensorwise", "fwd"): 25.0, ("tensorwise", "fwd_bwd"): 18.0,
+                       ("torchao", "fwd"): 25.0, ("torchao", "fwd_bwd"): 18.0,
                        ("bf16", "fwd"): 40.0, ("bf16", "fwd_bwd"): 40.0}
 
 E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
@@ -75,24 +77,43 @@ class Float8Linear(torch.nn.Module):
         return _Float8Matmul.apply(x, self.weight)
 
 
-def forward(module: Float8Linear, x: torch.Tensor) -> torch.Tensor:
+def torchao_linear(weight: torch.Tensor) -> torch.nn.Module:
+    """The same linear as torchao's users build it: an `nn.Linear` swapped for torchao's own
+    Float8Linear by `convert_to_float8_training`, with its tensorwise recipe (dynamic scaling,
+    e4m3 for x and w, e5m2 for the gradient, fast accumulation in the forward GEMM only: the
+    recipe `Float8Linear` above copies by hand). Unsupported (the run is skipped) without torchao."""
+    try:
+        from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+    except Exception as e:      # missing, or built for another torch (it fails in many ways then)
+        raise Unsupported(f"workload.recipe=torchao needs torchao for this torch (pip install torchao, or the "
+                          f"harness[torchao] extra): {type(e).__name__}: {e}") from None
+    n, k = weight.shape
+    linear = torch.nn.Linear(k, n, bias=False, device=weight.device, dtype=weight.dtype)
+    linear.weight = torch.nn.Parameter(weight)
+    return convert_to_float8_training(torch.nn.Sequential(linear),
+                                      config=Float8LinearConfig.from_recipe_name("tensorwise"))
+
+
+
+def forward(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
 def build(cfg: dict[str, Any], device: torch.device) -> Workload:
     p = resolve(cfg, PRESETS, device.type, DEFAULT_PRESET, validate)
     dtype = torch_dtype(p["dtype"])
-    if p["recipe"] == "tensorwise" and not fp8_supported(device):
+    if p["recipe"] in FP8_RECIPES and not fp8_supported(device):
         cap = ".".join(map(str, torch.cuda.get_device_capability(device)))
-        raise ConfigError("workload.recipe", f"tensorwise fp8 needs compute capability >= 8.9, "
+        raise ConfigError("workload.recipe", f"{p['recipe']} fp8 needs compute capability >= 8.9, "
                           f"this GPU has {cap}; use workload.recipe=bf16")
     M, K, N = p["M"], p["K"], p["N"]
     train = p["mode"] == "fwd_bwd"
     x = torch.randn(M, K, device=device, dtype=dtype, requires_grad=train)
     w = torch.randn(N, K, device=device, dtype=dtype) / K ** 0.5
     g = torch.randn(M, N, device=device, dtype=dtype) if train else None
-    module = Float8Linear(w, p["recipe"]).to(device)
-    module.weight.requires_grad_(train)
+    module = torchao_linear(w) if p["recipe"] == "torchao" else Float8Linear(w, p["recipe"]).to(device)
+    for weight in module.parameters():
+        weight.requires_grad_(train)
 
     def reference() -> list[tuple[torch.Tensor, ...]]:
         xf, wf = x.detach().cpu().float(), w.detach().cpu().float()
@@ -112,7 +133,7 @@ def build(cfg: dict[str, Any], device: torch.device) -> Workload:
                 "multiplies in float, _scaled_mm_out_cpu_emulated): the time is the emulation's, "
                 "not an fp8 GEMM's; on the CPU use "
                 "workload.recipe=bf16, or run on a GPU with fp8 (compute capability >= 8.9)"
-                if p["recipe"] == "tensorwise" and device.type == "cpu" else "")
+                if p["recipe"] in FP8_RECIPES and device.type == "cpu" else "")
     return Workload(
         name="fp8_linear", params=p, module=module, inputs=(x,), forward=forward,
         flops=2.0 * M * N * K * (3 if train else 1),
