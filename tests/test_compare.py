@@ -178,6 +178,22 @@ def test_verdict_is_a_rank_test_plus_the_minimum_effect(ratio, cv, expected):
     assert (v["p_value"] < 0.05) == (expected != NOISE or abs(ratio - 1) < 0.05)
 
 
+def test_one_process_a_side_must_also_clear_its_robust_spread():
+    """Two processes of one commit on the H200 node (conv fwd on Inductor, one GPU alone, then
+    with its neighbour busy): the samples differ (p = 2e-6), but NEW's own samples spread 25%
+    (MAD): within noise. The 5x case's outlier does not widen the band (MAD 1.5%)."""
+    base = [0.0632, 0.0632, 0.0633, 0.0633, 0.0633, 0.0635, 0.0636, 0.0637, 0.0639, 0.0639,
+            0.0639, 0.064, 0.0641, 0.0644, 0.0648]
+    new = [0.0645, 0.0664, 0.0692, 0.0697, 0.0771, 0.0786, 0.0795, 0.0837, 0.0848, 0.0865,
+           0.0979, 0.1076, 0.1094, 0.1107, 0.1268]
+    v = verdict({"status": "ok", "median_ms": 0.0637}, {"status": "ok", "median_ms": 0.0837},
+                CompareConfig(), [base], [new])
+    assert v["verdict"] == NOISE and v["p_value"] < 1e-5 and v["band_pct"] > 70
+    v = verdict({"status": "ok", "median_ms": 1.01}, {"status": "ok", "median_ms": 5.05},
+                CompareConfig(), [four_tight_one_outlier(1.0)], [four_tight_one_outlier(5.0)])
+    assert v["band_pct"] == pytest.approx(300 * np.hypot(0.0147, 0.0147), rel=0.02)
+
+
 def four_tight_one_outlier(median: float) -> list[float]:
     """What bench=quick gives on a loaded 2-core machine (issue 29): CV about 100%."""
     return [median, 1.01 * median, 0.99 * median, 1.02 * median, 5.3 * median]

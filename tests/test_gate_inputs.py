@@ -85,6 +85,8 @@ def test_item01_an_ok_record_without_a_finite_positive_median_is_unusable(tmp_pa
                                                   "number >= 0, got 'nan'"),
     (["compare", "B", "N", "--threshold=-0.1"], "argument --threshold: expected a finite number "
                                                 ">= 0, got '-0.1'"),
+    (["compare", "B", "N", "--k", "inf"], "argument --k: expected a finite number >= 0, "
+                                          "got 'inf'"),
     (["compare", "B", "N", "--alpha", "inf"], "argument --alpha: expected a finite number > 0, "
                                               "got 'inf'"),
 ])

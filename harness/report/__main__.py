@@ -1,7 +1,8 @@
 """Reports from sweep directories.
 
     python -m harness.report SWEEP_DIR [SWEEP_DIR...] [--out DIR]   tables + plots + report.md
-    python -m harness.report compare BASE NEW [--threshold 0.05] [--alpha 0.05] [--out FILE]
+    python -m harness.report compare BASE NEW [--threshold 0.05] [--alpha 0.05] [--k 3]
+                                           [--out FILE]
                                            [--allow-missing]
                                            exit 1 when something regressed; 3 when nothing
                                            matched or an ok run of BASE is missing from NEW
@@ -72,6 +73,10 @@ def _compare(argv: list[str]) -> int:
                    help="a change must also pass a one-sided Mann-Whitney U test at this level, "
                         "on the samples (every process of NEW beyond every process of BASE where "
                         "processes ran) or on the process medians where enough ran (0.05)")
+    p.add_argument("--k", type=number(minimum=0), default=3.0,
+                   help="where one process ran on a side, a change must also exceed k x the "
+                        "robust spread of the samples (1.4826 x MAD / median), combined over "
+                        "both sides (3)")
     p.add_argument("--out", help="also write the Markdown here (and FILE.csv beside it)")
     p.add_argument("--allow-missing", action="store_true",
                    help="accept on purpose that nothing matched or that ok runs of BASE are "
@@ -83,7 +88,7 @@ def _compare(argv: list[str]) -> int:
                                         render_markdown)
     from harness.report.load import load
     c = compare(load([args.base], skip_unusable=True), load([args.new], skip_unusable=True),
-                CompareConfig(threshold=args.threshold, alpha=args.alpha))
+                CompareConfig(threshold=args.threshold, alpha=args.alpha, k=args.k))
     md = render_markdown(c, args.base, args.new, args.allow_missing)
     code = (EXIT_REGRESSED if c.regressed else
             EXIT_INCOMPLETE if c.incomplete and not args.allow_missing else 0)

@@ -14,10 +14,15 @@ improvement the same way down). What the test ranks:
   between processes on the H200 with 2% within), so the processes' medians must also all fall
   on the changed side (every NEW process slower than every BASE process): with 3 processes a
   side no rank test of the medians can reach p < 0.05 (the smallest one-sided p is 1/20), and
-  this is the strongest evidence 3 v 3 gives.
-Ranks do not let one outlier sample hide a 5x change the way a CV band did (4 tight samples and
-one outlier give a CV of 100%). A run flagged with one of describe.NOISE_FLAGS on either side
-is marked unreliable beside its verdict.
+  this is the strongest evidence 3 v 3 gives;
+- where one process ran on a side, its samples are one process's, all under that process's
+  host state: the change must also exceed `k` x the sides' robust spread (the samples' median
+  absolute deviation over their median), or two processes of one commit differ "significantly"
+  (the H200 node sweeps: conv fwd 0.064 ms on one GPU alone, 0.084 ms with its neighbour busy,
+  samples 0.065-0.127 ms, p = 2e-6).
+Ranks and the MAD do not let one outlier sample hide a 5x change the way a CV band did (4 tight
+samples and one outlier give a CV of 100%, a MAD of 1.5%). A run flagged with one of
+describe.NOISE_FLAGS on either side is marked unreliable beside its verdict.
 
 The wall change is split into what the kernels and the host did: GPU busy time and host gap
 (wall - GPU) of each side, each change in % of BASE's wall median, so that the two add up to
@@ -58,6 +63,7 @@ ENV_KEYS = ("gpu_name", "gpu_index", "cuda_visible_devices", "driver", "cuda", "
 class CompareConfig:
     threshold: float = 0.05     # smallest relative change ever called a change
     alpha: float = 0.05         # one-sided Mann-Whitney U: NEW slower (or faster) than BASE
+    k: float = 3.0              # a one-process side's change must exceed k x the robust spread
     top_kernels: int = 8        # kernel rows shown per regressed run
     cause_share: float = 0.25   # a part (kernels, host) carrying less of the change is not a cause
 
@@ -136,6 +142,17 @@ def samples_of(record: dict[str, Any] | None) -> list[list[float]]:
     return [pooled] if pooled else []
 
 
+def robust_spread(processes: list[list[float]]) -> float:
+    """A one-process side's spread that one outlier does not move: 1.4826 x the median absolute
+    deviation of its samples over their median (the sd for normal samples); 0 where several
+    processes ran (their medians must separate instead, `rank_test`)."""
+    if len(processes) != 1 or len(processes[0]) < 2:
+        return 0.0
+    s = np.asarray(processes[0], dtype=float)
+    med = float(np.median(s))
+    return float(1.4826 * np.median(np.abs(s - med)) / med) if med > 0 else 0.0
+
+
 def rank_test(base: list[list[float]], new: list[list[float]], alpha: float) -> dict[str, Any]:
     """One-sided Mann-Whitney U p-values of NEW slower and NEW faster than BASE, what they
     ranked (`test`), and whether the processes' medians all fall on each side (`apart_slower`,
@@ -164,12 +181,14 @@ def verdict(base: Any, new: Any, cfg: CompareConfig,
             base_samples: list[list[float]] | None = None,
             new_samples: list[list[float]] | None = None) -> dict[str, Any]:
     """Ratio NEW/BASE of the medians and what it means: a rank test on the samples (or the
-    process medians; module doc) at cfg.alpha plus the minimum effect cfg.threshold; the
-    p-value of the direction the median moved; where both sides were profiled, whether the
-    kernels or the host changed."""
+    process medians; module doc) at cfg.alpha, and a change beyond the band: the minimum
+    effect cfg.threshold, and cfg.k x the one-process sides' robust spread; the p-value of the
+    direction the median moved; where both sides were profiled, whether the kernels or the host
+    changed."""
     b_ok, n_ok = base["status"] == "ok", new["status"] == "ok"
     out = {"ratio": math.nan, "change_pct": math.nan, "p_value": math.nan, "test": "",
-           "gpu_change_pct": math.nan, "host_change_pct": math.nan, "cause": ""}
+           "band_pct": math.nan, "gpu_change_pct": math.nan, "host_change_pct": math.nan,
+           "cause": ""}
     if b_ok and not n_ok:
         return {**out, "verdict": NEWLY_FAILING}
     if n_ok and not b_ok:
@@ -184,14 +203,16 @@ def verdict(base: Any, new: Any, cfg: CompareConfig,
     if not (base_samples and new_samples):
         return {**out, "test": "no samples", "verdict": NOISE}
     t = rank_test(base_samples, new_samples, cfg.alpha)
-    slower = ratio >= 1.0 + cfg.threshold and t["p_slower"] < cfg.alpha and t["apart_slower"]
-    faster = ratio <= 1.0 - cfg.threshold and t["p_faster"] < cfg.alpha and t["apart_faster"]
+    band = max(cfg.threshold, cfg.k * math.hypot(robust_spread(base_samples),
+                                                 robust_spread(new_samples)))
+    slower = ratio >= 1.0 + band and t["p_slower"] < cfg.alpha and t["apart_slower"]
+    faster = ratio <= 1.0 - band and t["p_faster"] < cfg.alpha and t["apart_faster"]
     v = REGRESSION if slower else IMPROVEMENT if faster else NOISE
     split = split_change(base, new, cfg)
     if v == NOISE:
         split["cause"] = ""
     return {**out, "p_value": t["p_slower"] if ratio >= 1.0 else t["p_faster"],
-            "test": t["test"], **split, "verdict": v}
+            "test": t["test"], "band_pct": 100.0 * band, **split, "verdict": v}
 
 
 def _pairs(base: pd.DataFrame, new: pd.DataFrame) -> tuple[list[tuple[int, int, str]], set, set]:
@@ -333,7 +354,8 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
             "new_median_ms", "base_cv", "new_cv", "base_between_cv", "new_between_cv",
             "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "base_flags",
             "new_flags", "base_noise_flags", "new_noise_flags", "ratio",
-            "change_pct", "p_value", "test", "verdict", "gpu_change_pct", "host_change_pct",
+            "change_pct", "p_value", "test", "band_pct", "verdict", "gpu_change_pct",
+            "host_change_pct",
             "cause", "clocks", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
     order = {NEWLY_FAILING: 0, REGRESSION: 1, IMPROVEMENT: 2, FIXED: 3, NOISE: 4, NOT_OK: 5}
@@ -391,10 +413,12 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
     lines = [f"# Compare\n", f"BASE `{base_label}` vs NEW `{new_label}`: {len(t)} matched run(s) "
              f"({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'}); "
              f"{len(c.base_only)} only in BASE, {len(c.new_only)} only in NEW.  ",
-             f"A change counts when it is {100 * c.config.threshold:g}% or more and a "
-             f"one-sided Mann-Whitney U test gives p < {c.config.alpha:g} (`test`: on the "
-             "process medians where enough processes ran, else on the samples with every "
-             "process of one side beyond every process of the other).\n",
+             f"A change counts when a one-sided Mann-Whitney U test gives p < "
+             f"{c.config.alpha:g} (`test`: on the process medians where enough processes ran, "
+             "else on the samples with every process of one side beyond every process of the "
+             f"other) and it exceeds the band: {100 * c.config.threshold:g}%, and "
+             f"{c.config.k:g} x the robust spread (MAD) of a side's samples where one process "
+             "ran.\n",
              headline(c, allow_missing) + "\n"]
     if len(c.missing):
         lines += ["ok in BASE, missing from NEW:\n",
@@ -416,6 +440,7 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
         "change %": signed(t["change_pct"]),
         "p": t["p_value"].map(lambda p: f"{p:.2g}" if p == p else ""),
         "test": t["test"],
+        "band ±%": t["band_pct"].map(lambda r: f"{r:.1f}" if r == r else ""),
         "CV base/new %": [f"{100 * a:.1f} / {100 * b:.1f}" if a == a and b == b else ""
                           for a, b in zip(t["base_cv"], t["new_cv"])],
         "between procs CV base/new %": [
