@@ -87,6 +87,8 @@ def test_item01_an_ok_record_without_a_finite_positive_median_is_unusable(tmp_pa
                                                 ">= 0, got '-0.1'"),
     (["compare", "B", "N", "--k", "inf"], "argument --k: expected a finite number >= 0, "
                                           "got 'inf'"),
+    (["compare", "B", "N", "--alpha", "inf"], "argument --alpha: expected a finite number > 0, "
+                                              "got 'inf'"),
 ])
 def test_item05_bad_numbers_on_the_report_command_line_are_one_line(tmp_path, argv, message,
                                                                     report_cli):
@@ -99,7 +101,8 @@ def test_item05_threshold_nan_cannot_turn_a_5x_slowdown_into_no_regression(tmp_p
     base = copy_reference(tmp_path / "base", FP8_EAGER)
     new = copy_reference(tmp_path / "new", FP8_EAGER)
     edit_record(new / FP8_EAGER / "record.json",
-                lambda r: r["timing"].update(median_ms=5 * r["timing"]["median_ms"]))
+                lambda r: r["timing"].update(median_ms=5 * r["timing"]["median_ms"],
+                                             samples_ms=[5 * x for x in r["timing"]["samples_ms"]]))
     assert report_cli("compare", base, new).returncode == 1
     assert report_cli("compare", base, new, "--threshold", "nan").returncode == 2
 

@@ -43,3 +43,23 @@ def test_a_resumed_sweep_appends_only_its_new_runs(cpu_sweep, tmp_path):
     assert report_cli("history", sweep, "--store", store).stdout.startswith(
         "1 run(s) appended to")
     assert len(read_store(store)) == 5
+
+
+def test_night_names_the_partition_and_nights_of_one_day_stay_apart(cpu_sweep, tmp_path):
+    """scripts/nightly.sh passes its NIGHTLY_DATE: three nights recorded on one day land on
+    three dates, not one."""
+    store = tmp_path / "history"
+    for night in ("2026-02-01", "2026-02-02", "2026-02-03"):
+        sweep = copy_sweep(cpu_sweep, tmp_path / night)
+        for rec in sweep.rglob("record.json"):     # a night's records differ from the last
+            rec.write_text(rec.read_text().replace('"status"', f'"night": "{night}", "status"', 1))
+        proc = report_cli("history", sweep, "--store", store, "--night", night, "--no-plot")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"5 run(s) appended to {store}, 0 already there")
+    assert sorted(p.name for p in store.iterdir()) == ["date=2026-02-01", "date=2026-02-02",
+                                                       "date=2026-02-03"]
+    assert read_store(store).groupby("date").size().to_dict() == {
+        "2026-02-01": 5, "2026-02-02": 5, "2026-02-03": 5}
+    bad = report_cli("history", cpu_sweep, "--store", store, "--night", "02/03/2026")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: --night '02/03/2026': expected a date YYYY-MM-DD, e.g. 2026-01-31")

@@ -1,12 +1,16 @@
 """Reports from sweep directories.
 
     python -m harness.report SWEEP_DIR [SWEEP_DIR...] [--out DIR]   tables + plots + report.md
-    python -m harness.report compare BASE NEW [--threshold 0.05] [--k 3] [--out FILE]
+    python -m harness.report compare BASE NEW [--threshold 0.05] [--alpha 0.05] [--k 3]
+                                           [--out FILE]
                                            [--allow-missing]
                                            exit 1 when something regressed; 3 when nothing
                                            matched or an ok run of BASE is missing from NEW
                                            (unless --allow-missing); else 0
-    python -m harness.report history SWEEP_DIR [...] [--store results/history]
+    python -m harness.report history SWEEP_DIR [...] [--store results/history] [--night DATE]
+    python -m harness.report regressions STORE [--json] [--since DATE] [--min-effect 0.03]
+                                           changes across the nights of a history store; exit 1
+                                           while a regression is open, else 0
     python -m harness.report explain SWEEP_DIR [...]                 findings, ranked
     python -m harness.report findings-doc [--check] [NAME ...]       the findings docs of
                                            docs/findings.toml, rendered from the records
@@ -25,7 +29,7 @@ from pathlib import Path
 from harness.cli_args import Parser, number
 from harness.errors import InputError, die
 
-COMMANDS = ("compare", "history", "explain", "findings-doc")
+COMMANDS = ("compare", "history", "regressions", "explain", "findings-doc")
 EXIT_REGRESSED = 1
 EXIT_INCOMPLETE = 3     # 2 is a user mistake (harness.errors)
 
@@ -56,29 +60,35 @@ def _report(argv: list[str]) -> int:
 
 def _compare(argv: list[str]) -> int:
     p = Parser(prog="python -m harness.report compare",
-               description="Per matching run, NEW/BASE of the median with a "
-                           "noise-aware verdict, and whether the kernels or the "
-                           "host changed. Exit 1 if anything regressed, 3 if "
+               description="Per matching run, NEW/BASE of the median with a verdict "
+                           "from a rank test and a minimum effect, and whether the "
+                           "kernels or the host changed. Exit 1 if anything regressed, 3 if "
                            "nothing matched or an ok run of BASE is missing "
                            "from NEW.")
     p.add_argument("base", metavar="BASE")
     p.add_argument("new", metavar="NEW")
     p.add_argument("--threshold", type=number(minimum=0), default=0.05,
                    help="smallest relative change counted (0.05 = 5%%)")
+    p.add_argument("--alpha", type=number(above=0), default=0.05,
+                   help="a change must also pass a one-sided Mann-Whitney U test at this level, "
+                        "on the samples (every process of NEW beyond every process of BASE where "
+                        "processes ran) or on the process medians where enough ran (0.05)")
     p.add_argument("--k", type=number(minimum=0), default=3.0,
-                   help="a change must also exceed k x sqrt(noise_base^2 + noise_new^2), noise "
-                        "being the between-process CV where several processes ran, else the "
-                        "within-process CV (3)")
+                   help="where one process ran on a side, a change must also exceed k x the "
+                        "robust spread of the samples (1.4826 x MAD / median), combined over "
+                        "both sides (3)")
     p.add_argument("--out", help="also write the Markdown here (and FILE.csv beside it)")
     p.add_argument("--allow-missing", action="store_true",
                    help="accept on purpose that nothing matched or that ok runs of BASE are "
                         "missing from NEW (still listed); exit 0 unless something regressed")
     args = p.parse_args(argv)
+    if not args.alpha < 1:
+        p.error(f"argument --alpha: expected a level below 1, e.g. 0.05, got {args.alpha:g}")
     from harness.report.compare import (CompareConfig, compare, incomplete_reason,
                                         render_markdown)
     from harness.report.load import load
     c = compare(load([args.base], skip_unusable=True), load([args.new], skip_unusable=True),
-                CompareConfig(args.threshold, args.k))
+                CompareConfig(threshold=args.threshold, alpha=args.alpha, k=args.k))
     md = render_markdown(c, args.base, args.new, args.allow_missing)
     code = (EXIT_REGRESSED if c.regressed else
             EXIT_INCOMPLETE if c.incomplete and not args.allow_missing else 0)
@@ -110,12 +120,61 @@ def _history(argv: list[str]) -> int:
                            "partitioned by date (idempotent) and plot the trend.")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR")
     p.add_argument("--store", default=str(DEFAULT_STORE), help=f"default {DEFAULT_STORE}/")
+    p.add_argument("--night", metavar="YYYY-MM-DD",
+                   help="the night these sweeps belong to (scripts/nightly.sh passes its "
+                        "NIGHTLY_DATE); default: the day each record was written (UTC)")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
-    a = append(args.sweeps, args.store, plot=not args.no_plot)
+    from harness.report.regressions import parse_date
+    night = parse_date(args.night, "--night") if args.night is not None else None
+    a = append(args.sweeps, args.store, plot=not args.no_plot, night=night)
     print(f"{a.rows_new} run(s) appended to {a.store}, {a.rows_skipped} already there"
           + (f"; trend: {a.trend}" if a.trend else ""))
     return 0
+
+
+def _regressions(argv: list[str]) -> int:
+    from harness.report.regressions import METHODS, RegressionConfig
+    default = RegressionConfig()
+    p = Parser(prog="python -m harness.report regressions",
+               description="Changes across the nights of a history store, per workload variant "
+                           "x backend x device: regressions, improvements and single suspicious "
+                           "nights, with the night and commit range where each began. Exit 1 "
+                           "while a regression is open (its level is the latest), else 0; 2 on "
+                           "bad input.")
+    p.add_argument("store", metavar="STORE", help="a store written by `history` "
+                                                  "(<store>/date=YYYY-MM-DD/*.parquet)")
+    p.add_argument("--json", action="store_true", help="a JSON list of changes instead")
+    p.add_argument("--since", metavar="YYYY-MM-DD",
+                   help="only changes that began on or after this night (earlier nights still "
+                        "make the baselines)")
+    p.add_argument("--min-effect", type=number(minimum=0), default=default.min_effect,
+                   help=f"smallest relative change of a level called a change "
+                        f"({default.min_effect:g} = {100 * default.min_effect:g}%%)")
+    p.add_argument("--min-nights", type=number(integer=True, minimum=1),
+                   default=default.min_nights,
+                   help=f"nights a new level must hold to be a regression ({default.min_nights})")
+    p.add_argument("--alpha", type=number(above=0), default=default.alpha,
+                   help=f"chance that a series of pure noise shows a change "
+                        f"({default.alpha:g})")
+    p.add_argument("--method", choices=METHODS, default=default.method,
+                   help="change-point library (otava and e_divisive where installed)")
+    args = p.parse_args(argv)
+    if not args.alpha < 1:
+        p.error(f"argument --alpha: expected a level below 1, e.g. 0.03, got {args.alpha:g}")
+    from harness.report.history import read_store
+    from harness.report.regressions import (detect, method_missing, open_regressions, parse_date,
+                                            render_text, to_json)
+    missing = method_missing(args.method)
+    if missing:
+        die(missing)
+    since = parse_date(args.since) if args.since is not None else None
+    history = read_store(Path(args.store), must_exist=True)
+    cfg = RegressionConfig(min_effect=args.min_effect, min_nights=args.min_nights,
+                           alpha=args.alpha, method=args.method)
+    changes = detect(history, cfg, since)
+    print(to_json(changes) if args.json else render_text(changes, history, args.store, cfg, since))
+    return EXIT_REGRESSED if open_regressions(changes) else 0
 
 
 def _explain(argv: list[str]) -> int:
@@ -193,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handler = _report
     if argv and argv[0] in COMMANDS:
-        handler = {"compare": _compare, "history": _history, "explain": _explain,
-                   "findings-doc": _findings_doc}[argv.pop(0)]
+        handler = {"compare": _compare, "history": _history, "regressions": _regressions,
+                   "explain": _explain, "findings-doc": _findings_doc}[argv.pop(0)]
     try:
         code = handler(argv)
         sys.stdout.flush()

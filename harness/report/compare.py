@@ -2,11 +2,27 @@
 
 Runs are matched by `run_id` (the hash of workload, backend, bench, device and seed config),
 and where that fails (a bench setting changed between the nights) by the human key: workload,
-backend label and the workload's resolved parameters. A change counts only beyond
-`max(threshold, k * combined noise)`, combined noise = sqrt(noise_base^2 + noise_new^2), each
-side's noise being the CV of its fresh processes' medians where several ran (schema 2,
-`bench.processes` > 1) and else the CV of its samples within the one process: a run whose
-medians spread by 4% cannot show a 5% regression with any confidence.
+backend label and the workload's resolved parameters.
+
+The verdict is a rank test plus a minimum effect (`verdict`): NEW is slower when a one-sided
+Mann-Whitney U test says so at `alpha` and its median is `threshold` or more above BASE's (an
+improvement the same way down). What the test ranks:
+- where enough fresh processes ran that their medians alone can reach `alpha` (4 v 4: the
+  smallest one-sided p is 1/70), the process medians: independent draws of the run's figure;
+- else the samples, pooled over the processes; where processes ran they are not independent
+  draws (samples of one process drift together, and a process is fast or slow as a whole: 70%
+  between processes on the H200 with 2% within), so the processes' medians must also all fall
+  on the changed side (every NEW process slower than every BASE process): with 3 processes a
+  side no rank test of the medians can reach p < 0.05 (the smallest one-sided p is 1/20), and
+  this is the strongest evidence 3 v 3 gives;
+- where one process ran on a side, its samples are one process's, all under that process's
+  host state: the change must also exceed `k` x the sides' robust spread (the samples' median
+  absolute deviation over their median), or two processes of one commit differ "significantly"
+  (the H200 node sweeps: conv fwd 0.064 ms on one GPU alone, 0.084 ms with its neighbour busy,
+  samples 0.065-0.127 ms, p = 2e-6).
+Ranks and the MAD do not let one outlier sample hide a 5x change the way a CV band did (4 tight
+samples and one outlier give a CV of 100%, a MAD of 1.5%). A run flagged with one of
+describe.NOISE_FLAGS on either side is marked unreliable beside its verdict.
 
 The wall change is split into what the kernels and the host did: GPU busy time and host gap
 (wall - GPU) of each side, each change in % of BASE's wall median, so that the two add up to
@@ -22,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness import clocks
@@ -29,7 +46,7 @@ from harness.collect.kernel_diff import category_diff, kernel_diff
 from harness.describe import NOISE_FLAGS
 from harness.report import tables as T
 from harness.record import RECORD_NAME
-from harness.report.load import Sweep, finite, match_key, noise_floor
+from harness.report.load import Sweep, finite, match_key
 
 REGRESSION, IMPROVEMENT, NOISE = "regression", "improvement", "within noise"
 NEWLY_FAILING, FIXED, NOT_OK = "now failing", "fixed", "not ok on both sides"
@@ -45,7 +62,8 @@ ENV_KEYS = ("gpu_name", "gpu_index", "cuda_visible_devices", "driver", "cuda", "
 @dataclass(frozen=True)
 class CompareConfig:
     threshold: float = 0.05     # smallest relative change ever called a change
-    k: float = 3.0              # how many combined CVs a change must exceed
+    alpha: float = 0.05         # one-sided Mann-Whitney U: NEW slower (or faster) than BASE
+    k: float = 3.0              # a one-process side's change must exceed k x the robust spread
     top_kernels: int = 8        # kernel rows shown per regressed run
     cause_share: float = 0.25   # a part (kernels, host) carrying less of the change is not a cause
 
@@ -110,12 +128,67 @@ def split_change(base: Any, new: Any, cfg: CompareConfig) -> dict[str, Any]:
     return {**out, "cause": BOTH if gpu and host else KERNELS if gpu else HOST}
 
 
-def verdict(base: Any, new: Any, cfg: CompareConfig) -> dict[str, Any]:
-    """Ratio NEW/BASE of the medians and what it means given both runs' noise; where both
-    sides were profiled, whether the kernels or the host changed."""
+def samples_of(record: dict[str, Any] | None) -> list[list[float]]:
+    """A record's timed samples (ms per iteration), one list per fresh process; one list where
+    the record keeps no per-process samples (schema 1, one process)."""
+    timing = (record or {}).get("timing") or {}
+    processes = timing.get("processes")
+    if isinstance(processes, list) and processes:
+        per = [[float(x) for x in (p or {}).get("samples_ms") or [] if finite(x)]
+               for p in processes]
+        if all(per):
+            return per
+    pooled = [float(x) for x in timing.get("samples_ms") or [] if finite(x)]
+    return [pooled] if pooled else []
+
+
+def robust_spread(processes: list[list[float]]) -> float:
+    """A one-process side's spread that one outlier does not move: 1.4826 x the median absolute
+    deviation of its samples over their median (the sd for normal samples); 0 where several
+    processes ran (their medians must separate instead, `rank_test`)."""
+    if len(processes) != 1 or len(processes[0]) < 2:
+        return 0.0
+    s = np.asarray(processes[0], dtype=float)
+    med = float(np.median(s))
+    return float(1.4826 * np.median(np.abs(s - med)) / med) if med > 0 else 0.0
+
+
+def rank_test(base: list[list[float]], new: list[list[float]], alpha: float) -> dict[str, Any]:
+    """One-sided Mann-Whitney U p-values of NEW slower and NEW faster than BASE, what they
+    ranked (`test`), and whether the processes' medians all fall on each side (`apart_slower`,
+    `apart_faster`; True where no processes ran on either side)."""
+    from scipy.stats import mannwhitneyu
+    med_b = [float(np.median(p)) for p in base]
+    med_n = [float(np.median(p)) for p in new]
+    if 1.0 / math.comb(len(med_b) + len(med_n), len(med_b)) < alpha:
+        x, y, test = med_n, med_b, f"process medians {len(med_b)} v {len(med_n)}"
+        apart_slower = apart_faster = True
+    else:
+        x = [v for p in new for v in p]
+        y = [v for p in base for v in p]
+        several = len(base) > 1 or len(new) > 1
+        test = f"samples {len(y)} v {len(x)}" + (
+            f", {len(base)} v {len(new)} processes apart" if several else "")
+        apart_slower = not several or min(med_n) > max(med_b)
+        apart_faster = not several or max(med_n) < min(med_b)
+    slower = float(mannwhitneyu(x, y, alternative="greater").pvalue)
+    faster = float(mannwhitneyu(x, y, alternative="less").pvalue)
+    return {"p_slower": slower, "p_faster": faster, "test": test,
+            "apart_slower": apart_slower, "apart_faster": apart_faster}
+
+
+def verdict(base: Any, new: Any, cfg: CompareConfig,
+            base_samples: list[list[float]] | None = None,
+            new_samples: list[list[float]] | None = None) -> dict[str, Any]:
+    """Ratio NEW/BASE of the medians and what it means: a rank test on the samples (or the
+    process medians; module doc) at cfg.alpha, and a change beyond the band: the minimum
+    effect cfg.threshold, and cfg.k x the one-process sides' robust spread; the p-value of the
+    direction the median moved; where both sides were profiled, whether the kernels or the host
+    changed."""
     b_ok, n_ok = base["status"] == "ok", new["status"] == "ok"
-    out = {"ratio": math.nan, "change_pct": math.nan, "band_pct": math.nan,
-           "noise": "", "gpu_change_pct": math.nan, "host_change_pct": math.nan, "cause": ""}
+    out = {"ratio": math.nan, "change_pct": math.nan, "p_value": math.nan, "test": "",
+           "band_pct": math.nan, "gpu_change_pct": math.nan, "host_change_pct": math.nan,
+           "cause": ""}
     if b_ok and not n_ok:
         return {**out, "verdict": NEWLY_FAILING}
     if n_ok and not b_ok:
@@ -125,20 +198,21 @@ def verdict(base: Any, new: Any, cfg: CompareConfig) -> dict[str, Any]:
     bm, nm = float(base["median_ms"]), float(new["median_ms"])
     if not (bm > 0 and nm > 0):
         return {**out, "verdict": NOT_OK}
-    (noise_b, src_b), (noise_n, src_n) = noise_floor(base), noise_floor(new)
-    band = max(cfg.threshold, cfg.k * math.hypot(noise_b, noise_n))
     ratio = nm / bm
-    if ratio > 1.0 + band:
-        v = REGRESSION
-    elif ratio < 1.0 - band:
-        v = IMPROVEMENT
-    else:
-        v = NOISE
+    out.update(ratio=ratio, change_pct=100.0 * (ratio - 1.0))
+    if not (base_samples and new_samples):
+        return {**out, "test": "no samples", "verdict": NOISE}
+    t = rank_test(base_samples, new_samples, cfg.alpha)
+    band = max(cfg.threshold, cfg.k * math.hypot(robust_spread(base_samples),
+                                                 robust_spread(new_samples)))
+    slower = ratio >= 1.0 + band and t["p_slower"] < cfg.alpha and t["apart_slower"]
+    faster = ratio <= 1.0 - band and t["p_faster"] < cfg.alpha and t["apart_faster"]
+    v = REGRESSION if slower else IMPROVEMENT if faster else NOISE
     split = split_change(base, new, cfg)
     if v == NOISE:
         split["cause"] = ""
-    return {"ratio": ratio, "change_pct": 100.0 * (ratio - 1.0), "band_pct": 100.0 * band,
-            "noise": src_b if src_b == src_n else f"{src_b}/{src_n}", **split, "verdict": v}
+    return {**out, "p_value": t["p_slower"] if ratio >= 1.0 else t["p_faster"],
+            "test": t["test"], "band_pct": 100.0 * band, **split, "verdict": v}
 
 
 def _pairs(base: pd.DataFrame, new: pd.DataFrame) -> tuple[list[tuple[int, int, str]], set, set]:
@@ -248,9 +322,11 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
     pairs, b_left, n_left = _pairs(bs, ns)
     rows = []
     kernel_diffs: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    record_of = {r["_run_dir"]: r for r in [*base.records, *new.records]}
     for i, j, how in pairs:
         b, n = bs.loc[i], ns.loc[j]
-        v = verdict(b, n, cfg)
+        v = verdict(b, n, cfg, samples_of(record_of.get(b["run_dir"])),
+                    samples_of(record_of.get(n["run_dir"])))
         name = _name(n)
         rows.append({"workload": n["workload"], "variant": n["variant"], "backend": n["backend"],
                      "base_status": b["status"], "new_status": n["status"],
@@ -278,7 +354,8 @@ def compare(base: Sweep, new: Sweep, cfg: CompareConfig = CompareConfig()) -> Co
             "new_median_ms", "base_cv", "new_cv", "base_between_cv", "new_between_cv",
             "base_gpu_ms", "new_gpu_ms", "base_host_gap_ms", "new_host_gap_ms", "base_flags",
             "new_flags", "base_noise_flags", "new_noise_flags", "ratio",
-            "change_pct", "band_pct", "noise", "verdict", "gpu_change_pct", "host_change_pct",
+            "change_pct", "p_value", "test", "band_pct", "verdict", "gpu_change_pct",
+            "host_change_pct",
             "cause", "clocks", "matched_by", "base_run_id", "new_run_id", "reason"]
     table = pd.DataFrame(rows, columns=cols)
     order = {NEWLY_FAILING: 0, REGRESSION: 1, IMPROVEMENT: 2, FIXED: 3, NOISE: 4, NOT_OK: 5}
@@ -336,10 +413,12 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
     lines = [f"# Compare\n", f"BASE `{base_label}` vs NEW `{new_label}`: {len(t)} matched run(s) "
              f"({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'}); "
              f"{len(c.base_only)} only in BASE, {len(c.new_only)} only in NEW.  ",
-             f"A change counts beyond max({100 * c.config.threshold:g}%, "
-             f"{c.config.k:g} x sqrt(noise_base² + noise_new²)); a run's noise is the CV of its "
-             "processes' medians where several ran (`between`), else of its samples "
-             "(`within`).\n",
+             f"A change counts when a one-sided Mann-Whitney U test gives p < "
+             f"{c.config.alpha:g} (`test`: on the process medians where enough processes ran, "
+             "else on the samples with every process of one side beyond every process of the "
+             f"other) and it exceeds the band: {100 * c.config.threshold:g}%, and "
+             f"{c.config.k:g} x the robust spread (MAD) of a side's samples where one process "
+             "ran.\n",
              headline(c, allow_missing) + "\n"]
     if len(c.missing):
         lines += ["ok in BASE, missing from NEW:\n",
@@ -359,8 +438,9 @@ def render_markdown(c: Comparison, base_label: str, new_label: str,
         "base ms": t["base_median_ms"], "new ms": t["new_median_ms"],
         "NEW/BASE": t["ratio"].map(lambda r: f"{r:.3f}" if r == r else ""),
         "change %": signed(t["change_pct"]),
-        "noise band ±%": t["band_pct"].map(lambda r: f"{r:.1f}" if r == r else ""),
-        "noise": t["noise"],
+        "p": t["p_value"].map(lambda p: f"{p:.2g}" if p == p else ""),
+        "test": t["test"],
+        "band ±%": t["band_pct"].map(lambda r: f"{r:.1f}" if r == r else ""),
         "CV base/new %": [f"{100 * a:.1f} / {100 * b:.1f}" if a == a and b == b else ""
                           for a, b in zip(t["base_cv"], t["new_cv"])],
         "between procs CV base/new %": [

@@ -1,7 +1,9 @@
-"""`python -m harness.report history SWEEP_DIR [--store DIR]`: night after night, one store.
+"""`python -m harness.report history SWEEP_DIR [--store DIR] [--night YYYY-MM-DD]`: night after
+night, one store.
 
-The store is a Parquet dataset partitioned by date (`<store>/date=YYYY-MM-DD/<part>.parquet`,
-hive style, readable with `pd.read_parquet(store)`); each row is one run's summary plus where
+The store is a Parquet dataset partitioned by date, the night (`--night`, else the UTC day the
+record was written): `<store>/date=YYYY-MM-DD/<part>.parquet`, hive style, readable with
+`pd.read_parquet(store)`. Each row is one run's summary plus where
 it came from. Appending is idempotent: every row carries `record_sha` (the hash of its
 record.json bytes), and rows already in the store are not written again, so re-running history
 on the same sweep (or on a resumed sweep that gained runs) appends only what is new.
@@ -56,9 +58,17 @@ def history_rows(sweep: Sweep) -> pd.DataFrame:
     return s
 
 
-def read_store(store: Path) -> pd.DataFrame:
-    """Every row of the store, `date` as a column; an empty frame for an empty store."""
-    files = sorted(Path(store).glob("date=*/*.parquet"))
+def read_store(store: Path, must_exist: bool = False) -> pd.DataFrame:
+    """Every row of the store, `date` as a column; an empty frame for an empty store, or with
+    `must_exist` an InputError naming a store that is missing, not a folder or empty."""
+    store = Path(store)
+    files = sorted(store.glob("date=*/*.parquet"))
+    if must_exist and not files:
+        why = ("no such directory" if not store.exists() else
+               "not a directory" if not store.is_dir() else
+               "empty history store (no date=YYYY-MM-DD/*.parquet)")
+        raise InputError(f"{store}: {why}; a store is written by `python -m harness.report "
+                         f"history SWEEP_DIR --store {store}`")
     if not files:
         return pd.DataFrame()
     parts = []
@@ -82,7 +92,10 @@ def _known_shas(store: Path) -> set[str]:
 
 
 def append(roots: list[str | Path], store: str | Path = DEFAULT_STORE,
-           plot: bool = True) -> Appended:
+           plot: bool = True, night: str | None = None) -> Appended:
+    """Append the sweeps' runs to the store, under `night` (YYYY-MM-DD: the nightly job's date,
+    so that a night's runs land on one date however late they finish, and nights re-run on one
+    day stay apart) or else under the UTC day each record was written."""
     store = Path(store)
     if store.exists() and not store.is_dir():
         raise InputError(f"{store}: history store must be a directory")
@@ -91,7 +104,9 @@ def append(roots: list[str | Path], store: str | Path = DEFAULT_STORE,
     known = _known_shas(store)
     fresh = rows[~rows["record_sha"].isin(known)]
     files = []
-    for date, part in fresh.groupby(fresh["recorded_at"].dt.strftime("%Y-%m-%d"), sort=True):
+    dates = (pd.Series(night, index=fresh.index) if night is not None
+             else fresh["recorded_at"].dt.strftime("%Y-%m-%d"))
+    for date, part in fresh.groupby(dates, sort=True):
         folder = store / f"date={date}"
         folder.mkdir(parents=True, exist_ok=True)
         # Named by its content: the same rows give the same name, never a second copy.
