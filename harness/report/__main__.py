@@ -8,6 +8,7 @@
                                            (unless --allow-missing); else 0
     python -m harness.report history SWEEP_DIR [...] [--store results/history]
     python -m harness.report explain SWEEP_DIR [...]                 findings, ranked
+    python -m harness.report dashboard STORE [--out DIR]             static site of the nights
 
 User mistakes (no records, a corrupt record.json, a record of an unknown schema_version) are
 one line naming the file, exit 2.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from harness.errors import InputError, die
 
-COMMANDS = ("compare", "history", "explain")
+COMMANDS = ("compare", "history", "explain", "dashboard")
 EXIT_REGRESSED = 1
 EXIT_INCOMPLETE = 3     # 2 is a user mistake (harness.errors)
 
@@ -131,6 +132,27 @@ def _explain(argv: list[str]) -> int:
     return 0
 
 
+def _dashboard(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.report dashboard",
+                                description="A static site of a history store's nights (works "
+                                            "from file://, no network): open regressions, every "
+                                            "series over nights, the fair pairs' ratio.")
+    p.add_argument("store", metavar="STORE", help="the history store (results/history)")
+    p.add_argument("--out", help="where to write the site (default: STORE/_dashboard)")
+    args = p.parse_args(argv)
+    try:
+        from harness.report.dashboard import build
+    except ImportError as e:
+        die(f"the dashboard needs plotly ({e}): pip install plotly, or install harness with "
+            "its dependencies")
+    site = build(args.store, args.out or Path(args.store) / "_dashboard")
+    print(f"dashboard: {site.series} series over {site.nights} night(s), "
+          f"{site.open_regressions} open regression(s) -> {site.index} "
+          f"({len(site.pages)} pages; {site.out / 'plotly.min.js'} "
+          f"{site.plotly_js_bytes / 1e6:.1f} MB)")
+    return 0
+
+
 def _stdout_closed() -> None:
     """Python would print a traceback when it flushes a closed stdout at exit: point stdout at
     devnull instead (the `signal` docs' recipe for SIGPIPE)."""
@@ -141,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handler = _report
     if argv and argv[0] in COMMANDS:
-        handler = {"compare": _compare, "history": _history, "explain": _explain}[argv.pop(0)]
+        handler = {"compare": _compare, "history": _history, "explain": _explain,
+                   "dashboard": _dashboard}[argv.pop(0)]
     try:
         code = handler(argv)
         sys.stdout.flush()
