@@ -65,6 +65,7 @@ def _spread_band(nights: pd.DataFrame) -> go.Scatter | None:
     return go.Scatter(x=[*band["date"], *band["date"][::-1]],
                       y=[*band["between_max_ms"], *band["between_min_ms"][::-1]],
                       fill="toself", fillcolor=SPREAD, line={"width": 0}, hoverinfo="skip",
+                      mode="lines",
                       name="process spread (min-max of the processes' medians)")
 
 
@@ -105,41 +106,59 @@ def wide_spread(nights: pd.DataFrame, ratio: float = 10.0) -> bool:
     return finite(top) and finite(low) and low > 0 and top / low >= ratio
 
 
+DAY_MS = 86_400_000
+DAILY_TICKS_UP_TO = 16      # nights; beyond, plotly's own ticks (weeks, months)
+
+
+def night_axis(fig: go.Figure, dates: pd.Series) -> None:
+    """Dates on x over the nights, half a day either side; one tick a night while they fit
+    (plotly would tick a few nights by hours). The range is set: a row without data (GPU time
+    not measured) would otherwise stretch the shared axis over decades."""
+    days = pd.to_datetime(pd.Series(dates).dropna().unique())
+    if not len(days):
+        return
+    half = pd.Timedelta(hours=12)
+    ticks = {"dtick": DAY_MS, "tickformat": "%b %d"} if len(days) <= DAILY_TICKS_UP_TO else {}
+    fig.update_xaxes(type="date", range=[str(days.min() - half), str(days.max() + half)], **ticks)
+
+
 def series_figure(nights: pd.DataFrame, change_dates: list[str], title: str) -> go.Figure:
     """Wall median over nights with the process spread as a band, flagged nights circled, GPU
-    busy time and host gap below, the change points and failed nights as vertical lines."""
+    busy time and host gap below (where measured), the change points and failed nights as
+    vertical lines."""
     ok = nights[nights["status"] == "ok"]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        row_heights=[0.62, 0.38])
+    gpu_measured = bool(ok["gpu_busy_ms_per_iter"].map(finite).any())
+    rows = 2 if gpu_measured else 1
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        row_heights=[0.62, 0.38][:rows])
     band = _spread_band(ok)
     if band is not None:
         fig.add_trace(band, row=1, col=1)
     fig.add_trace(_line(ok, "median_ms", "wall median (ms/iter)", WALL), row=1, col=1)
     fig.add_trace(_flag_markers(ok, "median_ms", "flagged night (hover: flags)", True),
                   row=1, col=1)
-    gpu_measured = ok["gpu_busy_ms_per_iter"].map(finite).any()
     if gpu_measured:
         fig.add_trace(_line(ok, "gpu_busy_ms_per_iter", "GPU busy (ms/iter)", GPU), row=2, col=1)
         fig.add_trace(_line(ok, "host_gap_ms", "host gap (ms/iter)", GAP), row=2, col=1)
         for column in ("gpu_busy_ms_per_iter", "host_gap_ms"):
             fig.add_trace(_flag_markers(ok, column, "flagged night", False), row=2, col=1)
+        fig.update_yaxes(title_text="GPU busy, host gap ms/iter", rangemode="tozero", row=2,
+                         col=1)
     else:
-        fig.add_annotation(text="GPU busy time and host gap: not measured on these nights "
-                                "(no profiling pass, or no GPU)",
-                           xref="x domain", yref="y2 domain", x=0.5, y=0.5, showarrow=False,
-                           row=2, col=1)
-    _mark_nights(fig, change_dates, "change point (first night after)", CHANGE, "dash", 2)
+        title += ("<br><sup>GPU busy time and host gap: not measured on these nights "
+                  "(no profiling pass, or no GPU)</sup>")
+    _mark_nights(fig, change_dates, "change point (first night after)", CHANGE, "dash", rows)
     failed = nights.loc[nights["status"] != "ok", "date"].tolist()
-    _mark_nights(fig, failed, "failed night (no measurement)", FLAGGED, "dot", 2)
+    _mark_nights(fig, failed, "failed night (no measurement)", FLAGGED, "dot", rows)
     if wide_spread(ok):
         fig.update_yaxes(title_text="wall ms/iter (log scale)", type="log", row=1, col=1)
     else:
         fig.update_yaxes(title_text="wall ms/iter", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text="GPU busy, host gap ms/iter", rangemode="tozero", row=2, col=1)
-    fig.update_xaxes(type="date")
-    fig.update_xaxes(title_text="night", row=2, col=1)
-    fig.update_layout(title=title, height=620, margin={"t": 60, "l": 70, "r": 20, "b": 50},
-                      legend={"orientation": "h", "y": -0.14}, hovermode="closest",
+    night_axis(fig, nights["date"])
+    fig.update_xaxes(title_text="night", row=rows, col=1)
+    fig.update_layout(title=title, height=620 if gpu_measured else 460,
+                      margin={"t": 70, "l": 70, "r": 20, "b": 40}, hovermode="closest",
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.12},
                       template="plotly_white")
     return fig
 
@@ -198,7 +217,8 @@ def pairs_figure(pairs: pd.DataFrame, pair: str, meaning: str) -> go.Figure:
     fig.add_hline(y=1.0, line={"color": CHANGE, "dash": "dot", "width": 1})
     # a ratio on a log axis: 2x and 0.5x lie as far from 1
     fig.update_yaxes(title_text="Inductor / XLA wall (> 1: XLA faster, log scale)", type="log")
-    fig.update_xaxes(title_text="night", type="date")
+    night_axis(fig, mine["date"])
+    fig.update_xaxes(title_text="night")
     fig.update_layout(title=f"{pair} pair: {meaning}", height=520, template="plotly_white",
                       margin={"t": 60, "l": 70, "r": 20, "b": 40},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.18})
