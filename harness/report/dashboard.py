@@ -264,6 +264,7 @@ def build(store: str | Path, out: str | Path) -> Site:
         raise InputError(f"{store}: no history rows (expected <store>/date=YYYY-MM-DD/*.parquet;"
                          f" e.g. python -m harness.report history SWEEP --store {store})")
     nights = night_series(history)
+    nights["flags"] = nights["flags"].fillna("").astype(str)     # "" : not flagged
     by_series = {key: g.reset_index(drop=True)
                  for key, g in nights.groupby(list(SERIES), sort=True)}
     changes = detect(history)
