@@ -2,10 +2,10 @@
 the regression verdicts at work without waiting for real nights (the dashboard's browser test,
 its screenshots).
 
-    python scripts/synthetic_nights.py RECORDS_DIR OUT [--nights 10] [--start 2026-01-01]
+    python scripts/synthetic_nights.py RECORDS_DIR... --out OUT [--nights 10] [--start 2026-01-01]
         [--noise 0.02] [--shift LABEL,NIGHT,FACTOR[,NIGHTS]]... [--seed 0]
 
-Night k (0-based) copies every record.json under RECORDS_DIR to OUT/nights/<date>/<run>/, with
+Night k (0-based) copies every record.json under the RECORDS_DIRs to OUT/nights/<date>/<run>/, with
 every time of its timing and gpu sections (`*_ms`, `*_ms_per_iter`, the samples) multiplied by
 that night's factor for the run (throughputs divided by it), and `environment.git_sha` set to a
 made-up commit of that night (`synthetic` + date, hashed); then appends the night to the store
@@ -117,17 +117,19 @@ def write_night(records: list[Path], root: Path, night: int, date: str, shifts: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("records", type=Path, help="a folder with record.json files (searched down)")
-    p.add_argument("out", type=Path, help="writes OUT/nights/<date>/ and the store OUT/history")
+    p.add_argument("records", type=Path, nargs="+",
+                   help="folders with record.json files (searched down)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="writes OUT/nights/<date>/ and the store OUT/history")
     p.add_argument("--nights", type=int, default=10)
     p.add_argument("--start", default="2026-01-01", help="the first night's date")
     p.add_argument("--noise", type=float, default=0.02, help="night-to-night sd of the factor")
     p.add_argument("--shift", type=Shift.parse, action="append", default=[])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    records = sorted(args.records.rglob("record.json"))
+    records = sorted(r for folder in args.records for r in folder.rglob("record.json"))
     if not records:
-        p.error(f"{args.records}: no record.json under it")
+        p.error(f"{' '.join(map(str, args.records))}: no record.json under them")
     rng = np.random.default_rng(args.seed)
     start = dt.date.fromisoformat(args.start)
     store = args.out / "history"

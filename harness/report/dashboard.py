@@ -166,6 +166,16 @@ def latest(nights: pd.DataFrame) -> pd.Series:
     return nights.sort_values("date").iloc[-1]
 
 
+def verdict_html(key: tuple[str, ...], last: pd.Series, changes: list[Change]) -> str:
+    """The series' open changes, and whether its latest night could be judged at all."""
+    kinds = sorted({c.kind for c in changes if c.open and series_key(c.__dict__) == key})
+    parts = [f'<span class="{esc(k)}">{esc(k)}</span>' for k in kinds] or ["no open change"]
+    if not last["usable"]:
+        parts.append(f'<span class="suspicious">latest night {esc(figs.judged_text(last))}'
+                     "</span>")
+    return "<br>".join(parts)
+
+
 def index_html(store: Path, by_series: dict, changes: list[Change], has_pairs: bool) -> str:
     dates = sorted({d for nights in by_series.values() for d in nights["date"]})
     rows = []
@@ -177,13 +187,16 @@ def index_html(store: Path, by_series: dict, changes: list[Change], has_pairs: b
             esc(last["date"]), wall_html(last),
             f'<span class="num">{ms(last["gpu_busy_ms_per_iter"])}</span>',
             f'<span class="num">{ms(last["host_gap_ms"])}</span>', flags_html(last["flags"]),
+            verdict_html(key, last, changes),
             f"<code>{esc(figs.short_sha(last['git_sha']))}</code>"])
     flag_rows = [[f'<span class="flag">{esc(c)}</span>', esc(m)] for c, m in FLAG_CODES.items()]
     span = f"{dates[0]} to {dates[-1]}" if dates else "no nights"
     body = [f"<h1>Nightly: {esc(store)}</h1>",
             f"<p>{len(dates)} night(s), {span}; {len(by_series)} series (workload variant x "
-            "backend x device). Regressions: a change point after which a series stayed "
-            "slower than the minimum effect and its own noise for 2 nights or more.</p>",
+            "backend x device). A regression: a change point after which a series stayed "
+            "slower than the minimum effect and its own noise for 2 nights or more; one slow "
+            "night is suspicious. Failed and noise-flagged nights are shown but never judged "
+            "(<code>python -m harness.report regressions</code>).</p>",
             changes_html(changes),
             '<p><a href="pairs.html">The fair pairs: Inductor / XLA wall over nights</a></p>'
             if has_pairs else "<p><small>No fair pair ran on both sides in these nights."
@@ -191,23 +204,30 @@ def index_html(store: Path, by_series: dict, changes: list[Change], has_pairs: b
             "<h2>Series</h2>",
             table_html(["series", "wall median over nights (flagged red)", "latest night",
                         "wall ms/iter (spread)", "GPU busy ms/iter", "host gap ms/iter",
-                        "flags", "commit"], rows, "series"),
+                        "flags", "verdict", "commit"], rows, "series"),
             "<h2>Flags</h2>", table_html(["code", "meaning"], flag_rows, "flags")]
     return page_html(f"Nightly: {store}", "\n".join(body))
+
+
+def judged_html(row) -> str:
+    text = figs.judged_text(row)
+    return esc(text) if row["usable"] else f'<span class="suspicious">{esc(text)}</span>'
 
 
 def night_rows(nights: pd.DataFrame) -> list[list[str]]:
     return [[esc(r["date"]), wall_html(r), f'<span class="num">{ms(r["gpu_busy_ms_per_iter"])}</span>',
              f'<span class="num">{ms(r["host_gap_ms"])}</span>', flags_html(r["flags"]),
-             f"<code>{esc(figs.short_sha(r['git_sha']))}</code>", esc(r["status"])]
+             f"<code>{esc(figs.short_sha(r['git_sha']))}</code>", judged_html(r)]
             for _, r in nights.sort_values("date", ascending=False).iterrows()]
 
 
 def change_dates(nights: pd.DataFrame) -> list[str]:
-    """The first night of each new segment the change-point detector finds in the ok nights."""
-    ok = nights[(nights["status"] == "ok") & nights["median_ms"].map(figs.finite)]
-    ok = ok.sort_values("date").reset_index(drop=True)
-    return [ok["date"][i] for i in change_points(ok["median_ms"].to_numpy()) if 0 < i < len(ok)]
+    """The first night of each new segment that `regressions` finds, over the nights a verdict
+    may rest on (the others are given as NaN: skipped, positions kept)."""
+    nights = nights.sort_values("date").reset_index(drop=True)
+    values = nights["median_ms"].where(nights["usable"])
+    return [nights["date"][i] for i in change_points(values.tolist(),
+                                                      noise_cv=nights["noise_cv"].tolist())]
 
 
 def series_html(key: tuple[str, ...], nights: pd.DataFrame, changes: list[Change]) -> str:
@@ -220,7 +240,7 @@ def series_html(key: tuple[str, ...], nights: pd.DataFrame, changes: list[Change
             figure_html(fig, "series-figure"),
             "<h2>Nights</h2>",
             table_html(["night", "wall ms/iter (spread)", "GPU busy ms/iter", "host gap ms/iter",
-                        "flags", "commit", "status"], night_rows(nights), "nights")]
+                        "flags", "commit", "verdict on it"], night_rows(nights), "nights")]
     return page_html(name, "\n".join(body), depth=1)
 
 

@@ -49,13 +49,19 @@ def finite(value) -> bool:
         return False
 
 
+def judged_text(row: pd.Series) -> str:
+    """Whether `regressions` may rest a verdict on the night, and why not."""
+    return "judged" if row["usable"] else f"not judged ({row['excluded']})"
+
+
 def _hover_data(nights: pd.DataFrame) -> list[list[str]]:
-    return [[spread_text(r), short_sha(r["git_sha"]), r["flags"] or "none", r["status"]]
+    return [[spread_text(r), short_sha(r["git_sha"]), r["flags"] or "none", judged_text(r)]
             for _, r in nights.iterrows()]
 
 
 HOVER = ("%{x|%Y-%m-%d}<br>%{fullData.name}: %{y:.4g} ms<br>spread: %{customdata[0]}"
-         "<br>commit: %{customdata[1]}<br>flags: %{customdata[2]}<extra></extra>")
+         "<br>commit: %{customdata[1]}<br>flags: %{customdata[2]}<br>%{customdata[3]}"
+         "<extra></extra>")
 
 
 def _spread_band(nights: pd.DataFrame) -> go.Scatter | None:
@@ -75,10 +81,11 @@ def _flag_markers(nights: pd.DataFrame, column: str, name: str, showlegend: bool
                       legendgroup="flagged", showlegend=showlegend,
                       marker={"symbol": "circle-open", "size": 14, "color": FLAGGED,
                               "line": {"width": 2}},
-                      customdata=[[flag_text(f), short_sha(s)] for f, s in
-                                  zip(flagged["flags"], flagged["git_sha"])],
+                      customdata=[[flag_text(r["flags"]), short_sha(r["git_sha"]),
+                                   judged_text(r)] for _, r in flagged.iterrows()],
                       hovertemplate="%{x|%Y-%m-%d} flagged<br>%{customdata[0]}"
-                                    "<br>commit: %{customdata[1]}<extra></extra>")
+                                    "<br>commit: %{customdata[1]}<br>%{customdata[2]}"
+                                    "<extra></extra>")
 
 
 def _line(nights: pd.DataFrame, column: str, name: str, colour: str) -> go.Scatter:
@@ -135,12 +142,14 @@ def series_figure(nights: pd.DataFrame, change_dates: list[str], title: str) -> 
     if band is not None:
         fig.add_trace(band, row=1, col=1)
     fig.add_trace(_line(ok, "median_ms", "wall median (ms/iter)", WALL), row=1, col=1)
-    fig.add_trace(_flag_markers(ok, "median_ms", "flagged night (hover: flags)", True),
-                  row=1, col=1)
+    flagged = bool((ok["flags"] != "").any())
+    if flagged:
+        fig.add_trace(_flag_markers(ok, "median_ms", "flagged night (hover: flags)", True),
+                      row=1, col=1)
     if gpu_measured:
         fig.add_trace(_line(ok, "gpu_busy_ms_per_iter", "GPU busy (ms/iter)", GPU), row=2, col=1)
         fig.add_trace(_line(ok, "host_gap_ms", "host gap (ms/iter)", GAP), row=2, col=1)
-        for column in ("gpu_busy_ms_per_iter", "host_gap_ms"):
+        for column in ("gpu_busy_ms_per_iter", "host_gap_ms") if flagged else ():
             fig.add_trace(_flag_markers(ok, column, "flagged night", False), row=2, col=1)
         fig.update_yaxes(title_text="GPU busy, host gap ms/iter", rangemode="tozero", row=2,
                          col=1)
