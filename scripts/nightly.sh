@@ -51,6 +51,7 @@ while IFS= read -r line; do
 done <<< "$SWEEPS"
 
 python -m harness.report "$SWEEP"
+# INTEGRATION: `history --night` and `regressions` come with the `regressions` branch
 python -m harness.report history "$SWEEP" --store "$HISTORY" --night "$DAY"
 # compare.md says what moved since the previous night, run by run; it is a report, not the
 # gate: one noisy night against another raises false alarms and hides slow drifts.

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for night in range(args.nights):
         date = (start + dt.timedelta(days=night)).isoformat()
         night_dir = write_night(records, args.out, night, date, args.shift, args.noise, rng)
+        # INTEGRATION: `history --night` comes with the `regressions` branch
         code = report_main(["history", str(night_dir), "--store", str(store), "--night", date,
                             "--no-plot"])
         if code:

@@ -27,6 +27,8 @@ from harness.errors import InputError
 from harness.report import dashboard_figures as figs
 from harness.report.history import read_store
 from harness.report.pairs import PAIRS, pair_table
+# INTEGRATION: harness.report.regressions comes with the `regressions` branch (issue 29 item 1);
+# night_series must give `usable`, `excluded`, `noise_cv`, change_points take `noise_cv=`.
 from harness.report.regressions import SERIES, Change, change_points, detect, night_series
 
 PLOTLY_JS = "plotly.min.js"
