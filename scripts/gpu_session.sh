@@ -95,7 +95,7 @@ part_generate_dynamic() {   # a cache grown per step: Inductor's symbolic length
 # Issue 29: three nights of scripts/nightly.sh on one GPU (nvidia-h200), dated one after another,
 # into one history store; ~1.5 min a night (2 runs). The control pair (Inductor default vs XLA
 # without command buffers) so the dashboard has a fair-pair ratio; max-autotune would take
-# minutes to compile. The dashboard is built where plotly is (the GPU machine has none):
+# minutes to compile. nightly.sh skips the dashboard where plotly is missing; build it here:
 #   tar -xzf nightly3.tgz -C results/h200 && python -m harness.report dashboard \
 #     results/h200/nightly3/history --out results/reference/h200/dashboard
 NIGHTLY3_SWEEPS=${NIGHTLY3_SWEEPS:-"workload=fp8_linear backend=inductor,xla_no_cmdbuf bench.processes=2"}
