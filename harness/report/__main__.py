@@ -16,6 +16,7 @@
                                            docs/findings.toml, rendered from the records
                                            (--check: exit 1 where a committed doc differs)
     python -m harness.report findings-doc --template T.md.j2 [--out FILE] SWEEP_DIR [...]
+    python -m harness.report dashboard STORE [--out DIR]             static site of the nights
 
 User mistakes (no records, a corrupt record.json, a record of an unknown schema_version) are
 one line naming the file, exit 2.
@@ -29,7 +30,7 @@ from pathlib import Path
 from harness.cli_args import Parser, number
 from harness.errors import InputError, die
 
-COMMANDS = ("compare", "history", "regressions", "explain", "findings-doc")
+COMMANDS = ("compare", "history", "regressions", "explain", "findings-doc", "dashboard")
 EXIT_REGRESSED = 1
 EXIT_INCOMPLETE = 3     # 2 is a user mistake (harness.errors)
 
@@ -242,6 +243,27 @@ def _findings_doc(argv: list[str]) -> int:
     return 0
 
 
+def _dashboard(argv: list[str]) -> int:
+    p = Parser(prog="python -m harness.report dashboard",
+                                description="A static site of a history store's nights (works "
+                                            "from file://, no network): open regressions, every "
+                                            "series over nights, the fair pairs' ratio.")
+    p.add_argument("store", metavar="STORE", help="the history store (results/history)")
+    p.add_argument("--out", help="where to write the site (default: STORE/_dashboard)")
+    args = p.parse_args(argv)
+    try:
+        from harness.report.dashboard import build
+    except ImportError as e:
+        die(f"the dashboard needs plotly ({e}): pip install plotly, or install harness with "
+            "its dependencies")
+    site = build(args.store, args.out or Path(args.store) / "_dashboard")
+    print(f"dashboard: {site.series} series over {site.nights} night(s), "
+          f"{site.open_regressions} open regression(s) -> {site.index} "
+          f"({len(site.pages)} pages; {site.out / 'plotly.min.js'} "
+          f"{site.plotly_js_bytes / 1e6:.1f} MB)")
+    return 0
+
+
 def _stdout_closed() -> None:
     """Python would print a traceback when it flushes a closed stdout at exit: point stdout at
     devnull instead (the `signal` docs' recipe for SIGPIPE)."""
@@ -253,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = _report
     if argv and argv[0] in COMMANDS:
         handler = {"compare": _compare, "history": _history, "regressions": _regressions,
-                   "explain": _explain, "findings-doc": _findings_doc}[argv.pop(0)]
+                   "explain": _explain, "findings-doc": _findings_doc, "dashboard": _dashboard}[argv.pop(0)]
     try:
         code = handler(argv)
         sys.stdout.flush()
