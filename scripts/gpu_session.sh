@@ -111,15 +111,24 @@ part_generate_dynamic() {   # a cache grown per step: Inductor's symbolic length
 # the isolation is not part of it); the sweep's wall time is in $OUT/isolation.txt.
 isolation() {   # isolation forkserver|spawn
   local t0=$SECONDS
-  for args in "workload=fp8_linear backend=xla,inductor_max_autotune" \
-              "workload=qwen_decoder workload.phase=decode backend=inductor_cudagraphs"; do
-    $H -m $args bench.processes=3 bench.isolation=$1 gpu_pool=[0] $MEM "hydra.sweep.dir=$ROOT/isolation/$1" \
+  # profiling off: the comparison is of the timed figures (3 fp8 processes, 2 decode ones: one
+  # device call holds both isolations)
+  for args in "workload=fp8_linear backend=xla,inductor_max_autotune bench.processes=3" \
+              "workload=qwen_decoder workload.phase=decode backend=inductor_cudagraphs bench.processes=2"; do
+    $H -m $args bench.profile=false bench.isolation=$1 gpu_pool=[0] $MEM "hydra.sweep.dir=$ROOT/isolation/$1" \
       2>&1 | grep -v '^  \[worker\]'
   done
   echo "bench.isolation=$1: $((SECONDS - t0)) s for the 3 runs" | tee -a "$OUT/isolation.txt"
 }
 part_isolation_forkserver() { isolation forkserver; pack isolation; }
 part_isolation_spawn() { isolation spawn; pack isolation; }
+part_isolation_both() {   # one device call: fork server, then spawn, then the comparison (~8 min)
+  isolation forkserver; pack isolation
+  isolation spawn; pack isolation
+  python3 -m harness.report compare "$ROOT/isolation/spawn" "$ROOT/isolation/forkserver" \
+    --out "$ROOT/isolation/compare.md" | tail -30
+  pack isolation
+}
 part_isolation_compare() {   # after both: figures side by side, and the overhead per run on this machine
   python3 -m harness.report compare "$ROOT/isolation/spawn" "$ROOT/isolation/forkserver" \
     --out "$ROOT/isolation/compare.md" | tail -30

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, harness_env
 from harness.describe import NOISE_FLAGS, THRESHOLDS, assess, host_busy, summary_line
 from harness.worker import host_load
 
@@ -80,21 +80,33 @@ def test_own_time_counts_the_workers_group_and_descendants_that_left_it(new_sess
 
 def test_a_stranger_is_not_own_time():
     """A process of another session that is not our descendant (started through a
-    short-lived intermediate, so init adopts it) is other work, not the worker's."""
-    code = ("import subprocess, sys\n"
-            "p = subprocess.Popen([sys.executable, '-c', 'import time\\n"
-            f"while time.process_time() < {SPIN_CPU_S}: pass\\nprint(1, flush=True)\\ntime.sleep(600)'],"
-            " start_new_session=True, stdout=subprocess.PIPE, text=True)\n"
-            "print(p.pid, flush=True)\nprint(p.stdout.readline().strip(), flush=True)\n")
-    before = host_load.own_ticks()
-    middle = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)
-    stranger = int(middle.stdout.readline())
+    short-lived intermediate, so init adopts it) is other work, not the worker's. The counting
+    runs in a session of its own, as a worker does: pytest's workers share one process group,
+    whose other members' time would count as this test's own."""
+    spin = ("import time\n"
+            f"while time.process_time() < {SPIN_CPU_S}: pass\n"
+            "print(1, flush=True)\ntime.sleep(600)")
+    middle = ("import subprocess, sys\n"
+              f"p = subprocess.Popen([sys.executable, '-c', {spin!r}], start_new_session=True,"
+              " stdout=subprocess.PIPE, text=True)\n"
+              "print(p.pid, flush=True)\nprint(p.stdout.readline().strip(), flush=True)\n")
+    counter = ("import subprocess, sys\n"
+               "from harness.worker import host_load\n"
+               "before = host_load.own_ticks()\n"
+               f"m = subprocess.Popen([sys.executable, '-c', {middle!r}], stdout=subprocess.PIPE, text=True,"
+               " start_new_session=True)\n"
+               "stranger = m.stdout.readline().strip()\n"
+               "assert m.stdout.readline() == '1\\n'\n"
+               "m.wait()\n"
+               "print(stranger, host_load.own_ticks() - before, flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", counter], capture_output=True, text=True, timeout=120,
+                         start_new_session=True, cwd=REPO, env=harness_env())
+    assert out.returncode == 0, out.stderr
+    stranger, ticks = map(int, out.stdout.split())
     try:
-        assert middle.stdout.readline() == "1\n"
-        middle.wait()
-        # the intermediate was reaped by us (its own ticks land in our cutime) but the stranger was not
-        assert (host_load.own_ticks() - before) * host_load.TICK_S < SPIN_CPU_S
+        # the intermediate was reaped by the counter (its start lands in its cutime); the
+        # stranger's SPIN_CPU_S was not
+        assert ticks * host_load.TICK_S < SPIN_CPU_S
     finally:
         os.kill(stranger, 9)
 
