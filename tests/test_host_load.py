@@ -88,7 +88,7 @@ def test_a_stranger_is_not_own_time():
             "print(1, flush=True)\ntime.sleep(600)")
     middle = ("import subprocess, sys\n"
               f"p = subprocess.Popen([sys.executable, '-c', {spin!r}], start_new_session=True,"
-              " stdout=subprocess.PIPE, text=True)\n"
+              " stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
               "print(p.pid, flush=True)\nprint(p.stdout.readline().strip(), flush=True)\n")
     counter = ("import subprocess, sys\n"
                "from harness.worker import host_load\n"
@@ -99,6 +99,7 @@ def test_a_stranger_is_not_own_time():
                "assert m.stdout.readline() == '1\\n'\n"
                "m.wait()\n"
                "print(stranger, host_load.own_ticks() - before, flush=True)\n")
+    # (the stranger holds no end of the captured pipes: it writes to its intermediate only)
     out = subprocess.run([sys.executable, "-c", counter], capture_output=True, text=True, timeout=120,
                          start_new_session=True, cwd=REPO, env=harness_env())
     assert out.returncode == 0, out.stderr
