@@ -38,6 +38,17 @@ def records(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("record.json"))]
 
 
+def composed(*overrides: str, hydra: bool = False) -> dict:
+    """The run config Hydra composes for these overrides (conf/config.yaml), as a plain dict."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from harness.orchestrator.config import register_configs
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+        return OmegaConf.to_container(cfg, resolve=not hydra)
+
+
 def workload_cfg(name: str, **overrides) -> dict:
     """A workload's config as Hydra composes it (its schema's defaults), with the overrides."""
     import dataclasses

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, ProcessWatch, harness_env, records, run_harness
+from conftest import REPO, ProcessWatch, composed, harness_env, records, run_harness
 from harness.orchestrator import forkserver, plugins
 from harness.orchestrator.spawn import run_worker
 from harness.protocol import WorkerTask
@@ -42,11 +42,12 @@ def servers():
 
 
 def test_every_server_starts_no_device_and_one_thread(servers):
-    assert any("jax" in preload for preload in servers) and any("torch._inductor.compile_fx" in p for p in servers)
+    assert any("jax" in preload for preload in servers) and any("backends.inductor.backend" in p for p in servers)
     for preload, server in servers.items():
         state = server.state()
         assert state["pid"] == server.proc.pid
         assert set(preload) <= set(state["preloaded"]), state["failed"]
+        assert state["unsafe"] == ""
         assert state["cuda_initialized"] is False          # torch.cuda.is_initialized() in the server
         assert state["cuda_driver_loaded"] is False        # nothing called into CUDA there
         assert state["python_threads"] == 1
@@ -104,3 +105,29 @@ def test_a_dead_server_fails_its_run_and_leaves_nothing(tmp_path):
     (r,) = records(tmp_path)
     assert r["status"] == "failed" and r["reason"] == "the fork server exited while the worker ran", r["reason"]
     watch.assert_all_gone()
+
+
+def test_a_server_unsafe_to_fork_spawns_its_runs_and_the_record_says_so(tmp_path, monkeypatch):
+    """A preload that starts a thread (on the H200, Inductor's modules loaded the CUDA driver)
+    leaves a server that must not fork: it stops importing and says why, and its runs are
+    spawned instead, correctly, with the reason in the record's environment."""
+    (tmp_path / "starts_a_thread.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    server = forkserver.ForkServer(("torch", "starts_a_thread", "backends.eager.backend"))
+    try:
+        state = server.state()
+        assert state["unsafe"] == "after importing starts_a_thread: 2 Python threads run"
+        assert "backends.eager.backend" not in state["preloaded"]       # it stopped there
+        from harness.orchestrator import run as run_mod
+        cfg = composed("workload=faulty", "backend=eager", "bench=quick", "bench.profile=false",
+                       "bench.isolation=forkserver", "device=cpu")
+        monkeypatch.setattr(forkserver, "server_for", lambda preload: server)
+        record = run_mod.execute(cfg, tmp_path / "run", echo=False)
+        assert record.status == "ok", record.reason
+        assert record.environment["isolation"] == (
+            "spawn (the fork server of torch, starts_a_thread, backends.eager.backend is not safe to fork "
+            "(after importing starts_a_thread: 2 Python threads run); bench.isolation=forkserver asked)")
+    finally:
+        server.close()
+        server.proc.wait(timeout=30)

@@ -10,21 +10,13 @@ import textwrap
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from conftest import REPO, records, run_harness
+from conftest import REPO, composed, records, run_harness
 from harness.orchestrator import plugins
 from harness.orchestrator.config import check_bench, options, register_configs
 
 register_configs()
 CPU = torch.device("cpu")
-
-
-def composed(*overrides: str, hydra: bool = False) -> dict:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
-        return OmegaConf.to_container(cfg, resolve=not hydra)
 
 
 def sweep_params(experiment: str) -> dict[str, list[str]]:

@@ -14,9 +14,11 @@ from harness.orchestrator import plugins
 MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
 GRAPH_MODES = ("reduce-overhead", "max-autotune")     # the modes that capture CUDA graphs
 CACHE_SUBDIR = "inductor"     # Inductor's cache (FX graphs, output code) under the run's compile cache
-# What its fork server imports before forking a worker: Dynamo and Inductor cost 3-4 s on top of
-# torch's 2 s on a 2-core machine; none of them touches CUDA.
-PRELOAD = ("torch", "torch._dynamo", "torch._inductor.compile_fx", "backends.inductor.backend")
+# What its fork server imports before forking a worker: torch alone. With torch._dynamo and
+# torch._inductor.compile_fx preloaded as well (3-4 s more on a 2-core machine), the H200's
+# server had loaded the CUDA driver and run threads, and every forked worker failed ("Cannot
+# re-initialize CUDA in forked subprocess", 2026-12-02): a worker imports them itself.
+PRELOAD = ("torch", "backends.inductor.backend")
 
 
 def label(cfg: Mapping[str, Any]) -> str:

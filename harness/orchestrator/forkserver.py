@@ -36,6 +36,11 @@ class ServerError(RuntimeError):
     """The fork server could not start, or it died: the run fails with this reason."""
 
 
+class ServerUnsafe(RuntimeError):
+    """The fork server is not safe to fork (its preloads loaded the CUDA driver, started a JAX
+    backend or a Python thread): its runs are spawned instead, and their records say so."""
+
+
 class ForkedWorker:
     """A worker forked by the server, with what spawn.py uses of a Popen: `pid`, `poll()`,
     `wait(timeout)`, `returncode`. The server reports the pid at the fork and the exit status
@@ -130,7 +135,11 @@ class ForkServer:
 
     def fork(self, task: WorkerTask, env: dict[str, str], cpus: list[int] | None, output_fd: int,
              result_fd: int, lifeline_fd: int) -> ForkedWorker:
-        """A fresh worker for `task`: its environment, CPU set and working dir applied before it runs."""
+        """A fresh worker for `task`: its environment, CPU set and working dir applied before it runs.
+        ServerUnsafe where the server cannot be forked safely (`ready["unsafe"]`)."""
+        why = self.wait_ready().get("unsafe")
+        if why:
+            raise ServerUnsafe(f"the fork server of {', '.join(self.preload)} is not safe to fork ({why})")
         sock = self._request({"op": "run", "task": task.to_dict(), "env": env, "cpus": cpus, "cwd": str(REPO_ROOT)},
                              [output_fd, result_fd, lifeline_fd])
         return ForkedWorker(sock)

@@ -301,6 +301,8 @@ def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
     record.generation = combine.generation([r.generation for r in results if r.generation])
     record.flags = [f for r in results for f in r.flags]
     record.flags += [{"code": "cpu_fallback", "detail": r.reason} for r in results if r.status == CPU_FALLBACK]
+    # how the workers started; a fork server that could not be forked safely spawns them
+    record.environment["isolation"] = "; ".join(dict.fromkeys(o.isolation for o in outcomes if o.isolation)) or None
     record.started_at = outcomes[0].started_at if outcomes else None
     record.finished_at = outcomes[-1].finished_at if outcomes else None
     record.wall_s = sum(o.wall_s for o in outcomes)

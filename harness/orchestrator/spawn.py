@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.orchestrator.forkserver import ForkServer, ServerError
+from harness.orchestrator.forkserver import ForkServer, ServerError, ServerUnsafe
 from harness.protocol import WorkerResult, WorkerTask
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,7 @@ class Outcome:
     wall_s: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0
+    isolation: str = ""                 # how the worker started: forkserver | spawn | spawn (why)
 
 
 def host_memory_limit_bytes(limit_gb: float | None) -> int:
@@ -161,11 +162,17 @@ def run_worker(task: WorkerTask, env: dict[str, str], cpus: list[int] | None, ti
     output_read, output_write = os.pipe()
     lifeline_read, lifeline_write = os.pipe()    # nobody writes: its end of file is our death
     started_at, start = time.time(), time.perf_counter()
-    outcome = Outcome(result=None, started_at=started_at)
+    outcome = Outcome(result=None, started_at=started_at, isolation="forkserver" if server else "spawn")
     try:
         try:
-            proc = (server.fork(task, env, cpus, output_write, result_write, lifeline_read) if server
-                    else _spawn(task, env, cpus, output_write, result_write, lifeline_read))
+            try:
+                proc = (server.fork(task, env, cpus, output_write, result_write, lifeline_read) if server
+                        else _spawn(task, env, cpus, output_write, result_write, lifeline_read))
+            except ServerUnsafe as e:      # a correct run first: this one is spawned, and says so
+                outcome.isolation = f"spawn ({e}; bench.isolation=forkserver asked)"
+                if echo:
+                    print(f"  [orchestrator] {e}: spawning this worker instead", file=sys.stderr, flush=True)
+                proc = _spawn(task, env, cpus, output_write, result_write, lifeline_read)
         except ServerError as e:
             outcome.failure = str(e)
             for fd in (result_read, output_read):

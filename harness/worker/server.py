@@ -78,15 +78,32 @@ def state(preloaded: list[str], failed: dict[str, str]) -> dict[str, Any]:
         # the CUDA driver mapped into the server: something called into CUDA (cuInit), which a
         # forked child cannot use
         cuda_driver_loaded = any("libcuda.so" in line for line in f)
-    return {"pid": os.getpid(), "preloaded": preloaded, "failed": failed,
+    return {"pid": os.getpid(), "preloaded": preloaded, "failed": failed, "unsafe": failed.get("unsafe", ""),
             "python_threads": threading.active_count(), "cuda_initialized": cuda_initialized,
             "cuda_driver_loaded": cuda_driver_loaded, "jax_backends": jax_backends,
             "modules": sorted(m for m in ("torch", "jax", "torchax", "torch_xla", "pandas") if m in sys.modules)}
 
 
+def unsafe(held: dict[str, Any]) -> list[str]:
+    """Why a process in this state must not be forked into a worker: a CUDA driver that was
+    called into (a forked child cannot use it: "Cannot re-initialize CUDA in forked subprocess",
+    seen on the H200 when Inductor's modules were preloaded), a live JAX backend, or Python
+    threads (a fork copies none of them, and what they held stays held)."""
+    reasons = []
+    if held["cuda_initialized"] or held["cuda_driver_loaded"]:
+        reasons.append("the CUDA driver is loaded")
+    if held["jax_backends"]:
+        reasons.append(f"JAX backends {held['jax_backends']} started")
+    if held["python_threads"] > 1:
+        reasons.append(f"{held['python_threads']} Python threads run")
+    return reasons
+
+
 def preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
     """Import each module; one that fails is left for the worker to import (and to fail on, with
-    the run's reason): a backend whose package is missing is `skipped` there, not here."""
+    the run's reason): a backend whose package is missing is `skipped` there, not here. The
+    first module after which the server is no longer safe to fork (`unsafe`) is named in
+    `failed["unsafe"]`, and nothing more is imported."""
     done, failed = [], {}
     for name in (*WORKER_MODULES, *modules):
         try:
@@ -94,6 +111,10 @@ def preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
             done.append(name)
         except Exception as e:   # noqa: BLE001: reported in `state`, raised again in the worker
             failed[name] = f"{type(e).__name__}: {e}"
+        reasons = unsafe(state(done, failed))
+        if reasons:
+            failed["unsafe"] = f"after importing {name}: {'; '.join(reasons)}"
+            return done, failed
     # What every run did first, once here (measured on the loaded 2-core machine): the plugins'
     # discovery (their schemas import Hydra; entry points scan every installed package), 1.3 s
     # a run; the caches an environment capture fills (package metadata, platform), 0.1 s a run.
@@ -105,6 +126,9 @@ def preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
         environment.capture("cpu")
     except Exception as e:      # noqa: BLE001: the worker meets it again and fails with it
         failed["discovery"] = f"{type(e).__name__}: {e}"
+    reasons = unsafe(state(done, failed))
+    if reasons:
+        failed["unsafe"] = f"after the plugins' discovery: {'; '.join(reasons)}"
     return done, failed
 
 
@@ -228,6 +252,10 @@ def child(message: dict[str, Any], output: int, result: int, lifeline: int, serv
 
 def main(argv: list[str]) -> int:
     control_fd, orchestrator_pid, modules = int(argv[0]), int(argv[1]), argv[2:]
+    # torch.cuda.is_available() asks the CUDA runtime for the device count, which loads the
+    # driver and makes every later fork unusable for CUDA; with this set it asks NVML (torch's
+    # own switch for forking servers). Each worker runs with its run's environment, without it.
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     signal.signal(signal.SIGTERM, _stop)
     _prctl_pdeathsig(signal.SIGTERM)
     try:
