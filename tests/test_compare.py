@@ -97,7 +97,7 @@ def test_a_regression_on_a_busy_host_is_marked_unreliable(pair, tmp_path):
     set_samples(rec, [1.5 * x for x in r["timing"]["samples_ms"]])
     proc = report_cli("compare", base, new, "--out", tmp_path / "compare.md")
     assert proc.returncode == 1, proc.stderr
-    assert "**REGRESSED** (1 of the regressions with a side flagged high_cv/process_spread/host_busy/throttled: " \
+    assert "**REGRESSED** (1 of the regressions with a side flagged high_cv/process_spread/host_busy: " \
            "unreliable)" in proc.stdout
     line = next(l for l in proc.stdout.splitlines() if "| fp8_linear |" in l and "| eager |" in l)
     assert f"**{REGRESSION}** (unreliable: NEW host_busy)" in line
