@@ -39,6 +39,8 @@ sys.path.insert(0, str(REPO))
 from harness.collect.kernel_table import kernel_table  # noqa: E402
 from harness.collect.trace_io import read_bytes, read_trace  # noqa: E402
 
+from repo_env import repo_env  # noqa: E402
+
 DEFAULT_BASE = REPO / "tests/fixtures/traces/h100_fp8_linear_fwd_bwd_eager.trace.json.gz"
 GOAL_MB_S = 50.0
 GOAL_RATIO = 10.0
@@ -91,7 +93,7 @@ def run_timed(command: list[str]) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
     proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=repo_env())
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:

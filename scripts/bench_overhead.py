@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from repo_env import repo_env
+
 REPO = Path(__file__).resolve().parent.parent
 ISOLATIONS = ("spawn", "forkserver")
 TRIVIAL = ("workload=faulty", "backend=eager", "bench=quick", "bench.profile=false")
@@ -30,7 +32,7 @@ SWEEP_RUNS = 8
 
 
 def harness(*overrides: str) -> float:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "harness", *overrides], cwd=REPO, env=env, check=True, capture_output=True)
     return time.perf_counter() - start

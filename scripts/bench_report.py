@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from repo_env import repo_env
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -129,7 +131,7 @@ def main() -> int:
               f"-> {report.markdown}")
         t3 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "harness.report", str(root)], check=True,
-                       stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
+                       stdout=subprocess.DEVNULL, env=repo_env())
         t4, k4 = time.perf_counter(), _children_cpu()
         print(f"python -m harness.report, fresh process: {t4 - t3:.2f} s wall, CPU {k4 - k2:.2f} s "
               f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")

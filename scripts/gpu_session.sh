@@ -135,6 +135,22 @@ part_isolation_compare() {   # after both: figures side by side, and the overhea
   python3 scripts/bench_overhead.py --repeats 3 | tee -a "$OUT/isolation.txt"
   pack isolation
 }
+part_isolation_inductor() {   # the fork server's Inductor runs again (2026-12-01: its server had loaded the
+  # CUDA driver, every forked worker failed); the server's own test first, then the comparison
+  # is made where the spawn half is: report compare results/h200/isolation/spawn .../forkserver
+  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_forkserver.py 2>&1 | tail -3 | tee -a "$OUT/isolation.txt"
+  local t0=$SECONDS
+  for args in "workload=fp8_linear backend=inductor_max_autotune bench.processes=3" \
+              "workload=qwen_decoder workload.phase=decode backend=inductor_cudagraphs bench.processes=2"; do
+    $H -m $args bench.profile=false bench.isolation=forkserver gpu_pool=[0] $MEM "hydra.sweep.dir=$ROOT/isolation/forkserver" \
+      2>&1 | grep -v '^  \[worker\]'
+  done
+  echo "bench.isolation=forkserver: $((SECONDS - t0)) s for the 2 Inductor runs" | tee -a "$OUT/isolation.txt"
+  pack isolation
+}
+part_overhead() {   # issue 27: the harness's overhead per run on this machine (16 cores, idle), both isolations
+  python3 scripts/bench_overhead.py --repeats ${OVERHEAD_REPEATS:-2} --runs 2 2>&1 | tee "$OUT/overhead.txt"
+}
 part_host_busy() {   # issue 32: what host_busy sees on an idle node, and on GPU runs beside busy loops
   python3 scripts/host_busy.py --runs 5 2>&1 | tee "$OUT/host_busy.txt"     # one core, CPU: alone, busy loop
   sweep host_busy/alone workload=fp8_linear backend=inductor,xla bench.processes=3

@@ -17,8 +17,14 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEEDS = FIXTURES / "seeds"
 
 
+def with_repo_path(env: dict[str, str]) -> dict[str, str]:
+    """The repo first on PYTHONPATH, after it whatever was there (the GPU machine's packages
+    live in a --target directory on PYTHONPATH)."""
+    return dict(env, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p))
+
+
 def harness_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    return dict(os.environ if base is None else base, PYTHONPATH=str(REPO), HYDRA_FULL_ERROR="0")
+    return dict(with_repo_path(dict(os.environ if base is None else base)), HYDRA_FULL_ERROR="0")
 
 
 def run_harness(*overrides: str, cwd: Path = REPO, timeout: float = 600,
@@ -80,7 +86,7 @@ def check_steps(prepared, workload):
 def report_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness.report", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=with_repo_path(dict(os.environ)))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def test_every_server_starts_no_device_and_one_thread(servers):
         assert set(preload) <= set(state["preloaded"]), state["failed"]
         assert state["unsafe"] == ""
         assert state["cuda_initialized"] is False          # torch.cuda.is_initialized() in the server
-        assert state["cuda_driver_loaded"] is False        # nothing called into CUDA there
+        assert state["cuda_driver_initialized"] is False   # nothing called cuInit there
         assert state["python_threads"] == 1
         assert "torchax" not in state["modules"]           # it would break torch in every worker
         if "jax" in preload:
@@ -131,3 +131,25 @@ def test_a_server_unsafe_to_fork_spawns_its_runs_and_the_record_says_so(tmp_path
     finally:
         server.close()
         server.proc.wait(timeout=30)
+
+
+class _Driver:
+    """A CUDA driver library stand-in: answers cuDeviceGetCount with the given CUresult."""
+    def __init__(self, result: int):
+        self.result = result
+
+    def cuDeviceGetCount(self, count) -> int:      # noqa: N802: the driver API's name
+        return self.result
+
+
+def test_a_mapped_driver_is_unsafe_only_once_cuinit_ran():
+    """On the H200 `import torch` maps libcuda.so without calling cuInit (the fork server was
+    refused for every run on 2026-12-02 for it): only an initialised driver makes it unsafe."""
+    from harness.worker.server import CUDA_ERROR_NOT_INITIALIZED, cuda_driver_initialized, unsafe
+    assert cuda_driver_initialized(None) is False                      # not mapped
+    assert cuda_driver_initialized(_Driver(CUDA_ERROR_NOT_INITIALIZED)) is False
+    assert cuda_driver_initialized(_Driver(0)) is True                 # CUDA_SUCCESS: cuInit ran
+    held = {"cuda_initialized": False, "cuda_driver_loaded": True, "cuda_driver_initialized": False,
+            "jax_backends": [], "python_threads": 1}
+    assert unsafe(held) == []
+    assert unsafe({**held, "cuda_driver_initialized": True}) == ["the CUDA driver is initialised (cuInit ran)"]

@@ -5,7 +5,6 @@ import gzip
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from harness.collect.kernel_table import COLUMNS
 from harness.kernels import labels_for, main, short_name
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO, with_repo_path
 TRACES = REPO / "tests" / "fixtures" / "traces"
 EAGER = TRACES / "h100_fp8_linear_fwd_bwd_eager.trace.json.gz"
 INDUCTOR = TRACES / "h100_fp8_linear_fwd_bwd_inductor.trace.json.gz"
@@ -78,7 +77,7 @@ def test_as_a_user_runs_it(tmp_path):
     """The real entry point, in its own process: exit 2, one line, no traceback."""
     bad = tmp_path / "trace.json.gz"
     bad.write_bytes(INDUCTOR.read_bytes()[:3000])
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = with_repo_path(dict(os.environ))
     proc = subprocess.run([sys.executable, "-m", "harness.kernels", str(bad)], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
@@ -132,7 +131,7 @@ def test_reader_that_stops_early_ends_it_quietly():
     """`python -m harness.kernels TRACE | head`: stdout closed before anything is written."""
     read, write = os.pipe()
     os.close(read)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = with_repo_path(dict(os.environ))
     proc = subprocess.run([sys.executable, "-m", "harness.kernels", str(INDUCTOR)], stdout=write,
                           stderr=subprocess.PIPE, env=env, text=True, timeout=300)
     os.close(write)

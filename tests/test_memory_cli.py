@@ -18,11 +18,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SEED_004 = FIXTURES / "seeds/004_xla_gpu_buffer_assignment_qwen_decode.txt"
 SEED_001 = FIXTURES / "seeds/001_torchao_float8_profile_inductor_output_code.txt"
 XLA = FIXTURES / "xla"
-REPO = Path(__file__).resolve().parent.parent
+from conftest import with_repo_path
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = with_repo_path(dict(os.environ))
     return subprocess.run([sys.executable, "-m", "harness.memory", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
@@ -120,7 +120,7 @@ def test_reader_that_stops_early_ends_it_quietly(tmp_path):
     """`python -m harness.memory DUMP | head`: stdout closed; the CSV is still written."""
     read, write = os.pipe()
     os.close(read)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = with_repo_path(dict(os.environ))
     proc = subprocess.run([sys.executable, "-m", "harness.memory", str(SEED_004), "--csv",
                            str(tmp_path / "m.csv")], stdout=write, stderr=subprocess.PIPE,
                           env=env, text=True, timeout=120)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, with_repo_path
 from harness.collect.memory_table import memory_table_from_files
 
 INDUCTOR = FIXTURES / "inductor" / "mlp_train.cpu.0.py"
@@ -21,7 +21,7 @@ BEYOND = 2 ** 64
 def memory_cli(*paths: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness.memory", *map(str, paths)], cwd=REPO,
                           capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=with_repo_path(dict(os.environ)))
 
 
 def one_line_error(path: Path, line: int, *parts: str) -> None:

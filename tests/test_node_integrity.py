@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, REPO, ProcessWatch, records, run_harness
+from conftest import FIXTURES, REPO, ProcessWatch, harness_env, records, run_harness
 from harness.orchestrator import gpus
 
 TOPO = ("\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\n"
@@ -41,7 +41,7 @@ def two_gpu_node(tmp_path, monkeypatch) -> dict[str, str]:
 
 
 def harness(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
-    full = dict(os.environ, PYTHONPATH=str(REPO), HYDRA_FULL_ERROR="0", **(env or {}))
+    full = dict(harness_env(), **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, records, run_harness
+from conftest import REPO, records, run_harness, with_repo_path
 from harness.orchestrator import preflight
 from harness.record import RunRecord, write_record
 from schema2 import FP8_FWD, copy_reference
@@ -64,7 +64,7 @@ def test_item13_the_checks_are_the_workloads_own_and_need_no_torch():
             "print(p['preset'], p['max_len'], sorted(m for m in ('torch', 'jax', 'pandas') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+                         check=True, env=with_repo_path(dict(os.environ)))
     assert out.stdout.split() == ["cpu_tiny", "14", "[]"]      # prompt 8 + 6 new tokens
     from harness.orchestrator import plugins
     import workloads.qwen_decoder.model as qwen

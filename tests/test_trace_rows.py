@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, with_repo_path
 from harness.collect.kernel_table import kernel_table
 from harness.errors import InputError
 
@@ -41,7 +41,7 @@ def markers(data: dict) -> list[dict]:
 def kernels_cli(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness.kernels", str(path), "--top", "3"],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=with_repo_path(dict(os.environ)))
 
 
 def refused(path: Path) -> str:

@@ -46,6 +46,9 @@ WORKER_MODULES = ("harness.worker.measure", "harness.worker.timing", "harness.wo
                   "harness.orchestrator.plugins", "numpy.random")
 
 
+CUDA_ERROR_NOT_INITIALIZED = 3     # cuda.h's CUresult
+
+
 class Stop(BaseException):
     """SIGTERM: the orchestrator is gone (PR_SET_PDEATHSIG) or someone asked the server to go."""
 
@@ -75,13 +78,32 @@ def state(preloaded: list[str], failed: dict[str, str]) -> dict[str, Any]:
         from jax._src import xla_bridge
         jax_backends = sorted(getattr(xla_bridge, "_backends", {}) or {})
     with open("/proc/self/maps") as f:
-        # the CUDA driver mapped into the server: something called into CUDA (cuInit), which a
-        # forked child cannot use
         cuda_driver_loaded = any("libcuda.so" in line for line in f)
     return {"pid": os.getpid(), "preloaded": preloaded, "failed": failed, "unsafe": failed.get("unsafe", ""),
             "python_threads": threading.active_count(), "cuda_initialized": cuda_initialized,
-            "cuda_driver_loaded": cuda_driver_loaded, "jax_backends": jax_backends,
+            "cuda_driver_loaded": cuda_driver_loaded,
+            "cuda_driver_initialized": cuda_driver_loaded and cuda_driver_initialized(_loaded_libcuda()),
+            "jax_backends": jax_backends,
             "modules": sorted(m for m in ("torch", "jax", "torchax", "torch_xla", "pandas") if m in sys.modules)}
+
+
+def _loaded_libcuda() -> Any:
+    """The CUDA driver library this process has already mapped (never loads it)."""
+    try:
+        return ctypes.CDLL("libcuda.so.1", mode=os.RTLD_NOLOAD)
+    except OSError:
+        return None
+
+
+def cuda_driver_initialized(libcuda: Any) -> bool:
+    """Whether cuInit has run in this process. Mapping the driver is harmless to a fork: on the
+    H200 (torch 2.11, CUDA 13) `import torch` alone maps libcuda.so through the libraries
+    libtorch_cuda links. cuInit is what a forked child cannot inherit, and every driver call
+    before it answers CUDA_ERROR_NOT_INITIALIZED without initialising anything."""
+    if libcuda is None:
+        return False
+    count = ctypes.c_int()
+    return libcuda.cuDeviceGetCount(ctypes.byref(count)) != CUDA_ERROR_NOT_INITIALIZED
 
 
 def unsafe(held: dict[str, Any]) -> list[str]:
@@ -90,8 +112,8 @@ def unsafe(held: dict[str, Any]) -> list[str]:
     seen on the H200 when Inductor's modules were preloaded), a live JAX backend, or Python
     threads (a fork copies none of them, and what they held stays held)."""
     reasons = []
-    if held["cuda_initialized"] or held["cuda_driver_loaded"]:
-        reasons.append("the CUDA driver is loaded")
+    if held["cuda_initialized"] or held["cuda_driver_initialized"]:
+        reasons.append("the CUDA driver is initialised (cuInit ran)")
     if held["jax_backends"]:
         reasons.append(f"JAX backends {held['jax_backends']} started")
     if held["python_threads"] > 1:
