@@ -165,7 +165,7 @@ def test_series_page_of_a_flagged_series_circles_every_night(browser, site):
     fig = "document.getElementById('series-figure')"
     names = browser.execute_script(f"return {fig}.data.map(t => t.name)")
     assert names == ["process spread (min-max of the processes' medians)",
-                     "wall median (ms/iter)", "flagged night (hover: flags)"]
+                     "wall median (ms/iter)", "not judged (hover: why)"]
     assert count(browser, TRACES, fig) == 3
     assert count(browser, ".scatterlayer .trace:nth-child(3) .points path", fig) == NIGHTS
     hover = browser.execute_script(f"return {fig}.data[2].customdata[0][0]")

@@ -40,6 +40,7 @@ th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left;
 th { background: #f4f4f4; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .flag { color: #b00; font-weight: 600; }
+.noted { color: #b07800; font-weight: 600; }
 .regression { color: #b00; font-weight: 600; }
 .improvement { color: #080; font-weight: 600; }
 .suspicious { color: #a60; }
@@ -80,11 +81,13 @@ def esc(value) -> str:
     return html.escape(str(value))
 
 
-def flags_html(flags: str) -> str:
+def flags_html(flags: str, judged: bool = False) -> str:
+    """The flag codes, meaning on hover: red on a night that decides nothing, amber on one judged."""
     codes = [c for c in str(flags or "").split(",") if c]
     if not codes:
         return '<span class="none">none</span>'
-    return " ".join(f'<span class="flag" title="{esc(FLAG_CODES.get(c, "unknown flag"))}">'
+    style = "noted" if judged else "flag"
+    return " ".join(f'<span class="{style}" title="{esc(FLAG_CODES.get(c, "unknown flag"))}">'
                     f"{esc(c)}</span>" for c in codes)
 
 
@@ -100,7 +103,9 @@ def wall_html(row) -> str:
     """The wall median with its spread; a flagged value carries `!!` and its flags on hover."""
     if row["status"] != "ok" or not figs.finite(row["median_ms"]):
         return f'<span class="flag">{esc(row["status"])}</span>'
-    mark = (f' <span class="flag" title="{esc(figs.flag_text(row["flags"]).replace("<br>", "; "))}">'
+    # red where the night decides nothing, amber where it is flagged and still judged
+    style = "noted" if row["usable"] else "flag"
+    mark = (f' <span class="{style}" title="{esc(figs.flag_text(row["flags"]).replace("<br>", "; "))}">'
             "!!</span>" if row["flags"] else "")
     return f"{ms(row['median_ms'])} ms{mark} <small>{esc(figs.spread_text(row))}</small>"
 
@@ -186,7 +191,7 @@ def index_html(store: Path, by_series: dict, changes: list[Change], has_pairs: b
             figure_html(figs.sparkline(nights), f"spark-{slug(key)}", SPARK_CONFIG),
             esc(last["date"]), wall_html(last),
             f'<span class="num">{ms(last["gpu_busy_ms_per_iter"])}</span>',
-            f'<span class="num">{ms(last["host_gap_ms"])}</span>', flags_html(last["flags"]),
+            f'<span class="num">{ms(last["host_gap_ms"])}</span>', flags_html(last["flags"], last["usable"]),
             verdict_html(key, last, changes),
             f"<code>{esc(figs.short_sha(last['git_sha']))}</code>"])
     flag_rows = [[f'<span class="flag">{esc(c)}</span>', esc(m)] for c, m in FLAG_CODES.items()]
@@ -202,7 +207,7 @@ def index_html(store: Path, by_series: dict, changes: list[Change], has_pairs: b
             if has_pairs else "<p><small>No fair pair ran on both sides in these nights."
                               "</small></p>",
             "<h2>Series</h2>",
-            table_html(["series", "wall median over nights (flagged red)", "latest night",
+            table_html(["series", "wall median over nights (red: not judged; amber: flagged, judged)", "latest night",
                         "wall ms/iter (spread)", "GPU busy ms/iter", "host gap ms/iter",
                         "flags", "verdict", "commit"], rows, "series"),
             "<h2>Flags</h2>", table_html(["code", "meaning"], flag_rows, "flags")]
@@ -216,7 +221,7 @@ def judged_html(row) -> str:
 
 def night_rows(nights: pd.DataFrame) -> list[list[str]]:
     return [[esc(r["date"]), wall_html(r), f'<span class="num">{ms(r["gpu_busy_ms_per_iter"])}</span>',
-             f'<span class="num">{ms(r["host_gap_ms"])}</span>', flags_html(r["flags"]),
+             f'<span class="num">{ms(r["host_gap_ms"])}</span>', flags_html(r["flags"], r["usable"]),
              f"<code>{esc(figs.short_sha(r['git_sha']))}</code>", judged_html(r)]
             for _, r in nights.sort_values("date", ascending=False).iterrows()]
 

@@ -18,7 +18,10 @@ WALL = "#1f77b4"
 SPREAD = "rgba(31, 119, 180, 0.18)"
 GPU = "#2ca02c"
 GAP = "#ff7f0e"
-FLAGGED = "#d62728"
+FLAGGED = "#d62728"       # a night `regressions` does not judge (failed, or a noise flag)
+NOTED = "#e3a21a"         # a flagged night that is still judged (throttled, host_bound, ...):
+                          # on the H200 every GEMM-bound night is power-capped, and red on every
+                          # night would hide the nights that decide nothing
 CHANGE = "#7f7f7f"
 PAIR_COLOURS = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 SHA_CHARS = 10
@@ -75,11 +78,21 @@ def _spread_band(nights: pd.DataFrame) -> go.Scatter | None:
                       name="process spread (min-max of the processes' medians)")
 
 
-def _flag_markers(nights: pd.DataFrame, column: str, name: str, showlegend: bool) -> go.Scatter:
-    flagged = nights[(nights["flags"].fillna("") != "") & nights[column].map(finite)]
+# the two kinds of flagged night: the legend name and colour of each
+NOT_JUDGED = ("not judged (hover: why)", FLAGGED)
+FLAGGED_JUDGED = ("flagged, still judged (hover: flags)", NOTED)
+
+
+def _flag_markers(nights: pd.DataFrame, column: str, kind: tuple[str, str], showlegend: bool) -> go.Scatter | None:
+    """Circles on the flagged nights of one kind: not judged (red), or flagged and judged."""
+    name, colour = kind
+    judged = nights["usable"] if kind is FLAGGED_JUDGED else ~nights["usable"]
+    flagged = nights[(nights["flags"].fillna("") != "") & judged & nights[column].map(finite)]
+    if flagged.empty:
+        return None
     return go.Scatter(x=flagged["date"], y=flagged[column], mode="markers", name=name,
-                      legendgroup="flagged", showlegend=showlegend,
-                      marker={"symbol": "circle-open", "size": 14, "color": FLAGGED,
+                      legendgroup=name, showlegend=showlegend,
+                      marker={"symbol": "circle-open", "size": 14, "color": colour,
                               "line": {"width": 2}},
                       customdata=[[flag_text(r["flags"]), short_sha(r["git_sha"]),
                                    judged_text(r)] for _, r in flagged.iterrows()],
@@ -142,15 +155,18 @@ def series_figure(nights: pd.DataFrame, change_dates: list[str], title: str) -> 
     if band is not None:
         fig.add_trace(band, row=1, col=1)
     fig.add_trace(_line(ok, "median_ms", "wall median (ms/iter)", WALL), row=1, col=1)
-    flagged = bool((ok["flags"] != "").any())
-    if flagged:
-        fig.add_trace(_flag_markers(ok, "median_ms", "flagged night (hover: flags)", True),
-                      row=1, col=1)
+    for kind in (NOT_JUDGED, FLAGGED_JUDGED):
+        markers = _flag_markers(ok, "median_ms", kind, True)
+        if markers is not None:
+            fig.add_trace(markers, row=1, col=1)
     if gpu_measured:
         fig.add_trace(_line(ok, "gpu_busy_ms_per_iter", "GPU busy (ms/iter)", GPU), row=2, col=1)
         fig.add_trace(_line(ok, "host_gap_ms", "host gap (ms/iter)", GAP), row=2, col=1)
-        for column in ("gpu_busy_ms_per_iter", "host_gap_ms") if flagged else ():
-            fig.add_trace(_flag_markers(ok, column, "flagged night", False), row=2, col=1)
+        for column in ("gpu_busy_ms_per_iter", "host_gap_ms"):
+            for kind in (NOT_JUDGED, FLAGGED_JUDGED):
+                markers = _flag_markers(ok, column, kind, False)
+                if markers is not None:
+                    fig.add_trace(markers, row=2, col=1)
         fig.update_yaxes(title_text="GPU busy, host gap ms/iter", rangemode="tozero", row=2,
                          col=1)
     else:
@@ -173,14 +189,15 @@ def series_figure(nights: pd.DataFrame, change_dates: list[str], title: str) -> 
 
 
 def sparkline(nights: pd.DataFrame) -> go.Figure:
-    """The wall median over the nights in a cell of the index; flagged nights in red."""
+    """The wall median over the nights in a cell of the index; nights not judged in red,
+    flagged nights still judged in amber."""
     ok = nights[nights["status"] == "ok"]
     flagged = (ok["flags"].fillna("") != "").tolist()
+    colours = [WALL if not f else NOTED if usable else FLAGGED for f, usable in zip(flagged, ok["usable"])]
     fig = go.Figure(go.Scatter(
         x=ok["date"], y=ok["median_ms"], mode="lines+markers", name="wall median (ms/iter)",
         line={"color": WALL, "width": 1.5},
-        marker={"size": [7 if f else 3 for f in flagged],
-                "color": [FLAGGED if f else WALL for f in flagged]},
+        marker={"size": [7 if f else 3 for f in flagged], "color": colours},
         customdata=[f or "none" for f in ok["flags"].fillna("")],
         hovertemplate="%{x|%Y-%m-%d}: wall %{y:.4g} ms, flags %{customdata}<extra></extra>"))
     fig.update_xaxes(visible=False, type="date")

@@ -25,7 +25,7 @@ What a template sees (docs/templates/README.md has examples):
   `.processes` (each process's median, cv, samples; `.slow_prefix(ms)`); `.flags`, `.noisy`.
 - `verdict(a, b)`: harness/report/verdict.py on two runs; `compare(a, b)` two sweeps compared
   (harness/report/compare.py); tables: `pair_table`, `generation_table`, `fidelity_table`,
-  `category_table`, `memory_table`; filters: `n` (significant digits), `fixed`, `pct` (a share
+  `category_table`, `memory_table`; `ratio_confidence` the pairs' ratio interval's level; filters: `n` (significant digits), `fixed`, `pct` (a share
   as %), `us` (ms as us), `cell` (a figure with its run's flags), `span` (lo-hi of figures).
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ from typing import Any, Iterable
 from harness.describe import NOISE_FLAGS, THRESHOLDS
 from harness.errors import InputError
 from harness.report import fidelity as F
+from harness.report import pair_ratio
 from harness.report.docs.data import (Pair, Process, Run, SweepView, cell, compare_sweeps,
                                       cpuset, date, deviation, fixed, n, pct, search, span,
                                       torchao_categories, us, verdict)
@@ -158,7 +159,7 @@ def render(template: Path, roots: Iterable[Path],
     try:
         tpl = env.get_template(template.name)
         return tpl.render(sweep=get, sweeps=list(views), verdict=verdict, thresholds=THRESHOLDS,
-                          require=require,
+                          require=require, ratio_confidence=pair_ratio.CONFIDENCE,
                           torchao_categories=lambda rel: torchao_categories(template.parent / rel),
                           noise_flags=NOISE_FLAGS, compare=compare_sweeps,
                           fidelity={"gpu_bound": F.GPU_BOUND_SHARE, "within": F.WITHIN,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -134,6 +135,14 @@ class Process:
     settle: list[float]
     iters: int
     first_call_s: Fig
+    # the GPU during its timed samples (NVML, one reading a sample): median SM clock and power,
+    # samples with a clock-event reason (power cap, slowdown), the device's maximum SM clock;
+    # the other processes' share of its cores (host_load). NaN where not recorded.
+    sm_clock: Fig = Fig(math.nan)
+    max_sm_clock: Fig = Fig(math.nan)
+    power_w: Fig = Fig(math.nan)
+    capped: int = 0
+    other_share: Fig = Fig(math.nan)
 
     def slow_prefix(self, above_ms: float) -> dict[str, Any] | None:
         """How long the process stayed at a slow level from its start: the warm-up and timed
@@ -267,9 +276,16 @@ class Run:
     def processes(self) -> list[Process]:
         out = []
         for p in (self.rec.get("timing") or {}).get("processes") or []:
+            gpu = p.get("gpu_state") or {}
+            clocks, power = gpu.get("sm_clock_mhz") or [], gpu.get("power_w") or []
             out.append(Process(self.fig(p.get("median_ms"), 4), self.fig(100.0 * p.get("cv", math.nan)),
                                list(p.get("samples_ms") or []), list(p.get("settle_samples_ms") or []),
-                               int(p.get("iters_per_sample") or 1), Fig(p.get("first_call_s"), 2)))
+                               int(p.get("iters_per_sample") or 1), Fig(p.get("first_call_s"), 2),
+                               Fig(statistics.median(clocks) if clocks else math.nan, 4),
+                               Fig(gpu.get("max_sm_clock_mhz", math.nan), 4),
+                               Fig(statistics.median(power) if power else math.nan, 3),
+                               sum(1 for reasons in gpu.get("clocks_event_reasons") or [] if reasons),
+                               Fig(100.0 * (p.get("host_load") or {}).get("other_share", math.nan), 2)))
         return out
 
     def category(self, name: str, by: str = "op") -> Fig:
