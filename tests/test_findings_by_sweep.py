@@ -28,7 +28,9 @@ def h200():
 def test_the_h200_tree_is_its_sweeps_with_unique_run_ids(h200):
     s = h200.summary
     assert set(s["sweep"]) == {"fair", "first", "generate", "generate_smoke", "node/pinned",
-                               "node/pool1", "node/pool2", "node/unpinned"}
+                               "node/pool1", "node/pool2", "node/unpinned", "fair_fp8",
+                               "fair_fp8_sequential", "isolation/forkserver", "isolation/spawn",
+                               "torchao"}
     assert s["run_id"].is_unique
     # the same config in pool1 and pool2 has one record run_id: each is qualified by its sweep
     conv = s[(s["workload"] == "conv") & s["sweep"].str.startswith("node/pool")
@@ -58,9 +60,12 @@ def test_explain_on_the_h200_tree_compares_runs_within_their_sweep_only(h200):
                  & (s["variant"] == r["variant"])]
         for label in labels:                                            # each run is of its sweep
             assert (mine["backend"] == label).sum() == 1, (r["sweep"], r["variant"], label)
-    # the conv pair is fair's (node/pool1 has no XLA run), and its GEMM/conv time is one run's
+    # pairs only where a sweep holds both sides (node/pool1 has no XLA run, torchao none): the
+    # conv pair is fair's alone, and its GEMM/conv time is one run's
     pairs = found[found["kind"] == "pair"]
-    assert set(pairs["sweep"]) == {"fair"}
+    assert set(pairs["sweep"]) == {"fair", "fair_fp8", "fair_fp8_sequential", "isolation/forkserver",
+                                   "isolation/spawn"}
+    assert set(pairs.loc[pairs["workload"] == "conv", "sweep"]) == {"fair"}
     conv_cat = found[(found["kind"] == "category") & (found["workload"] == "conv")]
     assert not conv_cat["sentence"].str.contains(r"0\.125 ms, 100%").any()   # pool1 + pool2 summed
 

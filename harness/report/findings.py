@@ -158,7 +158,12 @@ def rule_pairs(ctx: "Context") -> list[Finding]:
               f"vs {_opt_ms(r.xla_gpu_ms)}; host gap {_opt_ms(r.inductor_host_gap_ms)} vs "
               f"{_opt_ms(r.xla_host_gap_ms)}")
         interval = interval_text(r._asdict())
-        ev += (f"; Inductor / XLA {interval}" if interval else "") + (f"; {r.clocks}" if r.clocks else "")
+        if interval:
+            # the interval is said where a side is noisy too, as what it is: its width shows
+            # the noise, and a verdict never rests on it
+            ev += (f"; Inductor / XLA {interval}" if not said.noisy else
+                   f"; Inductor / XLA over the process medians, no verdict (a side is flagged noisy): {interval}")
+        ev += f"; {r.clocks}" if r.clocks else ""
         out.append(Finding(
             "pair", r.workload, r.variant, (r.inductor, r.xla),
             ratio if not said.noisy else math.nan,
