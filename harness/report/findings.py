@@ -150,7 +150,8 @@ def rule_pairs(ctx: "Context") -> list[Finding]:
     time and host gap beside it, so a reader sees whether the kernels or the host decide it."""
     cfg, out = ctx.cfg, []
     meaning = {p.name: p.meaning for p in PAIRS}
-    for r in pair_table(ctx.summary).itertuples():
+    table = ctx.pairs if ctx.pairs is not None else pair_table(ctx.summary)
+    for r in table.itertuples():
         said = decide(r.inductor, ctx.row(r.inductor_run_id), r.xla, ctx.row(r.xla_run_id),
                       k=cfg.speed_k_cv)
         ratio = r.inductor_over_xla
@@ -608,7 +609,7 @@ def findings_from(summary: pd.DataFrame, kernels: pd.DataFrame | None = None,
                   memory=memory if memory is not None else empty,
                   buffers=buffers if buffers is not None else empty,
                   flags=flags if flags is not None else empty,
-                  graphs=graphs if graphs is not None else empty, cfg=cfg)
+                  graphs=graphs if graphs is not None else empty, cfg=cfg, pairs=pairs)
     found = [ctx.qualified(f) for rule in RULES for f in rule(ctx)] + list(extra)
     out = pd.DataFrame([f.row() for f in found], columns=COLUMNS)
     if out.empty:
@@ -637,6 +638,7 @@ def findings(sweep, tables: dict[str, pd.DataFrame] | None = None,
     tables = tables or {}
     flags = tables["flags"] if "flags" in tables else flags_long(sweep)
     graphs = tables["graphs"] if "graphs" in tables else graphs_table(sweep)
+    pairs = tables.get("pairs")       # built per sweep by build_tables: not built again here
     sweeps = by_sweep(sweep)
     parts = []
     for name, sub in sweeps:
@@ -644,7 +646,8 @@ def findings(sweep, tables: dict[str, pd.DataFrame] | None = None,
         found = findings_from(sub.summary, sub.kernels, sub.memory, sub.buffers,
                               flags=flags[flags["run_id"].isin(ids)],
                               graphs=graphs[graphs["run_id"].isin(ids)] if len(graphs) else graphs,
-                              cfg=cfg, extra=tuple(generation.findings(sub)))
+                              cfg=cfg, extra=tuple(generation.findings(sub)),
+                              pairs=None if pairs is None else pairs[pairs["inductor_run_id"].isin(ids)])
         found.insert(0, "sweep", name)
         if len(sweeps) > 1:
             found["sentence"] = [f"[{name}] {text}" for text in found["sentence"]]
