@@ -31,7 +31,6 @@ from harness.collect.devices import DeviceSpec, Peaks, lookup_device
 from harness.collect.kernel_categories import classify_cached, op_category
 from harness.collect.kineto import from_scan, kineto_fast, kineto_full, parse_kineto
 from harness.collect.kineto_scan import Scan
-from harness.collect.perfetto import parse_perfetto
 from harness.collect.trace_io import Parsed, detect_source, gc_paused, parse_json, read_bytes
 from harness.errors import InputError
 
@@ -54,6 +53,7 @@ def parse_trace(path: Path, hlo_dir: str | Path | None, scanned: Scan | None = N
     del raw
     if detect_source(data, path) == "kineto":
         return parse_kineto(kineto_full(data, path), path)
+    from harness.collect.perfetto import parse_perfetto   # (and hlo.py): only JAX traces need it
     return parse_perfetto(data, path, hlo_dir)
 
 

@@ -17,6 +17,7 @@ compact) takes the full parse.
 """
 from __future__ import annotations
 
+import gc
 import marshal
 import os
 import re
@@ -228,6 +229,7 @@ def _in_child(work: Callable[[], Any]) -> Callable[[], Any]:
     if pid == 0:   # the child: work, hand over, and leave without running the parent's exit code
         code = 1
         try:
+            gc.disable()   # it frees nothing it makes: its results are kept until it exits
             os.close(r)
             try:
                 found = work()
