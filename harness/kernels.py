@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from harness.cli_args import Parser, number
 from harness.collect.devices import DEVICES, lookup_device
 from harness.collect.kineto_scan import Scan, scan_in_background
+from harness.collect.trace_read import gc_paused
 from harness.errors import InputError, die, exit_quietly_on_broken_pipe
 
 if TYPE_CHECKING:
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
 
 # pandas and the table code are imported in the functions that use them: `main` first starts
 # each trace's text scan in a child process, and the imports (about a third of a 100 MB
-# trace's time) then run beside the scans instead of before them.
+# trace's time) then run beside the scans instead of before them. The cyclic garbage
+# collector is paused for the whole run (`main`): the imports, the scans' results and the
+# table are many objects made at once and kept, and it would rescan them over and over
+# (about a tenth of pandas' import alone).
 
 NAME_WIDTH = 70
 OP_WIDTH = 40
@@ -241,6 +245,11 @@ def _print_summaries(tables: dict[str, pd.DataFrame], top: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with gc_paused():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     _check_args(args)
     scans = _scans(args)

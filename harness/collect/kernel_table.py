@@ -31,7 +31,6 @@ from harness.collect.devices import DeviceSpec, Peaks, lookup_device
 from harness.collect.kernel_categories import classify_cached, op_category
 from harness.collect.kineto import from_scan, kineto_fast, kineto_full, parse_kineto
 from harness.collect.kineto_scan import Scan
-from harness.collect.perfetto import parse_perfetto
 from harness.collect.trace_io import Parsed, detect_source, gc_paused, parse_json, read_bytes
 from harness.errors import InputError
 
@@ -54,6 +53,7 @@ def parse_trace(path: Path, hlo_dir: str | Path | None, scanned: Scan | None = N
     del raw
     if detect_source(data, path) == "kineto":
         return parse_kineto(kineto_full(data, path), path)
+    from harness.collect.perfetto import parse_perfetto   # (and hlo.py): only JAX traces need it
     return parse_perfetto(data, path, hlo_dir)
 
 
@@ -209,13 +209,16 @@ def _primary(window: pd.DataFrame, source: str) -> np.ndarray:
 
 
 def _categorise(w: pd.DataFrame, source: str) -> None:
-    # .tolist(): iterating pandas' Arrow-backed string columns element by element is ~10x slower
-    w["category"] = [classify_cached(source, k, o or "", d or "", f or "", h or "", sc or "")
-                     for k, o, d, f, h, sc in zip(w["kernel"].tolist(), w["op"].tolist(),
-                                                  w["dtypes"].tolist(), w["features"].tolist(),
-                                                  w["hlo"].tolist(), w["scope"].tolist())]
-    w["op_category"] = [op_category(o or "", c)
-                        for o, c in zip(w["source_op"].tolist(), w["category"].tolist())]
+    # .tolist(): iterating pandas' Arrow-backed string columns element by element is ~10x slower;
+    # each distinct row classified once (a 100 MB trace: 38k launches, a few dozen distinct)
+    rows = list(zip(w["kernel"].tolist(), w["op"].tolist(), w["dtypes"].tolist(),
+                    w["features"].tolist(), w["hlo"].tolist(), w["scope"].tolist()))
+    category = {r: classify_cached(source, k, o or "", d or "", f or "", h or "", sc or "")
+                for r in dict.fromkeys(rows) for k, o, d, f, h, sc in [r]}
+    w["category"] = [category[r] for r in rows]
+    pairs = list(zip(w["source_op"].tolist(), w["category"].tolist()))
+    by_op = {p: op_category(o or "", c) for p in dict.fromkeys(pairs) for o, c in [p]}
+    w["op_category"] = [by_op[p] for p in pairs]
 
 
 def _aggregate(w: pd.DataFrame, iters: int, source: str, peaks: Peaks | None) -> pd.DataFrame:

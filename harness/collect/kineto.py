@@ -172,9 +172,12 @@ def outermost_ops(aten: AtenOps, tid: list[Any], t: np.ndarray) -> list[str]:
         j = np.searchsorted(start, t[q], side="right") - 1
         inside = (j >= 0) & (t[q] <= end[np.maximum(j, 0)])
         found[q[inside]] = idx[j[inside]]
-    names = {j: aten.name[j] for j in set(found.tolist()) - {-1}}
-    names = {j: n.decode() if isinstance(n, bytes) else n for j, n in names.items()}
-    return [names.get(j, "") for j in found.tolist()]
+    # each distinct op index looked up once, each distinct name decoded once
+    index, inverse = np.unique(found, return_inverse=True)
+    raw = [aten.name[j] if j >= 0 else "" for j in index.tolist()]
+    text = {n: n.decode() if isinstance(n, bytes) else n for n in dict.fromkeys(raw)}
+    names = [text[n] for n in raw]
+    return [names[i] for i in inverse.tolist()]
 
 
 def parse_kineto(ev: KinetoEvents, path: Path) -> Parsed:

@@ -17,12 +17,15 @@ compact) takes the full parse.
 """
 from __future__ import annotations
 
+import gc
 import marshal
 import os
 import re
 from typing import Any, Callable, Iterable
 
 import orjson
+
+from harness.collect.trace_read import ITER_MARKER
 
 _NUM = rb"(-?[\d.]+(?:[eE][-+]?\d+)?)"
 _HEAD = re.compile(rb'"traceEvents":\s*\[\s*\{\n    "ph": ')
@@ -49,6 +52,7 @@ _VOLATILE = re.compile(rb'"(?:Ev Idx|Sequence number|Fwd thread id|Record functi
                        rb'-?[\d.]+')
 _DEVICE = re.compile(rb'"deviceProperties":\s*\[\s*\{[^}]*?"name":\s*"([^"]*)"')
 _END = b"\n  }"
+_MARKER_CATS = ("user_annotation", "cpu_op")
 
 # A scan, as a dict of plain values (marshal carries it between processes):
 #   kernel, ts, dur, correlation, external_id, bytes, kernels: the GPU events (kernel,
@@ -74,16 +78,26 @@ def _parse_events(pieces: list[bytes]) -> list[dict]:
     return orjson.loads(b"[" + b",".join(pieces) + b"]") if pieces else []
 
 
-def _marker_starts(buf: bytes) -> list[int]:
+def _marker_starts(buf: bytes, needle: bytes) -> list[int]:
     """Event starts of the few events named harness_iter*/ProfilerStep#: bytes.find is a
     memchr-speed scan, a regex pass is several times slower."""
     starts = []
-    for needle in (b'"name": "harness_iter', b'"name": "ProfilerStep#'):
-        i = buf.find(needle)
-        while i >= 0:
-            starts.append(buf.rfind(b"\n  {\n", 0, i))
-            i = buf.find(needle, i + 1)
+    i = buf.find(needle)
+    while i >= 0:
+        starts.append(buf.rfind(b"\n  {\n", 0, i))
+        i = buf.find(needle, i + 1)
     return sorted(set(s for s in starts if s >= 0))
+
+
+def _markers(buf: bytes) -> list[dict]:
+    """The iteration markers: the harness's own where there are any (ProfilerStep#N are
+    then not used, and the pass that looks for them is saved), else ProfilerStep#N."""
+    ours = [e for e in _parse_events(_cut(buf, _marker_starts(buf, b'"name": "harness_iter')))
+            if e.get("cat") in _MARKER_CATS]
+    if any(isinstance(e.get("name"), str) and ITER_MARKER.match(e["name"]) for e in ours):
+        return ours
+    return [e for e in _parse_events(_cut(buf, _marker_starts(buf, b'"name": "ProfilerStep#')))
+            if e.get("cat") in _MARKER_CATS] + ours
 
 
 def _whole_file(buf: bytes, head: re.Match) -> bool:
@@ -105,8 +119,11 @@ def _gpu(buf: bytes) -> dict[str, Any] | None:
     without `dur`, or laid out otherwise, goes to the full parse, which names it)."""
     found = _GPU.findall(buf)
     cats = [f[0] for f in found]
-    if any(cats.count(c) != buf.count(b'"cat": "%s"' % c) for c in (b"kernel", b"gpu_memcpy",
-                                                                    b"gpu_memset")):
+    kernels = cats.count(b"kernel")
+    # two counting passes, not three: "gpu_mem" counts memcpys and memsets together (any other
+    # category of that prefix only makes the counts differ: the full parse then)
+    if kernels != buf.count(b'"cat": "kernel"') or \
+            len(found) - kernels != buf.count(b'"cat": "gpu_mem'):
         return None
     names: dict[bytes, str] = {}
     for f in found:
@@ -117,7 +134,7 @@ def _gpu(buf: bytes) -> dict[str, Any] | None:
             "ts": [float(f[2]) for f in found], "dur": [float(f[3]) for f in found],
             "correlation": [int(f[5]) for f in found], "external_id": [int(f[4]) for f in found],
             "bytes": [float(f[6]) if f[0] != b"kernel" and f[6] else nan for f in found],
-            "kernels": cats.count(b"kernel")}
+            "kernels": kernels}
 
 
 def _launches(buf: bytes) -> dict[Any, tuple[float, Any]]:
@@ -178,8 +195,7 @@ def scan_gpu(buf: bytes) -> Scan | None:
         if out is None or not out["kernels"]:
             return None
         out["launches"] = _launches(buf)
-        out["markers"] = [e for e in _parse_events(_cut(buf, _marker_starts(buf)))
-                          if e.get("cat") in ("user_annotation", "cpu_op")]
+        out["markers"] = _markers(buf)
     except (ValueError, KeyError):
         return None
     device = _DEVICE.search(buf, 0, head.start())
@@ -228,6 +244,7 @@ def _in_child(work: Callable[[], Any]) -> Callable[[], Any]:
     if pid == 0:   # the child: work, hand over, and leave without running the parent's exit code
         code = 1
         try:
+            gc.disable()   # it frees nothing it makes: its results are kept until it exits
             os.close(r)
             try:
                 found = work()

@@ -12,45 +12,28 @@ as 0.
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import orjson
 
-from harness.collect.trace_read import read_bytes
+from harness.collect.trace_read import ITER_MARKER, gc_paused, read_bytes  # noqa: F401 (re-exported)
 from harness.errors import InputError
 
 if TYPE_CHECKING:   # pandas is imported where a frame is built: hlo.py's users need none
     import pandas as pd
 
-ITER_MARKER = re.compile(r"^harness_iter(_\d+)?$")
 STEP_MARKER = re.compile(r"^ProfilerStep#\d+$")
 MARKER_PREFIXES = ("harness_iter", "ProfilerStep#")
 _KINETO_CATS = frozenset({"kernel", "cpu_op", "cuda_runtime", "cuda_driver", "user_annotation",
                           "gpu_memcpy", "gpu_memset"})
 # What orjson refuses and Python's json writes: `"dur": NaN`, `Infinity`, `1e999`.
 _NON_FINITE = re.compile(rb"-?(?:NaN|Infinity)\b|-?\d+(?:\.\d*)?[eE]\+?\d{3,}")
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """A 100 MB trace or dump is millions of small objects made at once; the cyclic collector
-    would rescan them over and over (orjson.loads of 28 MB: 3.7 s with GC, 0.8 s without;
-    a third of the buffer-assignment parse). Nothing we build has cycles, so pause it."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def parse_json(raw: bytes, path: str | Path) -> Any:
