@@ -508,7 +508,9 @@ class Context:
         # than the rules' arithmetic
         ok = self.summary[self.summary["status"] == "ok"]
         self._ok_groups = list(ok.groupby(["workload", "variant"], sort=False))
-        self._variant_runs = dict(list(self.summary.groupby(["workload", "variant"], sort=False)))
+        # per workload variant, its runs' (backend, flags): what `qualified` reads
+        self._variant_flags = {key: list(zip(g["backend"], g["flags"])) for key, g in
+                               self.summary.groupby(["workload", "variant"], sort=False)}
         self._first = {}      # run_id -> the position of its first row
         for i, rid in enumerate(self.summary["run_id"].tolist()):
             self._first.setdefault(rid, i)
@@ -554,6 +556,10 @@ class Context:
             if "note" in self.memory:
                 bounded = self.memory[self.memory["note"].fillna("").str.contains("lower bound")]
                 self.lower_bounds = set(zip(bounded["run_id"], bounded["kind"]))
+        # three rules go through the profiled runs: their rows are taken once
+        self._profiled = [(r, self.kernels_of(r.run_id)) for r in
+                          self.summary[self.summary["status"] == "ok"].itertuples()
+                          if self.has_kernels(r.run_id)]
 
     def row(self, run_id: str) -> pd.Series:
         return self.summary.iloc[self._first[run_id]]
@@ -563,10 +569,10 @@ class Context:
         the gap moves with the median."""
         if f.kind not in WALL_KINDS:
             return f
-        runs = self._variant_runs.get((f.workload, f.variant), self.summary.iloc[0:0])
-        runs = runs[runs["backend"].isin(f.backends)]
-        said = noisy_text(tuple(runs["backend"]), tuple(r for _, r in runs.iterrows())) \
-            if len(runs) == 2 else noisy_text((f.backends[0],), (runs.iloc[0],)) if len(runs) else ""
+        runs = [(backend, {"flags": flags}) for backend, flags in
+                self._variant_flags.get((f.workload, f.variant), []) if backend in f.backends]
+        said = noisy_text(tuple(b for b, _ in runs), tuple(r for _, r in runs)) \
+            if len(runs) == 2 else noisy_text((f.backends[0],), (runs[0][1],)) if runs else ""
         if not said:
             return f
         return replace(f, sentence=f"{f.sentence[:-1]}; {said}: its wall median, and so this gap, "
@@ -596,9 +602,7 @@ class Context:
 
     def profiled_runs(self):
         """(summary row, kernel table) of every ok run that has a non-empty kernel table."""
-        for r in self.summary[self.summary["status"] == "ok"].itertuples():
-            if self.has_kernels(r.run_id):
-                yield r, self.kernels_of(r.run_id)
+        yield from self._profiled
 
     def buffers_of(self, run_id: str) -> pd.DataFrame:
         b = self._b.get(run_id)
