@@ -99,6 +99,20 @@ class _Plots:
                 if (path := self.get(key)) is not None}
 
 
+class _SweepPlots:
+    """One sweep's figures among those being drawn (keys `sweep|figure`), for its report.md
+    section: rendered while the figures are drawn, waiting for each where it is embedded."""
+
+    def __init__(self, drawing: _Plots, sweep: str):
+        self.drawing, self.prefix = drawing, f"{sweep}|"
+
+    def get(self, key: str) -> Path | None:
+        return self.drawing.get(self.prefix + key)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+
 # What report.md reads plots from: drawn paths by key, or the plots being drawn.
 Plots = "dict[str, Path] | _Plots"
 
@@ -153,32 +167,34 @@ def _write_report(sweep: Sweep, out: Path, findings: bool) -> Report:
     per_sweep = {name: build_tables(sub) for name, sub in parts}
     tables = per_sweep[parts[0][0]] if not several else _stack(per_sweep)
     out.mkdir(parents=True, exist_ok=True)
-    written = T.write_tables(tables, out)
 
     jobs = {}
     for name, sub in parts:
         plot_dir = out / PLOTS_DIR / (_slug(name) if several else "")
         plot_dir.mkdir(parents=True, exist_ok=True)
         jobs.update({f"{name}|{key}": job for key, job in _plot_jobs(sub, per_sweep[name], plot_dir).items()})
-    with _Plots(jobs) as drawing:    # drawn in worker processes while the findings are made
+    # the figures are drawn in worker processes while this one writes the tables, makes the
+    # findings and renders report.md (which waits for a figure only where it embeds it)
+    with _Plots(jobs) as drawing:
+        written = T.write_tables(tables, out)
         found = None
         if findings:
             from harness.report.findings import findings as find
             found = find(sweep, tables)
             tables["findings"] = found
             written += T.write_tables({"findings": found}, out)
+        if several:
+            md = "\n".join([_header(sweep), *_findings_section(found),
+                             *(f"## Sweep `{name}`\n\n"
+                               + _demoted(render_body(sub, per_sweep[name],
+                                                      _SweepPlots(drawing, name), out))
+                               for name, sub in parts)])
+        else:
+            md = "\n".join([_header(sweep), *_findings_section(found),
+                             render_body(sweep, tables, _SweepPlots(drawing, parts[0][0]), out)])
         drawn = drawing.all()
     plots = {name: {key.split("|", 1)[1]: path for key, path in drawn.items()
                     if key.split("|", 1)[0] == name} for name, _ in parts}
-
-    if several:
-        md = "\n".join([_header(sweep), *_findings_section(found),
-                         *(f"## Sweep `{name}`\n\n"
-                           + _demoted(render_body(sub, per_sweep[name], plots[name], out))
-                           for name, sub in parts)])
-    else:
-        md = "\n".join([_header(sweep), *_findings_section(found),
-                         render_body(sweep, tables, plots[parts[0][0]], out)])
     path = out / REPORT_NAME
     path.write_text(md)
     flat = {f"{name}|{key}": path for name, got in plots.items() for key, path in got.items()}

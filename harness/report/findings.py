@@ -13,6 +13,7 @@ behind an idle GPU), the sentence says "hypothesis".
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 from dataclasses import dataclass, replace
@@ -96,6 +97,13 @@ def _top_kernels(k: pd.DataFrame, n: int) -> str:
     k = k.sort_values("time_us_per_iter", ascending=False).head(n)
     return ", ".join(_kernel_text(kernel, t) for kernel, t in
                      zip(k["kernel"].tolist(), k["time_us_per_iter"].tolist())) or "none"
+
+
+def _columns(frame: pd.DataFrame, *names: str) -> list[tuple]:
+    """The rows of `frame` as named tuples of the named columns only (the values itertuples
+    gives): itertuples takes every column, fifty of the summary's, for each group it is called on."""
+    row = collections.namedtuple("Row", names)
+    return [row._make(values) for values in zip(*(frame[name] for name in names))]
 
 
 def _ms(v: float) -> str:
@@ -194,8 +202,9 @@ def rule_speed(ctx: "Context") -> list[Finding]:
             continue
         ratio = slow["median_ms"] / fast["median_ms"]
         (cv_fast, src_fast), (cv_slow, src_slow) = noise_floor(fast), noise_floor(slow)
-        ranking = " < ".join(f"{r.backend} {r.median_ms:.4g} ms" for r in
-                             g.sort_values("median_ms").itertuples())
+        ranked = g.sort_values("median_ms")
+        ranking = " < ".join(f"{backend} {ms:.4g} ms" for backend, ms in
+                             zip(ranked["backend"], ranked["median_ms"]))
         out.append(Finding("speed", w, v, (fast["backend"], slow["backend"]), said.ratio,
                            "x" if not said.noisy else "no ratio (a run is flagged noisy)",
                            1.0 - 1.0 / ratio, f"median per iteration: {ranking}; CV "
@@ -208,7 +217,7 @@ def rule_speed(ctx: "Context") -> list[Finding]:
 def rule_categories(ctx: "Context") -> list[Finding]:
     cfg, out = ctx.cfg, []
     for (w, v), g in ctx.ok_groups():
-        runs = [r for r in g.itertuples() if ctx.has_kernels(r.run_id)]
+        runs = [r for r in ctx.runs(g) if ctx.has_kernels(r.run_id)]
         for a, b in itertools.combinations(runs, 2):
             ca, cb = ctx.category_ms[a.run_id], ctx.category_ms[b.run_id]
             ta, tb = ca.sum(), cb.sum()
@@ -416,7 +425,7 @@ def rule_memory(ctx: "Context") -> list[Finding]:
     if m.empty:
         return out
     for (w, v), g in ctx.ok_groups():
-        runs = [r for r in g.itertuples() if r.run_id in ctx.memory_runs]
+        runs = [r for r in ctx.runs(g) if r.run_id in ctx.memory_runs]
         for a, b in itertools.combinations(runs, 2):
             ma, mb = ctx.kind_bytes[a.run_id], ctx.kind_bytes[b.run_id]
             best = None
@@ -462,7 +471,7 @@ def rule_numerics(ctx: "Context") -> list[Finding]:
         if len(g) < 2:
             continue
         best = g.loc[g["min_sqnr_db"].idxmax()]
-        for r in g.itertuples():
+        for r in _columns(g, "backend", "min_sqnr_db", "max_abs_err"):
             gap = best["min_sqnr_db"] - r.min_sqnr_db
             if r.backend == best["backend"] or gap < cfg.numerics_min_db:
                 continue
@@ -495,6 +504,16 @@ class Context:
     pairs: pd.DataFrame | None = None   # pairs.pair_table of the summary, where already built
 
     def __post_init__(self) -> None:
+        # the workload variants' runs, split once: splitting the summary per rule cost more
+        # than the rules' arithmetic
+        ok = self.summary[self.summary["status"] == "ok"]
+        self._ok_groups = list(ok.groupby(["workload", "variant"], sort=False))
+        # per workload variant, its runs' (backend, flags): what `qualified` reads
+        self._variant_flags = {key: list(zip(g["backend"], g["flags"])) for key, g in
+                               self.summary.groupby(["workload", "variant"], sort=False)}
+        self._first = {}      # run_id -> the position of its first row
+        for i, rid in enumerate(self.summary["run_id"].tolist()):
+            self._first.setdefault(rid, i)
         self._k = {rid: g for rid, g in self.kernels.groupby("run_id")} if len(self.kernels) else {}
         self._b = {rid: g for rid, g in self.buffers.groupby("run_id")} if len(self.buffers) else {}
         self.memory_runs = set(self.memory["run_id"]) if len(self.memory) else set()
@@ -537,20 +556,23 @@ class Context:
             if "note" in self.memory:
                 bounded = self.memory[self.memory["note"].fillna("").str.contains("lower bound")]
                 self.lower_bounds = set(zip(bounded["run_id"], bounded["kind"]))
+        # three rules go through the profiled runs: their rows are taken once
+        self._profiled = [(r, self.kernels_of(r.run_id)) for r in
+                          self.summary[self.summary["status"] == "ok"].itertuples()
+                          if self.has_kernels(r.run_id)]
 
     def row(self, run_id: str) -> pd.Series:
-        return self.summary.loc[self.summary["run_id"] == run_id].iloc[0]
+        return self.summary.iloc[self._first[run_id]]
 
     def qualified(self, f: Finding) -> Finding:
         """A finding on a run's wall time (its idle gap) says when that run is flagged noisy:
         the gap moves with the median."""
         if f.kind not in WALL_KINDS:
             return f
-        runs = self.summary[(self.summary["workload"] == f.workload)
-                            & (self.summary["variant"] == f.variant)
-                            & self.summary["backend"].isin(f.backends)]
-        said = noisy_text(tuple(runs["backend"]), tuple(r for _, r in runs.iterrows())) \
-            if len(runs) == 2 else noisy_text((f.backends[0],), (runs.iloc[0],)) if len(runs) else ""
+        runs = [(backend, {"flags": flags}) for backend, flags in
+                self._variant_flags.get((f.workload, f.variant), []) if backend in f.backends]
+        said = noisy_text(tuple(b for b, _ in runs), tuple(r for _, r in runs)) \
+            if len(runs) == 2 else noisy_text((f.backends[0],), (runs[0][1],)) if runs else ""
         if not said:
             return f
         return replace(f, sentence=f"{f.sentence[:-1]}; {said}: its wall median, and so this gap, "
@@ -562,9 +584,14 @@ class Context:
     def groups(self):
         return self.summary.groupby(["workload", "variant"], sort=False)
 
-    def ok_groups(self):
-        return self.summary[self.summary["status"] == "ok"].groupby(["workload", "variant"],
-                                                                     sort=False)
+    def ok_groups(self) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+        return self._ok_groups
+
+    @staticmethod
+    def runs(group: pd.DataFrame) -> list[tuple]:
+        """A group's runs as (run_id, backend), each its own object (the pairwise rules tell
+        them apart by identity)."""
+        return _columns(group, "run_id", "backend")
 
     def has_kernels(self, run_id: str) -> bool:
         c = self.category_ms.get(run_id)
@@ -575,9 +602,7 @@ class Context:
 
     def profiled_runs(self):
         """(summary row, kernel table) of every ok run that has a non-empty kernel table."""
-        for r in self.summary[self.summary["status"] == "ok"].itertuples():
-            if self.has_kernels(r.run_id):
-                yield r, self.kernels_of(r.run_id)
+        yield from self._profiled
 
     def buffers_of(self, run_id: str) -> pd.DataFrame:
         b = self._b.get(run_id)

@@ -39,14 +39,15 @@ def interleaved(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 def ratio_interval(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """A over B: `ratio`, `ratio_low`, `ratio_high` (95%), `ratio_method`, `ratio_n` (couples,
-    or the smaller side's processes); NaN bounds where fewer than two of them."""
-    from scipy import stats
+    or the smaller side's processes); NaN bounds where fewer than two of them. scipy.stats
+    (half a second to import) is imported only where there is an interval to compute."""
     xa, xb = process_medians(a), process_medians(b)
     nan = {"ratio": math.nan, "ratio_low": math.nan, "ratio_high": math.nan}
     if interleaved(a, b):
         logs = [math.log(p / q) for p, q in zip(xa, xb)]
         if len(logs) < 2:
             return {**nan, "ratio_method": PAIRED, "ratio_n": len(logs)}
+        from scipy import stats
         mean, sem = statistics.fmean(logs), stats.sem(logs)
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(logs) - 1) * sem
         return {"ratio": math.exp(mean), "ratio_low": math.exp(mean - half), "ratio_high": math.exp(mean + half),
@@ -54,6 +55,7 @@ def ratio_interval(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]
     la, lb = [math.log(x) for x in xa], [math.log(x) for x in xb]
     if min(len(la), len(lb)) < 2:
         return {**nan, "ratio_method": UNPAIRED, "ratio_n": min(len(la), len(lb))}
+    from scipy import stats
     test = stats.ttest_ind(la, lb, equal_var=False)
     low, high = test.confidence_interval(CONFIDENCE)
     diff = statistics.fmean(la) - statistics.fmean(lb)

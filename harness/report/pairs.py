@@ -89,13 +89,15 @@ def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
 def incomplete(summary: pd.DataFrame, listed: int = 3) -> list[str]:
     """Per pair and missing side, the workload variants where the other side ran ok."""
     ok = summary[summary["status"] == "ok"]
+    keys = [c for c in ("sweep", "workload", "variant") if c in ok.columns]
+    several = "sweep" in ok.columns and ok["sweep"].nunique() > 1
+    # the columns _sides reads, split once: splitting all of the summary's per pair cost more
+    groups = list(ok[[*keys, "pair", "family"]].groupby(keys, sort=False))
     notes = []
     for pair in PAIRS:
         labels = dict(zip(SIDES, (pair.inductor, pair.xla)))
         lacking: dict[str, list[str]] = {}
-        several = "sweep" in ok.columns and ok["sweep"].nunique() > 1
-        for key, g in ok.groupby([c for c in ("sweep", "workload", "variant") if c in ok.columns],
-                                 sort=False):
+        for key, g in groups:
             *sweep, w, v = key
             have = {side for side, runs in _sides(g, pair.name).items() if len(runs)}
             if len(have) == 1:
