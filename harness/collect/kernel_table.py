@@ -213,11 +213,10 @@ def _categorise(w: pd.DataFrame, source: str) -> None:
     # each distinct row classified once (a 100 MB trace: 38k launches, a few dozen distinct)
     rows = list(zip(w["kernel"].tolist(), w["op"].tolist(), w["dtypes"].tolist(),
                     w["features"].tolist(), w["hlo"].tolist(), w["scope"].tolist()))
-    category = {r: classify_cached(source, k, o or "", d or "", f or "", h or "", sc or "")
-                for r in dict.fromkeys(rows) for k, o, d, f, h, sc in [r]}
+    category = {r: classify_cached(source, r[0], *(x or "" for x in r[1:])) for r in set(rows)}
     w["category"] = [category[r] for r in rows]
     pairs = list(zip(w["source_op"].tolist(), w["category"].tolist()))
-    by_op = {p: op_category(o or "", c) for p in dict.fromkeys(pairs) for o, c in [p]}
+    by_op = {(o, c): op_category(o or "", c) for o, c in set(pairs)}
     w["op_category"] = [by_op[p] for p in pairs]
 
 

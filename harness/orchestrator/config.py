@@ -98,11 +98,9 @@ def short_key(text: str) -> str:
     return hashlib.sha256(str(text).encode()).hexdigest()[:8]
 
 
-# Hydra's ConfigStore is imported where it is used: the backends' and workloads' schemas import
-# this module, and the report reads their traits without Hydra (0.1 s of its start).
-
-
 def register_configs() -> None:
+    # Hydra's ConfigStore is imported here and in `options`: the backends' and workloads'
+    # schemas import this module, and the report reads their traits without Hydra (0.1 s)
     from hydra.core.config_store import ConfigStore
 
     from harness.orchestrator import plugins

@@ -221,7 +221,10 @@ def _findings_doc(argv: list[str]) -> int:
                 "docs/templates/findings-h200.md.j2 results/reference/h200")
         text = docs.render(Path(args.template), [Path(n) for n in args.names])
         if args.out:
-            Path(args.out).write_text(text)
+            try:
+                Path(args.out).write_text(text)
+            except OSError as e:
+                die(f"{args.out}: cannot write ({e.strerror or e})")
             print(f"{args.out}: rendered from {args.template}")
         else:
             print(text, end="")

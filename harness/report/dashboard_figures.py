@@ -78,16 +78,17 @@ def _spread_band(nights: pd.DataFrame) -> go.Scatter | None:
                       name="process spread (min-max of the processes' medians)")
 
 
-# the two kinds of flagged night: the legend name and colour of each
-NOT_JUDGED = ("not judged (hover: why)", FLAGGED)
-FLAGGED_JUDGED = ("flagged, still judged (hover: flags)", NOTED)
+# a flagged night's marker, by whether `regressions` still judges it: legend name and colour
+FLAG_MARKER = {False: ("not judged (hover: why)", FLAGGED),
+               True: ("flagged, still judged (hover: flags)", NOTED)}
 
 
-def _flag_markers(nights: pd.DataFrame, column: str, kind: tuple[str, str], showlegend: bool) -> go.Scatter | None:
-    """Circles on the flagged nights of one kind: not judged (red), or flagged and judged."""
-    name, colour = kind
-    judged = nights["usable"] if kind is FLAGGED_JUDGED else ~nights["usable"]
-    flagged = nights[(nights["flags"].fillna("") != "") & judged & nights[column].map(finite)]
+def _flag_markers(nights: pd.DataFrame, column: str, judged: bool, showlegend: bool) -> go.Scatter | None:
+    """Circles on the flagged nights that are (or are not) judged: amber, or red."""
+    name, colour = FLAG_MARKER[judged]
+    usable = nights["usable"].astype(bool)
+    kind = usable if judged else ~usable
+    flagged = nights[(nights["flags"].fillna("") != "") & kind & nights[column].map(finite)]
     if flagged.empty:
         return None
     return go.Scatter(x=flagged["date"], y=flagged[column], mode="markers", name=name,
@@ -155,16 +156,16 @@ def series_figure(nights: pd.DataFrame, change_dates: list[str], title: str) -> 
     if band is not None:
         fig.add_trace(band, row=1, col=1)
     fig.add_trace(_line(ok, "median_ms", "wall median (ms/iter)", WALL), row=1, col=1)
-    for kind in (NOT_JUDGED, FLAGGED_JUDGED):
-        markers = _flag_markers(ok, "median_ms", kind, True)
+    for judged in FLAG_MARKER:
+        markers = _flag_markers(ok, "median_ms", judged, True)
         if markers is not None:
             fig.add_trace(markers, row=1, col=1)
     if gpu_measured:
         fig.add_trace(_line(ok, "gpu_busy_ms_per_iter", "GPU busy (ms/iter)", GPU), row=2, col=1)
         fig.add_trace(_line(ok, "host_gap_ms", "host gap (ms/iter)", GAP), row=2, col=1)
         for column in ("gpu_busy_ms_per_iter", "host_gap_ms"):
-            for kind in (NOT_JUDGED, FLAGGED_JUDGED):
-                markers = _flag_markers(ok, column, kind, False)
+            for judged in FLAG_MARKER:
+                markers = _flag_markers(ok, column, judged, False)
                 if markers is not None:
                     fig.add_trace(markers, row=2, col=1)
         fig.update_yaxes(title_text="GPU busy, host gap ms/iter", rangemode="tozero", row=2,

@@ -506,7 +506,7 @@ class Context:
     def __post_init__(self) -> None:
         # the workload variants' runs, split once: splitting the summary per rule cost more
         # than the rules' arithmetic
-        ok = self.summary[self.summary["status"] == "ok"]
+        self._ok = ok = self.summary[self.summary["status"] == "ok"]
         self._ok_groups = list(ok.groupby(["workload", "variant"], sort=False))
         # per workload variant, its runs' (backend, flags): what `qualified` reads
         self._variant_flags = {key: list(zip(g["backend"], g["flags"])) for key, g in
@@ -557,8 +557,7 @@ class Context:
                 bounded = self.memory[self.memory["note"].fillna("").str.contains("lower bound")]
                 self.lower_bounds = set(zip(bounded["run_id"], bounded["kind"]))
         # three rules go through the profiled runs: their rows are taken once
-        self._profiled = [(r, self.kernels_of(r.run_id)) for r in
-                          self.summary[self.summary["status"] == "ok"].itertuples()
+        self._profiled = [(r, self.kernels_of(r.run_id)) for r in self._ok.itertuples()
                           if self.has_kernels(r.run_id)]
 
     def row(self, run_id: str) -> pd.Series:
