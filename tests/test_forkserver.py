@@ -153,3 +153,36 @@ def test_a_mapped_driver_is_unsafe_only_once_cuinit_ran():
             "jax_backends": [], "python_threads": 1}
     assert unsafe(held) == []
     assert unsafe({**held, "cuda_driver_initialized": True}) == ["the CUDA driver is initialised (cuInit ran)"]
+
+
+def test_a_server_stopped_while_it_imports_exits_at_once_and_says_nothing(tmp_path):
+    """The orchestrator ends (here: at once, as a sweep with a bad job does) while its server
+    still imports. The server's SIGTERM lands wherever the import is, in CI inside a callback
+    under C++ frames (JAX's gc callback): an exception raised there ended in std::terminate and
+    a traceback on the user's stderr. Here the import sits in a Python callback that C calls
+    (qsort's comparator, through ctypes), where a raised exception is printed and swallowed."""
+    marker = tmp_path / "importing"
+    (tmp_path / "imports_under_c.py").write_text(
+        "import ctypes, pathlib, time\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        "compare = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(lambda a, b: time.sleep(0.01) or 0)\n"
+        "items = (ctypes.c_int * 20000)()\n"
+        "ctypes.CDLL(None).qsort(items, len(items), ctypes.sizeof(ctypes.c_int), compare)\n")
+    orchestrator = (
+        "import pathlib, sys, time\n"
+        "from harness.orchestrator import forkserver\n"
+        "server = forkserver.server_for(('imports_under_c',))\n"
+        f"while not pathlib.Path({str(marker)!r}).exists():\n"
+        "    time.sleep(0.05)\n"
+        "print(server.proc.pid, flush=True)\n")
+    env = dict(harness_env(), PYTHONPATH=os.pathsep.join([str(tmp_path), harness_env().get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", orchestrator], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    server_pid = int(proc.stdout.readline())
+    try:
+        out, err = proc.communicate(timeout=60)    # its pipes close when the server has exited too
+    except subprocess.TimeoutExpired:
+        os.kill(server_pid, signal.SIGKILL)
+        pytest.fail("the server went on importing after its orchestrator had exited")
+    assert proc.returncode == 0
+    assert err == ""

@@ -49,12 +49,19 @@ WORKER_MODULES = ("harness.worker.measure", "harness.worker.timing", "harness.wo
 CUDA_ERROR_NOT_INITIALIZED = 3     # cuda.h's CUresult
 
 
-class Stop(BaseException):
-    """SIGTERM: the orchestrator is gone (PR_SET_PDEATHSIG) or someone asked the server to go."""
+_serving: Server | None = None     # the server loop, once the imports are done
 
 
 def _stop(signum, frame):
-    raise Stop(signal.Signals(signum).name)
+    """SIGTERM: the orchestrator is gone (PR_SET_PDEATHSIG) or someone asked the server to go.
+    It exits here, at once and without a word: an exception raised from a signal handler lands
+    wherever the interpreter was, and during an import that may be a callback under C++ frames
+    (seen in CI: a sweep stopped by a bad job while the server imported torch; the Stop raised
+    in JAX's gc callback ended in std::terminate and 80 lines of traceback on the user's stderr,
+    after the orchestrator had already said its one line)."""
+    if _serving is not None and _serving.pid == os.getpid():    # not in a worker before its own handler
+        _serving.kill_children()
+    os._exit(0)
 
 
 def _prctl_pdeathsig(sig: int) -> None:
@@ -157,6 +164,7 @@ def preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
 class Server:
     def __init__(self, control: socket.socket, preloaded: list[str], failed: dict[str, str]):
         self.control, self.preloaded, self.failed = control, preloaded, failed
+        self.pid = os.getpid()
         self.children: dict[int, socket.socket] = {}     # worker pid -> its reply socket
 
     def serve(self) -> None:
@@ -286,8 +294,10 @@ def main(argv: list[str]) -> int:
         control = socket.socket(fileno=control_fd)
         preloaded, failed = preload(modules)
         send_message(control, {"ready": state(preloaded, failed)})
-        Server(control, preloaded, failed).serve()
-    except (Stop, BrokenPipeError, ConnectionResetError):     # the orchestrator is gone
+        global _serving
+        _serving = Server(control, preloaded, failed)
+        _serving.serve()
+    except (BrokenPipeError, ConnectionResetError):     # the orchestrator is gone
         pass
     return 0
 
