@@ -59,7 +59,9 @@ def _stop(signum, frame):
     (seen in CI: a sweep stopped by a bad job while the server imported torch; the Stop raised
     in JAX's gc callback ended in std::terminate and 80 lines of traceback on the user's stderr,
     after the orchestrator had already said its one line)."""
-    if _serving is not None and _serving.pid == os.getpid():    # not in a worker before its own handler
+    if _serving is not None and _serving.pid != os.getpid():
+        os._exit(128 + signum)    # a worker just forked, before it set its own handlers: killed
+    if _serving is not None:
         _serving.kill_children()
     os._exit(0)
 
