@@ -172,7 +172,7 @@ part_host_busy() {   # issue 32: what host_busy sees on an idle node, and on GPU
 # of the same runs, minus the reference timer and profiling where a part turns them off).
 # The calls, in order of priority (each call is a fresh shell: source device_setup.sh in each, ~0.3 min):
 #   1. source scripts/device_setup.sh && scripts/gpu_session.sh prefill_headline prefill_control  (~7.5 min)
-#   2. source scripts/device_setup.sh && scripts/gpu_session.sh fair_fp8                          (~7 min)
+#   2. source scripts/device_setup.sh && scripts/gpu_session.sh fair_fp8_interleave               (~7 min)
 #   3. source scripts/device_setup.sh && scripts/gpu_session.sh torchao_fwd torchao_fwd_bwd       (~8.5 min)
 #   4. source scripts/device_setup.sh && scripts/gpu_session.sh gen_autotune                      (~3 min)
 #   later sessions: gen_paged (~5), gen_prompts (~5.5), gen_dynamic (~4)
@@ -204,8 +204,8 @@ part_prefill_control() {    # ~4 min: Inductor default (~120 s: 58 s compile) an
   pack prefill
 }
 FAIR_FP8="+experiment=fair workload=fp8_linear workload.mode=fwd backend=inductor,xla_no_cmdbuf bench.processes=5"
-part_fair_fp8() {   # ~7 min: the control pair, 5 processes a side (~27 s an Inductor process, ~15 s an XLA one),
-                    # interleaved (A1 B1 ... A5 B5, ~3.5 min), then the same pair one side after the other (~3.5 min)
+part_fair_fp8_interleave() {   # ~7 min: the control pair, 5 processes a side (~27 s an Inductor process, ~15 s an XLA one),
+                               # interleaved (A1 B1 ... A5 B5, ~3.5 min), then the same pair one side after the other (~3.5 min)
   one fair_fp8 $FAIR_FP8
   pack fair_fp8
   one fair_fp8_sequential $FAIR_FP8 bench.interleave=false

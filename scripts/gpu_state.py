@@ -40,7 +40,9 @@ def samples(record: dict) -> list[dict]:
         median = statistics.median(p["samples_ms"])
         for i, ms in enumerate(p["samples_ms"]):
             row = {"process": k, "sample": i, "ms": ms, "ratio": ms / median}
-            row.update({f: (state.get(f) or [None] * (i + 1))[i] for f in clocks.FIELDS})
+            for f in clocks.FIELDS:   # a list shorter than the samples leaves the rest blank
+                values = state.get(f) or []
+                row[f] = values[i] if i < len(values) else None
             row["throttle"] = [r for r in row["clocks_event_reasons"] or [] if r in clocks.THROTTLE_REASONS]
             rows.append(row)
     return rows

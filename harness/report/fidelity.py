@@ -4,7 +4,7 @@ torch runs on CUDA, a block_until_ready loop for JAX, a plain loop on CPU).
 
 The goal, and the verdict: a run whose GPU is busy >= 90% of its step agrees within 2% of the
 reference with a CV under 2%; any other run is host-bound and must say so (flag `host_bound`).
-`scripts/fidelity.py` prints the table; the findings docs render it (harness/report/docs.py).
+`scripts/fidelity.py` prints the table; the findings docs render it (harness/report/docs/).
 """
 from __future__ import annotations
 
