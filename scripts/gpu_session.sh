@@ -109,29 +109,30 @@ part_generate_dynamic() {   # a cache grown per step: Inductor's symbolic length
 # fp8 fwd on xla and inductor:max-autotune, the decode step with CUDA graphs, 3 processes each.
 # The figures should agree within the between-process spread (compare matches them by run_id:
 # the isolation is not part of it); the sweep's wall time is in $OUT/isolation.txt.
-isolation() {   # isolation forkserver|spawn
-  local t0=$SECONDS
+isolation() {   # isolation forkserver|spawn [FP8_BACKENDS]
+  local t0=$SECONDS fp8=${2:-xla,inductor_max_autotune}
   # profiling off: the comparison is of the timed figures (3 fp8 processes, 2 decode ones: one
   # device call holds both isolations)
-  for args in "workload=fp8_linear backend=xla,inductor_max_autotune bench.processes=3" \
+  for args in "workload=fp8_linear backend=$fp8 bench.processes=3" \
               "workload=qwen_decoder workload.phase=decode backend=inductor_cudagraphs bench.processes=2"; do
     $H -m $args bench.profile=false bench.isolation=$1 gpu_pool=[0] $MEM "hydra.sweep.dir=$ROOT/isolation/$1" \
       2>&1 | grep -v '^  \[worker\]'
   done
-  echo "bench.isolation=$1: $((SECONDS - t0)) s for the 3 runs" | tee -a "$OUT/isolation.txt"
+  echo "bench.isolation=$1 (fp8 on $fp8, decode on inductor_cudagraphs): $((SECONDS - t0)) s" | tee -a "$OUT/isolation.txt"
+}
+compare_isolations() {
+  python3 -m harness.report compare "$ROOT/isolation/spawn" "$ROOT/isolation/forkserver" \
+    --out "$ROOT/isolation/compare.md" | tail -30
 }
 part_isolation_forkserver() { isolation forkserver; pack isolation; }
 part_isolation_spawn() { isolation spawn; pack isolation; }
 part_isolation_both() {   # one device call: fork server, then spawn, then the comparison (~8 min)
   isolation forkserver; pack isolation
   isolation spawn; pack isolation
-  python3 -m harness.report compare "$ROOT/isolation/spawn" "$ROOT/isolation/forkserver" \
-    --out "$ROOT/isolation/compare.md" | tail -30
-  pack isolation
+  compare_isolations; pack isolation
 }
 part_isolation_compare() {   # after both: figures side by side, and the overhead per run on this machine
-  python3 -m harness.report compare "$ROOT/isolation/spawn" "$ROOT/isolation/forkserver" \
-    --out "$ROOT/isolation/compare.md" | tail -30
+  compare_isolations
   python3 scripts/bench_overhead.py --repeats 3 | tee -a "$OUT/isolation.txt"
   pack isolation
 }
@@ -139,13 +140,7 @@ part_isolation_inductor() {   # the fork server's Inductor runs again (2026-12-0
   # CUDA driver, every forked worker failed); the server's own test first, then the comparison
   # is made where the spawn half is: report compare results/h200/isolation/spawn .../forkserver
   timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_forkserver.py 2>&1 | tail -3 | tee -a "$OUT/isolation.txt"
-  local t0=$SECONDS
-  for args in "workload=fp8_linear backend=inductor_max_autotune bench.processes=3" \
-              "workload=qwen_decoder workload.phase=decode backend=inductor_cudagraphs bench.processes=2"; do
-    $H -m $args bench.profile=false bench.isolation=forkserver gpu_pool=[0] $MEM "hydra.sweep.dir=$ROOT/isolation/forkserver" \
-      2>&1 | grep -v '^  \[worker\]'
-  done
-  echo "bench.isolation=forkserver: $((SECONDS - t0)) s for the 2 Inductor runs" | tee -a "$OUT/isolation.txt"
+  isolation forkserver inductor_max_autotune
   pack isolation
 }
 part_overhead() {   # issue 27: the harness's overhead per run on this machine (16 cores, idle), both isolations
