@@ -128,10 +128,10 @@ def test_fast_cut_and_full_parse_agree(tmp_path, h100):
         pd.testing.assert_frame_equal(kernel_table(compact), h100[name])
 
 
-def test_the_background_scan_is_the_scan_and_a_failed_one_is_done_here(h100):
+def test_the_background_scan_is_the_scan_and_a_failed_one_is_done_here(h100, monkeypatch):
     """`python -m harness.kernels` scans in two child processes while it imports pandas: their
     result is the in-process scan's and gives the same table; a text the scan does not take
-    gives None, and the caller reads the trace itself."""
+    gives None, without forking, and the caller reads the trace itself."""
     from harness.collect.kineto_scan import scan, scan_in_background
     from harness.collect.trace_read import read_bytes
     for name in ("fwd_bwd_eager", "fwd_bwd_inductor"):
@@ -143,7 +143,9 @@ def test_the_background_scan_is_the_scan_and_a_failed_one_is_done_here(h100):
                                 {k: v for k, v in found.items() if k not in ("asked", "op_keys")})
         pd.testing.assert_frame_equal(kernel_table(H100[name], scanned=background), h100[name])
 
+    monkeypatch.setattr("os.fork", lambda: pytest.fail("forked to scan a trace the scan refuses"))
     assert scan_in_background(b'{"traceEvents": [')() is None      # a cut trace: scanned here
+    assert scan_in_background(read_bytes(JAX))() is None            # a JAX perfetto trace
 
 
 # --------------------------------------------------------------------- synthetic Kineto

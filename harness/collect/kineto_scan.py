@@ -183,12 +183,20 @@ def _ops(buf: bytes, ops: list[tuple[bytes, ...]], needed: Iterable[int]
     return keys, _parse_events(texts)
 
 
+def _kineto_head(buf: bytes) -> re.Match | None:
+    """Where the events begin, when the text opens as libkineto writes it and is whole; None
+    for any other trace (a JAX perfetto trace, a re-saved or compact one, a cut file): a cheap
+    look before the passes over the whole text."""
+    head = _HEAD.search(buf, 0, 1 << 16)
+    return head if head is not None and _whole_file(buf, head) else None
+
+
 def scan_gpu(buf: bytes) -> Scan | None:
     """The GPU events, their host launches, the iteration markers and the device; None when
     the text is laid out otherwise or is not whole (the full parse then says where it
     breaks)."""
-    head = _HEAD.search(buf, 0, 1 << 16)
-    if head is None or not _whole_file(buf, head):
+    head = _kineto_head(buf)
+    if head is None:
         return None
     try:
         out = _gpu(buf)
@@ -276,8 +284,8 @@ def scan_in_background(buf: bytes) -> Callable[[], Scan | None]:
     caller's own imports); they share `buf` with the caller (copy on write: no copy, where
     reading it in each cost a third of their time in page faults). The returned call waits
     for them: None where fork is not available or either process did not give a usable
-    result, and the caller scans itself."""
-    if not hasattr(os, "fork"):
+    result, and the caller scans itself. A trace the scan would refuse forks nothing."""
+    if not hasattr(os, "fork") or _kineto_head(buf) is None:
         return lambda: None
     gpu_part = _in_child(lambda: scan_gpu(buf))
     ops_part = _in_child(lambda: scan_ops(buf, dict.fromkeys(int(x) for x in _GPU_IDS.findall(buf))))
