@@ -209,15 +209,13 @@ def _primary(window: pd.DataFrame, source: str) -> np.ndarray:
 
 
 def _categorise(w: pd.DataFrame, source: str) -> None:
-    # .tolist(): iterating pandas' Arrow-backed string columns element by element is ~10x slower;
-    # each distinct row classified once (a 100 MB trace: 38k launches, a few dozen distinct)
-    rows = list(zip(w["kernel"].tolist(), w["op"].tolist(), w["dtypes"].tolist(),
-                    w["features"].tolist(), w["hlo"].tolist(), w["scope"].tolist()))
-    category = {r: classify_cached(source, r[0], *(x or "" for x in r[1:])) for r in set(rows)}
-    w["category"] = [category[r] for r in rows]
-    pairs = list(zip(w["source_op"].tolist(), w["category"].tolist()))
-    by_op = {(o, c): op_category(o or "", c) for o, c in set(pairs)}
-    w["op_category"] = [by_op[p] for p in pairs]
+    # .tolist(): iterating pandas' Arrow-backed string columns element by element is ~10x slower
+    w["category"] = [classify_cached(source, k, o or "", d or "", f or "", h or "", sc or "")
+                     for k, o, d, f, h, sc in zip(w["kernel"].tolist(), w["op"].tolist(),
+                                                  w["dtypes"].tolist(), w["features"].tolist(),
+                                                  w["hlo"].tolist(), w["scope"].tolist())]
+    w["op_category"] = [op_category(o or "", c)
+                        for o, c in zip(w["source_op"].tolist(), w["category"].tolist())]
 
 
 def _aggregate(w: pd.DataFrame, iters: int, source: str, peaks: Peaks | None) -> pd.DataFrame:
