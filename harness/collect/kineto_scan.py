@@ -25,8 +25,6 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from harness.collect.trace_read import ITER_MARKER
-
 _NUM = rb"(-?[\d.]+(?:[eE][-+]?\d+)?)"
 _HEAD = re.compile(rb'"traceEvents":\s*\[\s*\{\n    "ph": ')
 _GPU = re.compile(
@@ -58,7 +56,7 @@ _MARKER_CATS = ("user_annotation", "cpu_op")
 #   kernel, ts, dur, correlation, external_id, bytes, kernels: the GPU events (kernel,
 #     gpu_memcpy, gpu_memset; bytes NaN for kernels), in file order, and how many are kernels
 #   launches: correlation -> (host launch ts, thread as its raw text)
-#   markers: the harness_iter* / ProfilerStep# host events, parsed
+#   markers: the harness_iter* / ProfilerStep# host events, parsed, in file order
 #   aten_tid, aten_ts, aten_dur, aten_name: the aten:: cpu ops (thread and name raw text)
 #   op_keys: External id of a GPU event -> index in op_events of its launching op, ops with
 #     the same name and recorded inputs sharing one (each distinct op is costed once)
@@ -78,26 +76,23 @@ def _parse_events(pieces: list[bytes]) -> list[dict]:
     return orjson.loads(b"[" + b",".join(pieces) + b"]") if pieces else []
 
 
-def _marker_starts(buf: bytes, needle: bytes) -> list[int]:
-    """Event starts of the few events named harness_iter*/ProfilerStep#: bytes.find is a
-    memchr-speed scan, a regex pass is several times slower."""
+def _marker_starts(buf: bytes) -> list[int]:
+    """Event starts of the few events named harness_iter*/ProfilerStep#, in file order:
+    bytes.find is a memchr-speed scan, a regex pass is several times slower."""
     starts = []
-    i = buf.find(needle)
-    while i >= 0:
-        starts.append(buf.rfind(b"\n  {\n", 0, i))
-        i = buf.find(needle, i + 1)
+    for needle in (b'"name": "harness_iter', b'"name": "ProfilerStep#'):
+        i = buf.find(needle)
+        while i >= 0:
+            starts.append(buf.rfind(b"\n  {\n", 0, i))
+            i = buf.find(needle, i + 1)
     return sorted(set(s for s in starts if s >= 0))
 
 
 def _markers(buf: bytes) -> list[dict]:
-    """The iteration markers: the harness's own where there are any (ProfilerStep#N are
-    then not used, and the pass that looks for them is saved), else ProfilerStep#N."""
-    ours = [e for e in _parse_events(_cut(buf, _marker_starts(buf, b'"name": "harness_iter')))
+    """Both kinds of iteration marker, as the full parse collects them: which kind cuts the
+    iterations is iteration_windows' choice, made in one place."""
+    return [e for e in _parse_events(_cut(buf, _marker_starts(buf)))
             if e.get("cat") in _MARKER_CATS]
-    if any(isinstance(e.get("name"), str) and ITER_MARKER.match(e["name"]) for e in ours):
-        return ours
-    return [e for e in _parse_events(_cut(buf, _marker_starts(buf, b'"name": "ProfilerStep#')))
-            if e.get("cat") in _MARKER_CATS] + ours
 
 
 def _whole_file(buf: bytes, head: re.Match) -> bool:

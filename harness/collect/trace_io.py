@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 import orjson
 
-from harness.collect.trace_read import ITER_MARKER, gc_paused, read_bytes  # noqa: F401 (re-exported)
+from harness.collect.trace_read import gc_paused, read_bytes  # noqa: F401 (re-exported)
 from harness.errors import InputError
 
 if TYPE_CHECKING:   # pandas is imported where a frame is built: hlo.py's users need none
     import pandas as pd
 
+ITER_MARKER = re.compile(r"^harness_iter(_\d+)?$")
 STEP_MARKER = re.compile(r"^ProfilerStep#\d+$")
 MARKER_PREFIXES = ("harness_iter", "ProfilerStep#")
 _KINETO_CATS = frozenset({"kernel", "cpu_op", "cuda_runtime", "cuda_driver", "user_annotation",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import re
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -13,8 +12,6 @@ from typing import Iterator
 from harness.errors import InputError
 
 _GZIP_MAGIC = b"\x1f\x8b"
-# the harness's iteration marker (here for kineto_scan.py, which imports no numpy)
-ITER_MARKER = re.compile(r"^harness_iter(_\d+)?$")
 
 
 @contextlib.contextmanager
