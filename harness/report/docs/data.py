@@ -96,20 +96,16 @@ def deviation(ratio: Any) -> float:
 
 # ------------------------------------------------------------------------------ runs
 
-def _params(row: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(row.get("params_json") or "{}")
-
-
-def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
+def _matches(run: Run, where: dict[str, Any]) -> bool:
     """Each `key=value` of `where` holds for the run: a summary column or a workload parameter,
     compared as text (batch=16 and batch="16" alike), or `dir`, the run dir's name;
     `key__not=value` is its negation."""
-    params = _params(row)
+    row = run.row
     for key, want in where.items():
         negate = key.endswith("__not")
         key = key[:-len("__not")] if negate else key
         have = (Path(row["run_dir"]).name if key == "dir" else
-                row[key] if key in row else params.get(key, None))
+                row[key] if key in row else run.params.get(key, None))
         if (str(have) == str(want)) == negate:
             return False
     return True
@@ -169,7 +165,7 @@ class Run:
         self.label, self.sweep = row["backend"], row["sweep"]
         self.workload, self.variant = row["workload"], row["variant"]
         self.family, self.graphs, self.pair = row["family"], row["graphs"], row["pair"]
-        self.params = _params(row)
+        self.params = json.loads(row.get("params_json") or "{}")
         self.flags = [c for c in str(row.get("flags") or "").split(",") if c]
         self.noisy = noise_codes(self.flags)
         self.marks = flagged_text("", self.flags).strip() if self.flags else ""
@@ -336,21 +332,31 @@ class Run:
         return self.fig(float(pd.to_numeric(got).sum()) / MIB if len(got) else math.nan, 4)
 
 
+def _by_run(table: pd.DataFrame) -> tuple[dict[Any, pd.DataFrame], pd.DataFrame]:
+    """A per-run table's rows by run_id, split in one pass, and its empty frame for a run
+    without rows (harness/report/tables.py's by_variant does the same by variant)."""
+    if not len(table):
+        return {}, table
+    groups = table.groupby("run_id", sort=False).indices
+    return {run_id: table.iloc[idx] for run_id, idx in groups.items()}, table.iloc[0:0]
+
+
 class SweepView:
     """The runs of one sweep directory."""
 
     def __init__(self, name: str, sweep: Sweep):
         self.name, self._sweep = name, sweep
         self._records = {r["_run_dir"]: r for r in sweep.records}
-        self._rows = [r for r in sweep.summary.to_dict("records")]
+        # Each run is built once, with its rows of the kernels, memory and buffers tables (each
+        # table split by run in one pass): the docs look runs up hundreds of times, and filtering
+        # every table for each run they built was most of a render's time.
+        tables = [_by_run(t) for t in (sweep.kernels, sweep.memory, sweep.buffers)]
+        self._runs = [Run(row, self._records.get(row["run_dir"], {}),
+                          *(rows.get(row["run_id"], empty) for rows, empty in tables))
+                      for row in sweep.summary.to_dict("records")]
 
     def __repr__(self) -> str:
-        return f"<sweep {self.name}: {len(self._rows)} runs>"
-
-    def _run(self, row: dict[str, Any]) -> Run:
-        k, m, b = self._sweep.kernels, self._sweep.memory, self._sweep.buffers
-        return Run(row, self._records.get(row["run_dir"], {}),
-                   *(t[t["run_id"] == row["run_id"]] if len(t) else t for t in (k, m, b)))
+        return f"<sweep {self.name}: {len(self._runs)} runs>"
 
     def json_lines(self, name: str) -> list[dict[str, Any]]:
         """The JSON objects, one a line, of a file kept in the sweep directory beside its runs
@@ -365,7 +371,7 @@ class SweepView:
     def runs(self, backend: str | None = None, **where: Any) -> list[Run]:
         if backend is not None:
             where["backend"] = backend
-        return [self._run(r) for r in self._rows if _matches(r, where)]
+        return [r for r in self._runs if _matches(r, where)]
 
     def run(self, backend: str | None = None, **where: Any) -> Run:
         found = self.runs(backend, **where)
@@ -373,7 +379,7 @@ class SweepView:
             said = ", ".join(f"{k}={v}" for k, v in ({"backend": backend} if backend else {}).items())
             said = ", ".join(filter(None, [said, *(f"{k}={v}" for k, v in where.items())]))
             have = "; ".join(f"{r.workload} [{r.variant}] {r.label}" for r in found) if found else \
-                "; ".join(sorted({f"{r['workload']} [{r['variant']}] {r['backend']}" for r in self._rows}))
+                "; ".join(sorted({f"{r.workload} [{r.variant}] {r.label}" for r in self._runs}))
             raise InputError(f"sweep {self.name!r}: {len(found)} runs match {said} "
                              f"(expected one; {'they are' if found else 'its runs are'}: {have})")
         return found[0]
@@ -387,11 +393,11 @@ class SweepView:
     def generation(self, **where: Any) -> list[dict[str, Any]]:
         from harness.report.generation import generation_table
         table = generation_table(self._sweep)
-        runs = {r.row["run_id"]: r for r in self.runs()}
+        runs = {r.row["run_id"]: r for r in self._runs}
         out = []
         for row in table.to_dict("records"):
             run = runs[row["run_id"]]
-            if not _matches(run.row, where):
+            if not _matches(run, where):
                 continue
             out.append({**{k: run.fig(v, 3) if isinstance(v, float) else v for k, v in row.items()},
                         "run": run})
