@@ -117,6 +117,15 @@ def test_a_flagged_runs_cell_carries_its_flags_and_only_a_faster_verdict_is_bold
     assert cells[4] == "0.215 (0.206) [0.2146-0.2152]"               # control: level within noise
 
 
+def test_a_bold_cell_of_a_flagged_run_carries_its_flags(tmp_path):
+    """A cell the verdict bolds (findings-h100's fwd and prefill rows) keeps its run's flags after
+    the bold figure, as every cell of a flagged run does; bolded by hand, it printed none."""
+    template = _tiny(tmp_path, '{{ sweep("fair").run("inductor").wall | cell(bold=true) }} | '
+                               '{{ sweep("fair").run("xla").wall | cell(bold=false) }}\n')
+    assert docs.render(template, [tmp_path / "fair"]).strip() == \
+        "**0.193** !host_bound,high_cv,process_spread | 0.2118"
+
+
 def test_templates_write_no_number_of_their_own():
     """Every number in a findings doc is `{{ ... }}` over the data: none in the templates' prose."""
     found = {p.name: docs.literal_numbers(p.read_text())
