@@ -8,6 +8,7 @@ from typing import Any, Iterable
 from harness.describe import flagged_text
 from harness.report.docs.data import Pair, Run, SweepView, fixed, n
 from harness.report.load import MEMORY_KINDS, finite
+from harness.report.pairs import PAIRS, SIDES
 from harness.report.tables import md_escape
 
 
@@ -39,9 +40,11 @@ def pair_table(sweep: SweepView, rows: list[tuple[str, dict[str, Any]]], columns
     out = []
     for title, where in rows:
         runs = {r.label: r for r in sweep.runs(**where)}
-        pairs = [Pair(p, _side(runs, p, "inductor"), _side(runs, p, "xla"))
-                 for p in ("headline", "control")
-                 if _side(runs, p, "inductor") and _side(runs, p, "xla")]
+        pairs = []
+        for pair in PAIRS:
+            sides = {family: _side(runs, pair.name, family) for family in SIDES}
+            if all(sides.values()):
+                pairs.append(Pair(pair.name, **sides))      # its fields are the SIDES: inductor, xla
         out.append([title] + [pair_cell(runs.get(label), pairs) for label in columns])
     return _md(out, ["workload", *columns])
 
