@@ -6,27 +6,12 @@ cannot say more than, or other than, its records.
     python -m harness.report findings-doc --template T.md.j2 [--out FILE] SWEEP_DIR ...
 
 A doc is a Jinja2 template (docs/templates/): prose, with numbers only as `{{ ... }}` over the data
-below, and tables from the helpers, whose cells carry their run's flags (describe.flagged_text).
+it reads, and tables from the helpers, whose cells carry their run's flags (describe.flagged_text).
 Jinja2 rather than a language of our own: expressions, loops, macros and includes are what a
 findings doc needs, and StrictUndefined makes a name the data lack an error, never a blank.
 
-What a template sees (docs/templates/README.md has examples):
-- `sweep("fair")`: the runs of one sweep directory (its path under the manifest's roots);
-  `.run(backend, **where)` one run (`where`: workload, family, graphs, pair, or any workload
-  parameter: mode="fwd", cache="paged", batch=16), exactly one or an error naming the matches;
-  `.runs(**where)` a list; `.pair("headline", **where)` a fair pair with the report's verdict;
-  `.generation(**where)` the generation table's rows; `.attempts()` earlier, failed attempts of
-  its runs (`record.<time>.failed.json`); `.fidelity()` the timing-fidelity rows; `.span_s` its wall time; `.env(key)`.
-- a run: figures `wall`, `gpu`, `gap`, `kernel`, `cv`, `between_cv`, `spread`, `idle` (the last four
-  in %), `procs`, `procs_min`, `procs_max`, `p10`, `p90`, `tflops`, `tokens_per_s`, `compile_s`,
-  `peak_mib`, `sqnr`; `.at("compile.cudagraphs.graph_replays")` any number of its record;
-  `.col("name")` any summary column; `.category("attention")` ms per iteration by source-op
-  category; `.memory("parameter")` MiB; `.kernels("wrapped_transpose")` matching kernels;
-  `.processes` (each process's median, cv, samples; `.slow_prefix(ms)`); `.flags`, `.noisy`.
-- `verdict(a, b)`: harness/report/verdict.py on two runs; `compare(a, b)` two sweeps compared
-  (harness/report/compare.py); tables: `pair_table`, `generation_table`, `fidelity_table`,
-  `category_table`, `memory_table`; `ratio_confidence` the pairs' ratio interval's level; filters: `n` (significant digits), `fixed`, `pct` (a share
-  as %), `us` (ms as us), `cell` (a figure with its run's flags), `span` (lo-hi of figures).
+What a template sees (sweeps, runs, verdicts, tables, filters) is docs/templates/README.md's
+"What a template reads", with examples; data.py and tables.py beside this file define it.
 """
 from __future__ import annotations
 
@@ -37,6 +22,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+import jinja2
 
 from harness.describe import NOISE_FLAGS, THRESHOLDS
 from harness.errors import InputError
@@ -117,7 +104,6 @@ def require(holds: Any, claim: str) -> str:
 def _printable(value: Any) -> Any:
     """What `{{ ... }}` may print: a method, a run or a sweep printed by mistake is an error, not
     text in a doc."""
-    import jinja2
     if isinstance(value, jinja2.Undefined):
         return value           # printing it raises StrictUndefined's own error, naming the name
     if callable(value) or isinstance(value, (Run, SweepView, Pair, Process)):
@@ -126,7 +112,6 @@ def _printable(value: Any) -> Any:
 
 
 def _environment(template: Path):
-    import jinja2
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template.parent)),
                              undefined=jinja2.StrictUndefined, finalize=_printable,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -142,7 +127,6 @@ def render(template: Path, roots: Iterable[Path],
     """The template rendered over the runs under `roots`; a template or data mistake is one
     InputError naming the template and line. `loaded` keeps the sweeps of roots already read
     (docs of one manifest share them)."""
-    import jinja2
     template, roots = Path(template), tuple(Path(r) for r in roots)
     loaded = {} if loaded is None else loaded
     if roots not in loaded:
