@@ -206,3 +206,25 @@ def test_lock_clocks_mhz_must_be_a_clock():
     from harness.orchestrator.config import BenchConfig
     with pytest.raises(ConfigError, match="bench.lock_clocks_mhz: expected null"):
         check_bench(dict(asdict(BenchConfig()), lock_clocks_mhz=-5))
+
+
+def test_a_locked_run_at_its_locked_clock_is_not_flagged_throttled(nvml, tmp_path):
+    # through the orchestrator: the lock reaches the record before its flags are judged (it
+    # once came after them, and every sample at the 1500 MHz lock counted as below 90% of 1980)
+    from conftest import composed
+    from harness.orchestrator.run import Measurement
+    from harness.orchestrator.spawn import Outcome
+    from harness.protocol import WorkerResult
+    cfg = composed("workload=faulty", "backend=eager", "bench=quick", "bench.isolation=spawn",
+                   "bench.processes=1", "bench.lock_clocks=true", "bench.lock_clocks_mhz=1500")
+    state = {"sm_clock_mhz": [1500] * 3, "clocks_event_reasons": [["applications_clocks_setting"]] * 3,
+             "max_sm_clock_mhz": 1980}
+    process = {"median_ms": 1.0, "cv": 0.0, "iters_per_sample": 1, "samples_ms": [1.0] * 3, "gpu_state": state}
+    m = Measurement.start(cfg, tmp_path, "0", [0, 1], ["0", "1"])
+    with clock_lock.locked(cfg["bench"], "0") as lock:
+        m.outcomes.append(Outcome(result=WorkerResult(status="ok", environment={"device": "cuda"}, timing=process)))
+    record = m.finish(lock).to_dict()
+    assert record["environment"]["sm_clock_lock"]["sm_clock_mhz"] == 1500
+    assert {k: record["environment"][k] for k in ("device", "gpu_slot", "cpu_set", "node_gpus")} == {
+        "device": "cuda", "gpu_slot": "0", "cpu_set": [0, 1], "node_gpus": ["0", "1"]}
+    assert record["status"] == "ok" and "throttled" not in describe.flag_codes(record)

@@ -195,6 +195,7 @@ class Measurement:
     base: dict[str, Any]            # the WorkerTask fields every process shares
     env: dict[str, str]
     cpus: list[int] | None
+    placement: dict[str, Any]       # the record's environment: the GPU, CPU set and node's GPUs it ran on
     server: forkserver.ForkServer | None      # bench.isolation=forkserver: the backend's server
     outcomes: list[Outcome] = field(default_factory=list)
     open: bool = True               # False once a process failed or the run was interrupted
@@ -207,14 +208,13 @@ class Measurement:
         record = RunRecord(run_id=run_id(cfg), status="failed", config=cfg, workload=cfg["workload"]["name"],
                            backend=spec.name, backend_label=spec.label(cfg["backend"]),
                            backend_traits=spec.traits(cfg["backend"]).to_dict())
-        record.environment.update(gpu_slot=gpu, cpu_set=cpus, node_gpus=node_gpus or None)
         # Started now (or already, for an earlier run of this family), the fork server imports
         # torch while this process prepares the run.
         server = forkserver.server_for(spec.preload) if cfg["bench"].get("isolation") == "forkserver" else None
         base = dict(config=cfg, run_dir=str(run_dir), compile_cache_dir=str(compile_cache_dir(cfg, run_dir)),
                     gpus_listed=0 if gpus.hidden_by_user() else len(node_gpus), gpu_slot=gpu)
         return cls(cfg, Path(run_dir), record, base, worker_env(cfg, Path(base["compile_cache_dir"]), gpu, cpus),
-                   cpus, server)
+                   cpus, dict(gpu_slot=gpu, cpu_set=cpus, node_gpus=node_gpus or None), server)
 
     @property
     def bench(self) -> dict[str, Any]:
@@ -253,13 +253,11 @@ class Measurement:
         self.open = False
 
     def finish(self, lock: dict[str, Any] | None) -> RunRecord:
-        record = self.record
-        environment = dict(record.environment)
-        fill(record, self.outcomes, self.processes)
-        record.environment.update(environment, command=shlex.join(sys.argv), **slurm_job())
+        environment = dict(self.placement, command=shlex.join(sys.argv), **slurm_job())
         if lock is not None:
-            record.environment["sm_clock_lock"] = lock
-        return record
+            environment["sm_clock_lock"] = lock
+        fill(self.record, self.outcomes, self.processes, environment)
+        return self.record
 
 
 def slurm_job() -> dict[str, Any]:
@@ -277,14 +275,17 @@ def _ranges(cpus: list[int]) -> str:
     return f"{cpus[0]}-{cpus[-1]}" if cpus == list(range(cpus[0], cpus[-1] + 1)) else ",".join(map(str, cpus))
 
 
-def fill(record: RunRecord, outcomes: list[Outcome], planned: int) -> None:
+def fill(record: RunRecord, outcomes: list[Outcome], planned: int,
+         environment: dict[str, Any] | None = None) -> None:
     """The record from the processes' outcomes: the first process's checks and tables, the
-    timing of all, and the first failure's reason."""
+    timing of all, and the first failure's reason; `environment`: what the orchestrator adds to
+    the worker's (where it ran, the clock lock), there before the flags are judged on it."""
     results: list[WorkerResult] = [o.result for o in outcomes if o.result is not None]
     first = results[0] if results else WorkerResult()
     for key in ("params", "shape", "environment", "numerics", "memory", "kernels", "profile_iters"):
         if getattr(first, key) is not None:
             setattr(record, key, getattr(first, key))
+    record.environment.update(environment or {})
     record.artifacts = [a.to_dict() for a in first.artifacts]
     record.compile = {**first.compile, **record.compile}     # with the priming run
     record.compile_s = first.first_call_s
