@@ -201,6 +201,20 @@ def test_lock_clocks_refused_runs_unlocked_and_says_why(monkeypatch, capsys):
         assert lock is None
 
 
+def test_the_locked_gpu_is_the_one_the_run_uses(monkeypatch):
+    monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert clock_lock.target_gpu("1", ["0", "1"]) == "1"            # the pool's slot
+    assert clock_lock.target_gpu(None, ["0", "1"]) == "0"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert clock_lock.target_gpu(None, ["0", "1", "2", "3"]) == "2"
+    # emptied by the user: the run goes to the CPU, and no GPU is locked (GPU 0 once was)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert clock_lock.target_gpu(None, ["0", "1"]) is None
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")                # emptied by submitit's launcher
+    assert clock_lock.target_gpu(None, ["0", "1"]) == "0"
+
+
 def test_lock_clocks_mhz_must_be_a_clock():
     from dataclasses import asdict
     from harness.orchestrator.config import BenchConfig

@@ -18,9 +18,10 @@ later) and NVML; where any is missing the run goes on unlocked after one line, a
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from typing import Any, Iterator
+
+from harness.orchestrator import gpus
 
 
 def _say(message: str) -> None:
@@ -29,13 +30,12 @@ def _say(message: str) -> None:
 
 def target_gpu(gpu: str | None, node_gpus: list[str]) -> str | None:
     """The GPU the run's worker will use, as nvidia-smi names it: the pool's slot, else the
-    first of a non-empty CUDA_VISIBLE_DEVICES, else the node's first GPU; None without one."""
+    first GPU this job may use (gpus.visible_gpus); None without one (a CUDA_VISIBLE_DEVICES
+    the user emptied sends the run to the CPU)."""
     if gpu is not None:
         return gpu
-    visible = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
-    if visible:
-        return visible[0]
-    return node_gpus[0] if node_gpus else None
+    visible = gpus.visible_gpus(node_gpus)
+    return visible[0] if visible else None
 
 
 def _handle(nvml, gpu: str):

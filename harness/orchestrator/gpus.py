@@ -55,13 +55,15 @@ def hidden_by_user() -> bool:
     return value is not None and not value.strip() and os.environ.get("SUBMITIT_EXECUTOR") != "local"
 
 
-def visible_gpus() -> list[str]:
+def visible_gpus(node: list[str] | None = None) -> list[str]:
     """GPU ids this job may use: a non-empty CUDA_VISIBLE_DEVICES (an allocation), none where
-    the user emptied it, else the node's GPUs."""
+    the user emptied it, else the node's GPUs (`node`, where they were already listed)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
     if env:
         return [g.strip() for g in env.split(",") if g.strip()]
-    return [] if hidden_by_user() else node_gpus()
+    if hidden_by_user():
+        return []
+    return node_gpus() if node is None else node
 
 
 def pool(spec) -> list[str]:
