@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from harness.describe import THRESHOLDS, flag_codes  # noqa: E402
 from harness.worker.host_load import core_busy_share  # noqa: E402
+from repo_env import repo_env  # noqa: E402
 
 HARNESS = ("workload=faulty", "backend=eager", "device=cpu", "bench=quick", "bench.repeats=20",
            "bench.min_repeat_ms=20")
@@ -39,7 +40,7 @@ def run_on_core(core: int, run_dir: Path, busy_loop: bool) -> dict:
                              start_new_session=True) if busy_loop else None)
     try:
         proc = subprocess.run([sys.executable, "-m", "harness", *HARNESS, f"hydra.run.dir={run_dir}"],
-                              cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), preexec_fn=pin,
+                              cwd=REPO, env=repo_env(), preexec_fn=pin,
                               capture_output=True, text=True, timeout=600)
     finally:
         if loop is not None:

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.orchestrator.forkserver import with_repo_path  # noqa: F401 (the tests' CLIs start with it)
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEEDS = FIXTURES / "seeds"
-
-
-def with_repo_path(env: dict[str, str]) -> dict[str, str]:
-    """The repo first on PYTHONPATH, after it whatever was there (the GPU machine's packages
-    live in a --target directory on PYTHONPATH)."""
-    return dict(env, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p))
 
 
 def harness_env(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import REPO, composed, records, run_harness
+from conftest import REPO, composed, harness_env, records, run_harness
 from harness.orchestrator import plugins
 from harness.orchestrator.config import check_bench, options, register_configs
 
@@ -130,7 +130,9 @@ def test_a_throwaway_workload_registers_through_an_entry_point_and_runs(tmp_path
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-axpy\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[harness.orchestrator.plugins]\nthrowaway_axpy = throwaway_axpy\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(site)]), HYDRA_FULL_ERROR="0")
+    # the repo, the throwaway package, then what was there (the GPU machine's packages)
+    site_path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    env = harness_env(dict(os.environ, PYTHONPATH=site_path))
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "harness", "workload=throwaway_axpy", "workload.n=4096",
                            "backend=eager", "bench=quick", f"hydra.run.dir={run_dir}"],

@@ -24,12 +24,19 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from harness.protocol import WorkerTask, receive_message, send_message
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_MODULE = "harness.worker.server"
+
+
+def with_repo_path(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with the repo first on PYTHONPATH and whatever was there after it (on the GPU
+    machine the carried packages live in a --target directory there): how every process that
+    runs the harness's code is started (servers, workers, the scripts' and the tests' CLIs)."""
+    return dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])))
 
 
 class ServerError(RuntimeError):
@@ -94,8 +101,7 @@ class ForkServer:
     def __init__(self, preload: tuple[str, ...]):
         self.preload = preload
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env = with_repo_path(dict(os.environ, PYTHONUNBUFFERED="1"))
         # Its own session: a Ctrl-C in the terminal goes to the orchestrator, which stops the run.
         self.proc = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, str(theirs.fileno()), str(os.getpid()),
                                       *preload], pass_fds=(theirs.fileno(),), cwd=REPO_ROOT, env=env,

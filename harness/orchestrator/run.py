@@ -26,7 +26,8 @@ from typing import Any, Iterator
 
 from harness import describe
 from harness.orchestrator import clock_lock, combine, forkserver, gpus, plugins
-from harness.orchestrator.spawn import REPO_ROOT, Interrupted, Outcome, interruptible, run_worker
+from harness.orchestrator.forkserver import REPO_ROOT, with_repo_path
+from harness.orchestrator.spawn import Interrupted, Outcome, interruptible, run_worker
 from harness.protocol import CONFIG_ERROR, CPU_FALLBACK, OK, WorkerResult, WorkerTask
 from harness.record import RECORD_NAME, RunRecord, keep_aside, read_record, write_json_atomic, write_record
 
@@ -63,12 +64,11 @@ def compile_cache_dir(cfg: dict[str, Any], run_dir: Path) -> Path:
 
 def worker_env(cfg: dict[str, Any], cache_dir: Path, gpu: str | None, cpus: list[int] | None) -> dict[str, str]:
     spec = plugins.backend_spec(cfg["backend"]["name"])
-    env = dict(os.environ)
+    env = with_repo_path(os.environ)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     if cpus:
         env["OMP_NUM_THREADS"] = str(len(cpus))   # torch's intra-op pool: the cores the job has
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     for var, value in spec.env.items():
         env.setdefault(var, value)

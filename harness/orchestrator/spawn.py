@@ -25,10 +25,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.orchestrator.forkserver import ForkServer, ServerError, ServerUnsafe
+from harness.orchestrator.forkserver import REPO_ROOT, ForkServer, ServerError, ServerUnsafe
 from harness.protocol import WorkerResult, WorkerTask
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STDERR_TAIL_LINES = 40
 POLL_S = 0.2
 PR_SET_PDEATHSIG = 1
