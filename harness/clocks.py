@@ -12,13 +12,17 @@ reason in THROTTLE_REASONS. nvbench drops samples below 75% of the peak clock (N
 `--throttle-threshold`, 80% by default there, `--discard-on-throttle`); we keep every sample and
 flag instead, at 90%: on the H200 a GEMM that loses 10% of its clock loses up to 10% of its time,
 five times the 2% CV goal.
+
+Also NVML's session (`nvml_session`), for both sides that talk to NVML: the worker's readings
+and the orchestrator's clock lock (harness/orchestrator/clock_lock.py).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 # NVML's clock-event reasons (`nvmlClocksEventReason*`, called `nvmlClocksThrottleReason*` before
 # driver 535): bit -> the name a record keeps.
@@ -165,3 +169,25 @@ def different_clocks(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[st
         return f"{name} median SM clock {median:.0f} MHz{span}, {throttled:.0f} throttled sample(s)"
     return (f"ran at different clocks: {side(names[0], a, ma, ta)}; {side(names[1], b, mb, tb)}"
             + (f" ({100 * (mb / ma - 1):+.1f}%)" if apart else ""))
+
+
+@contextlib.contextmanager
+def nvml_session(missing: str) -> Iterator[tuple[Any, str | None]]:
+    """NVML initialised inside and shut down after: yields (pynvml, None), or (None, why not):
+    `missing` where nvidia-ml-py is not installed (each caller says what goes without it), else
+    NVML's own error. pynvml is imported here, when asked: tests put a fake in sys.modules."""
+    try:
+        import pynvml
+    except ImportError:
+        yield None, missing
+        return
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        yield None, f"NVML did not initialise: {e}"
+        return
+    try:
+        yield pynvml, None
+    finally:
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()

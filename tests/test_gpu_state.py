@@ -163,6 +163,23 @@ def test_without_nvml_the_state_says_why(monkeypatch):
     assert state.state() == {"unavailable": gpu_state.INSTALL_HINT}
 
 
+def test_an_nvml_session_is_shut_down_whatever_happens_inside(nvml, monkeypatch):
+    with pytest.raises(RuntimeError):
+        with clocks.nvml_session("not installed") as (session, why):
+            assert (session, why) == (nvml, None)
+            raise RuntimeError("a worker crashed")
+    assert nvml.calls == [("init",), ("shutdown",)]
+
+    def no_driver():
+        raise FakeNvmlError("Driver Not Loaded")
+    monkeypatch.setattr(nvml, "nvmlInit", no_driver)
+    with clocks.nvml_session("not installed") as (session, why):
+        assert (session, why) == (None, "NVML did not initialise: Driver Not Loaded")
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    with clocks.nvml_session("not installed") as (session, why):
+        assert (session, why) == (None, "not installed")
+
+
 def test_two_runs_at_different_clocks_are_said_to_differ():
     a = {"sm_clock_median_mhz": 1980.0, "sm_clock_min_mhz": 1980.0, "sm_clock_max_mhz": 1980.0, "throttled_samples": 0}
     b = {"sm_clock_median_mhz": 1755.0, "sm_clock_min_mhz": 1650.0, "sm_clock_max_mhz": 1980.0, "throttled_samples": 9}

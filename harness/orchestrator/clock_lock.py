@@ -21,6 +21,7 @@ import contextlib
 import sys
 from typing import Any, Iterator
 
+from harness import clocks
 from harness.orchestrator import gpus
 
 
@@ -61,17 +62,10 @@ def locked(bench: dict[str, Any], gpu: str | None) -> Iterator[dict[str, Any] | 
     if gpu is None:
         yield refused("no GPU")
         return
-    try:
-        import pynvml as nvml
-    except ImportError:
-        yield refused("nvidia-ml-py is not installed (pip install nvidia-ml-py)")
-        return
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError as e:
-        yield refused(f"NVML did not initialise: {e}")
-        return
-    try:
+    with clocks.nvml_session("nvidia-ml-py is not installed (pip install nvidia-ml-py)") as (nvml, why):
+        if nvml is None:
+            yield refused(why)
+            return
         try:
             handle = _handle(nvml, gpu)
             target = int(bench.get("lock_clocks_mhz") or nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM))
@@ -91,6 +85,3 @@ def locked(bench: dict[str, Any], gpu: str | None) -> Iterator[dict[str, Any] | 
             except nvml.NVMLError as e:
                 lock["restored"] = False
                 _say(f"error: could not unlock the SM clock of GPU {gpu} ({e}); run nvidia-smi -rgc -i {gpu}")
-    finally:
-        with contextlib.suppress(nvml.NVMLError):
-            nvml.nvmlShutdown()

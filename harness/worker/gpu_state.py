@@ -24,14 +24,9 @@ import statistics
 import time
 from typing import Any, Callable, Iterator
 
-from harness.clocks import FIELDS, reason_names
+from harness.clocks import FIELDS, nvml_session, reason_names
 
 INSTALL_HINT = "nvidia-ml-py is not installed (pip install nvidia-ml-py): no GPU state per sample"
-
-
-def _nvml():
-    import pynvml
-    return pynvml
 
 
 def _reasons(nvml, handle) -> int:
@@ -122,23 +117,11 @@ def recording(device_type: str | None) -> Iterator[Recording]:
     if device_type != "cuda":
         yield Recording(None, None)
         return
-    try:
-        nvml = _nvml()
-    except ImportError:
-        yield Recording(None, INSTALL_HINT)
-        return
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError as e:
-        yield Recording(None, f"NVML did not initialise: {e}")
-        return
-    try:
-        try:
-            handle, device, how = device_handle(nvml)
-            recorder, why = Recorder(nvml, handle, device, how), None
-        except (nvml.NVMLError, RuntimeError) as e:
-            recorder, why = None, f"no NVML handle for torch's device: {e}"
+    with nvml_session(INSTALL_HINT) as (nvml, why):
+        recorder = None
+        if nvml is not None:
+            try:
+                recorder = Recorder(nvml, *device_handle(nvml))
+            except (nvml.NVMLError, RuntimeError) as e:
+                why = f"no NVML handle for torch's device: {e}"
         yield Recording(recorder, why)
-    finally:
-        with contextlib.suppress(nvml.NVMLError):
-            nvml.nvmlShutdown()
