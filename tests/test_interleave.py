@@ -8,7 +8,7 @@ import math
 import pytest
 from scipy import stats
 
-from conftest import records, run_harness
+from conftest import composed, records, run_harness
 from harness.orchestrator.interleave import KEY, group_jobs, member_overrides
 from harness.report.load import load, summary_row
 from harness.report.pair_ratio import PAIRED, UNPAIRED, ratio_interval
@@ -26,6 +26,15 @@ def test_jobs_that_differ_only_in_backend_become_one_job():
     alone = [["workload=conv", "backend=eager"], ["workload=fp8_linear", "backend=eager"]]
     assert group_jobs(alone, lambda job: True) == alone          # nothing to alternate with
     assert member_overrides(grouped[0], "xla_no_cmdbuf") == ["workload=fp8_linear", *FAIR, "backend=xla_no_cmdbuf"]
+    asked = []
+    assert group_jobs(jobs, lambda job: asked.append(job) or True) == grouped
+    assert asked == [jobs[0], jobs[2]]        # one composed config per group, not per job
+
+
+def test_the_sweeper_is_hydras_basic_one_with_its_own_target():
+    sweeper = composed(hydra=True)["hydra"]["sweeper"]
+    assert sweeper == {"_target_": "hydra_plugins.harness_sweeper.interleave_sweeper.InterleaveSweeper",
+                       "max_batch_size": None, "params": None}
 
 
 def side(backend: str, family: str, medians: list[float], group: str = "") -> dict:

@@ -43,13 +43,18 @@ def group_jobs(jobs: Sequence[Sequence[str]], interleaves: Callable[[Sequence[st
     overrides plus `interleave_backends=[its members' backends]`. Other jobs are kept as they
     are, in order; a group takes the place of its first member."""
     groups: dict[tuple[str, ...], list[Sequence[str]]] = {}
+    # interleaves(job) asked once per group: a backend's config cannot set bench.interleave, and
+    # composing a job's config to read it costs ~0.1-0.2 s (preflight.py skips the same composes)
+    interleaved: dict[tuple[str, ...], bool] = {}
     order: list[tuple[str, ...] | int] = []
     for i, job in enumerate(jobs):
         backend = [o for o in job if _key(o) == BACKEND]
-        if len(backend) != 1 or not interleaves(job):
+        key = tuple(sorted(o for o in job if _key(o) != BACKEND))
+        if len(backend) == 1 and key not in interleaved:
+            interleaved[key] = interleaves(job)
+        if len(backend) != 1 or not interleaved[key]:
             order.append(i)
             continue
-        key = tuple(sorted(o for o in job if _key(o) != BACKEND))
         if key not in groups:
             groups[key] = []
             order.append(key)

@@ -9,19 +9,17 @@ it is in sys.modules, where a dataclass with string annotations cannot be built.
 """
 import logging
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Sequence
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class InterleaveSweeperConf:
+class InterleaveSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.harness_sweeper.interleave_sweeper.InterleaveSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="interleave", node=InterleaveSweeperConf,
