@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from harness.orchestrator import clock_lock
+from harness.orchestrator.preflight import run_config
 from harness.orchestrator.run import (Measurement, claim, holding_gpu, run_lock, save)
 from harness.orchestrator.spawn import Interrupted, interruptible
 
@@ -132,13 +133,9 @@ def compose_members(task_overrides: Sequence[str], backends: Sequence[str], conf
     """Each member's resolved config and its run dir as Hydra names a sweep's run alone
     (`hydra.sweep.subdir` under the group's sweep dir), composed by Hydra's compose API."""
     from hydra import compose
-    from omegaconf import OmegaConf, open_dict
     out = []
     for backend in backends:
         cfg = compose(config_name=config_name, overrides=member_overrides(task_overrides, backend),
                       return_hydra_config=True)
-        run_dir = Path(sweep_dir) / str(cfg.hydra.sweep.subdir)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        out.append((OmegaConf.to_container(cfg, resolve=True), run_dir))
+        out.append((run_config(cfg), Path(sweep_dir) / str(cfg.hydra.sweep.subdir)))
     return out
