@@ -25,10 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.orchestrator import clock_lock
 from harness.orchestrator.preflight import run_config
-from harness.orchestrator.run import (Measurement, claim, holding_gpu, run_lock, save)
-from harness.orchestrator.spawn import Interrupted, interruptible
+from harness.orchestrator.run import Measurement, claim, holding_gpu, run_lock, run_processes, save
+from harness.orchestrator.spawn import interruptible
 
 KEY = "interleave_backends"     # RunConfig's field naming a group job's members
 BACKEND = "backend"
@@ -106,18 +105,7 @@ def run_group(members: Sequence[tuple[dict[str, Any], Path]], label: str, echo: 
             if echo:
                 print(f"  [orchestrator] interleaving {len(todo)} runs, one process each in turn: "
                       f"{', '.join(labels)}", file=sys.stderr, flush=True)
-            with clock_lock.locked(first_cfg["bench"], clock_lock.target_gpu(gpu, node_gpus)) as lock:
-                try:
-                    for m in runs.values():
-                        m.prime(echo)
-                    for k in range(max(m.processes for m in runs.values())):
-                        for m in runs.values():
-                            if m.open and k < m.processes:
-                                m.spawn(k, echo)
-                except Interrupted as e:
-                    for m in runs.values():
-                        if m.open and len(m.outcomes) < m.processes:
-                            m.interrupted(e)
+            lock = run_processes(list(runs.values()), gpu, node_gpus, echo)
         for position, i in enumerate(todo):
             record = runs[i].finish(lock)
             if record.timing is not None:

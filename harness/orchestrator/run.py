@@ -158,15 +158,28 @@ def save(record: RunRecord, run_dir: Path) -> str:
 def execute(cfg: dict[str, Any], run_dir: Path, echo: bool = True) -> RunRecord:
     with holding_gpu(cfg, echo) as (gpu, cpus, node_gpus):
         m = Measurement.start(cfg, run_dir, gpu, cpus, node_gpus)
-        with clock_lock.locked(cfg["bench"], clock_lock.target_gpu(gpu, node_gpus)) as lock:
-            try:
-                m.prime(echo)
-                for k in range(m.processes):
-                    if not m.spawn(k, echo):
-                        break
-            except Interrupted as e:
-                m.interrupted(e)
+        lock = run_processes([m], gpu, node_gpus, echo)
     return m.finish(lock)
+
+
+def run_processes(runs: list[Measurement], gpu: str | None, node_gpus: list[str],
+                  echo: bool) -> dict[str, Any] | None:
+    """The runs' processes on the GPU held, under the first run's clock lock: each primed, then
+    process k of every run before any run's k+1 (one run: its processes in order); a run stops
+    at its first process that does not end ok. Returns the lock, for the records."""
+    with clock_lock.locked(runs[0].bench, clock_lock.target_gpu(gpu, node_gpus)) as lock:
+        try:
+            for m in runs:
+                m.prime(echo)
+            for k in range(max(m.processes for m in runs)):
+                for m in runs:
+                    if m.open and k < m.processes:
+                        m.spawn(k, echo)
+        except Interrupted as e:
+            for m in runs:
+                if m.open and len(m.outcomes) < m.processes:
+                    m.interrupted(e)
+    return lock
 
 
 @contextlib.contextmanager
@@ -241,12 +254,11 @@ class Measurement:
             "reason": primed.failure or (primed.result.reason if primed.result else ""),
             "first_call_s": primed.result.first_call_s if primed.result else None}
 
-    def spawn(self, k: int, echo: bool) -> bool:
-        """Process k; whether the run goes on (False once a process did not end ok)."""
+    def spawn(self, k: int, echo: bool) -> None:
+        """Process k; the run stays open while its processes end ok."""
         outcome = self._start(WorkerTask(**self.base, process_index=k, processes=self.processes), echo)
         self.outcomes.append(outcome)
         self.open = outcome.result is not None and outcome.result.ok
-        return self.open
 
     def interrupted(self, signal_name: Interrupted) -> None:
         self.outcomes.append(Outcome(result=None, interrupted=str(signal_name)))
