@@ -29,13 +29,6 @@ from harness.clocks import FIELDS, nvml_session, reason_names
 INSTALL_HINT = "nvidia-ml-py is not installed (pip install nvidia-ml-py): no GPU state per sample"
 
 
-def _reasons(nvml, handle) -> int:
-    """`nvmlDeviceGetCurrentClocksEventReasons` (driver >= 535), else its older name."""
-    read = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) \
-        or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
-    return read(handle)
-
-
 def device_handle(nvml) -> tuple[Any, str, str]:
     """(NVML handle, the id it was found by, how) for torch's current CUDA device."""
     import torch
@@ -70,7 +63,8 @@ class Recorder:
             "mem_clock_mhz": lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM),
             "temperature_c": lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
             "power_w": lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,      # mW
-            "clocks_event_reasons": lambda: reason_names(_reasons(nvml, handle)),
+            # driver >= 535; an older one's NVML_ERROR_FUNCTION_NOT_FOUND is kept like any unreported field
+            "clocks_event_reasons": lambda: reason_names(nvml.nvmlDeviceGetCurrentClocksEventReasons(handle)),
         }
 
     def _get(self, name: str, read: Callable[[], Any]) -> Any:
