@@ -249,8 +249,9 @@ def timed_window(task: WorkerTask, prepared, parts: Parts, result: WorkerResult)
     with gpu_state.recording((result.environment or {}).get("device")) as state:
         result.timing, result.generation = parts.timed(state.after_sample)
     result.timing["host_load"] = host_load.window(load_before, host_load.snapshot())
-    if state.state() is not None:
-        result.timing["gpu_state"] = state.state()
+    readings = state.state()
+    if readings is not None:
+        result.timing["gpu_state"] = readings
     result.timing["started_at"] = timing_started_at     # epoch seconds: this process's warm-up began
     result.compile.update(_evidence(evidence_before, prepared.run_evidence()))
     graphs_after = prepared.graphs_compiled()
