@@ -88,7 +88,8 @@ def torchao_linear(weight: torch.Tensor) -> torch.nn.Module:
         raise Unsupported(f"workload.recipe=torchao needs torchao for this torch (pip install torchao, or the "
                           f"harness[torchao] extra): {type(e).__name__}: {e}") from None
     n, k = weight.shape
-    linear = torch.nn.Linear(k, n, bias=False, device=weight.device, dtype=weight.dtype)
+    # built on the meta device: its own weight, replaced at once, is never allocated nor initialised
+    linear = torch.nn.Linear(k, n, bias=False, device="meta", dtype=weight.dtype)
     linear.weight = torch.nn.Parameter(weight)
     return convert_to_float8_training(torch.nn.Sequential(linear),
                                       config=Float8LinearConfig.from_recipe_name("tensorwise"))
