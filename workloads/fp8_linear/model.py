@@ -95,7 +95,6 @@ def torchao_linear(weight: torch.Tensor) -> torch.nn.Module:
                                       config=Float8LinearConfig.from_recipe_name("tensorwise"))
 
 
-
 def forward(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
