@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,11 @@ from conftest import REPO
 from test_report import report_cli
 from harness.describe import assess
 from harness.orchestrator.combine import timing as combine_timing
+from harness.report.dashboard import change_dates, series_html
 from harness.report.history import append, read_store
-from harness.report.regressions import (IMPROVEMENT, REGRESSION, SUSPICIOUS, Change,
-                                        RegressionConfig, change_points, detect, night_series,
-                                        not_judged, open_regressions)
+from harness.report.regressions import (IMPROVEMENT, REGRESSION, SERIES, SUSPICIOUS, Change,
+                                        RegressionConfig, detect, night_series, not_judged,
+                                        open_regressions)
 
 # Real CPU runs (results/reference/cpu_torch_xla): fp8_linear fwd on eager and on xla (torchax),
 # neither flagged (within-process CV 6.9% and 3.1%).
@@ -125,9 +127,33 @@ def test_a_10_percent_step_at_night_8_is_an_open_regression_with_its_commit_rang
     assert c.gpu_change_pct is None and c.host_gap_change_pct is None   # CPU: not profiled
     assert of(changes, "xla", REGRESSION) == [] and of(changes, "xla", IMPROVEMENT) == []
     assert open_regressions(changes) == [c]
-    # for drawing: the eager medians change level where the regression begins
-    eager = night_series(read_store(step_store)).query("backend == 'eager'")
-    assert change_points(eager["median_ms"].tolist(), noise_cv=eager["noise_cv"].tolist()) == [first - 1]
+    # for drawing: the dashboard's line is where the regression begins
+    assert change_dates(of(changes, "eager")) == [night_of(first)]
+
+
+def drawn_change_lines(page: str) -> list[str]:
+    """The nights where a series page draws a change-point line (its figure's layout shapes)."""
+    text = page[page.index("Plotly.newPlot("):]
+    decode = json.JSONDecoder().raw_decode
+    _, end = decode(text, text.index("["))              # the traces
+    layout, _ = decode(text, text.index("{", end))
+    return sorted({s["x0"] for s in layout.get("shapes", [])
+                   if s["name"] == "change point (first night after)"})
+
+
+def test_the_dashboard_draws_a_line_where_every_verdict_begins():
+    """A series of scripts/bench_regressions.py (3 processes a night, 5% slower from night 8)
+    where a fit of its own, counting 2 processes a night, saw the regression only: the page
+    draws the improvement's line too, as its changes table lists both."""
+    nights = runpy.run_path(str(REPO / "scripts" / "bench_regressions.py"))["nights"]
+    h = nights(np.random.default_rng(2), 300, 28, 0.02, "processes", step=0.05)
+    h = h[h["variant"] == "s194"]
+    changes = detect(h)
+    assert sorted((c.first_date, c.kind) for c in changes) == [
+        ("2026-01-04", IMPROVEMENT), ("2026-01-08", REGRESSION)]
+    series = night_series(h)
+    page = series_html(tuple(series.iloc[0][list(SERIES)]), series, changes)
+    assert drawn_change_lines(page) == ["2026-01-04", "2026-01-08"]
 
 
 def test_since_keeps_the_baseline_but_lists_only_later_changes(step_store):

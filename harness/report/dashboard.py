@@ -27,7 +27,7 @@ from harness.errors import InputError
 from harness.report import dashboard_figures as figs
 from harness.report.history import read_store
 from harness.report.pairs import PAIRS, pair_table
-from harness.report.regressions import SERIES, Change, change_points, detect, night_series
+from harness.report.regressions import SERIES, Change, detect, night_series
 
 PLOTLY_JS = "plotly.min.js"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -226,19 +226,16 @@ def night_rows(nights: pd.DataFrame) -> list[list[str]]:
             for _, r in nights.sort_values("date", ascending=False).iterrows()]
 
 
-def change_dates(nights: pd.DataFrame) -> list[str]:
-    """The first night of each new segment that `regressions` finds, over the nights a verdict
-    may rest on (the others are given as NaN: skipped, positions kept)."""
-    nights = nights.sort_values("date").reset_index(drop=True)
-    values = nights["median_ms"].where(nights["usable"])
-    return [nights["date"][i] for i in change_points(values.tolist(),
-                                                      noise_cv=nights["noise_cv"].tolist())]
+def change_dates(changes: list[Change]) -> list[str]:
+    """Where a series' lines are drawn: the first night of each of its changes, the verdicts of
+    its changes table (a fit of its own could disagree with them)."""
+    return sorted({c.first_date for c in changes})
 
 
 def series_html(key: tuple[str, ...], nights: pd.DataFrame, changes: list[Change]) -> str:
     name = series_name(key)
     mine = [c for c in changes if series_key(c.__dict__) == key]
-    fig = figs.series_figure(nights.sort_values("date"), change_dates(nights), name)
+    fig = figs.series_figure(nights.sort_values("date"), change_dates(mine), name)
     body = ['<p><a href="../index.html">All series</a></p>', f"<h1>{esc(name)}</h1>",
             table_html(CHANGE_HEADER, [change_row(c, 1) for c in mine], "changes") if mine
             else '<p class="none">No change detected in this series.</p>',

@@ -31,7 +31,7 @@ import datetime as dt
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -349,29 +349,6 @@ def fit(y: np.ndarray, measured: Noise | None = None,
             out.append(merged[s.nights[0]])
     out.sort(key=lambda s: s.nights[0])
     return Fit(out, noise, threshold)
-
-
-def change_points(values: Sequence[float], cfg: RegressionConfig = RegressionConfig(),
-                  noise_cv: Sequence[float] | None = None) -> list[int]:
-    """Positions in `values` (one median per night, in ms) where a new segment starts: a level
-    after the merge, or an excursion beyond min_effect and the night after it; for drawing.
-    NaN or None (a night that may not decide: failed, flagged) is skipped, and positions refer
-    to `values` as given. `noise_cv`: each night's own noise of its median (night_series'
-    `noise_cv`), to floor the series' noise as `detect` does."""
-    v = np.array([math.nan if x is None else float(x) for x in values], dtype=float)
-    keep = np.flatnonzero(np.isfinite(v) & (v > 0))
-    noise = np.asarray(noise_cv, dtype=float)[keep] if noise_cv is not None else np.array([])
-    y = np.log(v[keep])
-    # a night's noise of its median came from at least 2 processes; counted as 2 here
-    f = fit(y, measured_noise(noise, np.full(len(noise), 2.0)), cfg)
-    level_of = {}
-    for s in f.segments:
-        if s.kind == "level" or abs(math.expm1(s.median - _reference(f, s).median)) >= f.threshold:
-            level_of.update({i: id(s) for i in s.nights})
-        else:                    # an excursion within min_effect is drawn as its level
-            level_of.update({i: id(_reference(f, s)) for i in s.nights})
-    order = sorted(level_of)
-    return [int(keep[i]) for prev, i in zip(order, order[1:]) if level_of[i] != level_of[prev]]
 
 
 def measured_noise(noise_cv: np.ndarray, processes: np.ndarray) -> Noise | None:
