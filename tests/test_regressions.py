@@ -199,7 +199,7 @@ def test_a_flagged_night_decides_nothing_and_is_listed(tmp_path):
     assert nights["excluded"].tolist()[-2:] == ["flagged high_cv"] * 2
     assert not nights["usable"].tolist()[-1] and nights["usable"].tolist()[:-2] == [True] * 12
     assert detect(h) == []
-    latest = not_judged(h)
+    latest = not_judged(nights)
     assert latest[["date", "excluded"]].values.tolist() == [[night_of(14), "flagged high_cv"]]
 
 

@@ -164,8 +164,8 @@ def _regressions(argv: list[str]) -> int:
     if not args.alpha < 1:
         p.error(f"argument --alpha: expected a level below 1, e.g. 0.03, got {args.alpha:g}")
     from harness.report.history import read_store
-    from harness.report.regressions import (detect, method_missing, open_regressions, parse_date,
-                                            render_text, to_json)
+    from harness.report.regressions import (detect, method_missing, night_series,
+                                            open_regressions, parse_date, render_text, to_json)
     missing = method_missing(args.method)
     if missing:
         die(missing)
@@ -173,8 +173,9 @@ def _regressions(argv: list[str]) -> int:
     history = read_store(Path(args.store), must_exist=True)
     cfg = RegressionConfig(min_effect=args.min_effect, min_nights=args.min_nights,
                            alpha=args.alpha, method=args.method)
-    changes = detect(history, cfg, since)
-    print(to_json(changes) if args.json else render_text(changes, history, args.store, cfg, since))
+    nights = night_series(history)
+    changes = detect(history, cfg, since, nights)
+    print(to_json(changes) if args.json else render_text(changes, nights, args.store, cfg, since))
     return EXIT_REGRESSED if open_regressions(changes) else 0
 
 

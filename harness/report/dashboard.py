@@ -289,7 +289,7 @@ def build(store: str | Path, out: str | Path) -> Site:
     nights["flags"] = nights["flags"].fillna("").astype(str)     # "" : not flagged
     by_series = {key: g.reset_index(drop=True)
                  for key, g in nights.groupby(list(SERIES), sort=True)}
-    changes = detect(history)
+    changes = detect(history, nights=nights)
     pairs = nightly_pairs(history)
     try:
         (out / "series").mkdir(parents=True, exist_ok=True)

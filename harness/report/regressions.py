@@ -433,14 +433,16 @@ ORDER = {REGRESSION: 0, SUSPICIOUS: 1, IMPROVEMENT: 2}
 
 
 def detect(history: pd.DataFrame, cfg: RegressionConfig = RegressionConfig(),
-           since: str | None = None) -> list[Change]:
+           since: str | None = None, nights: pd.DataFrame | None = None) -> list[Change]:
     """Every change of every series (open ones first, then regressions, suspicious nights,
     improvements), those that began on or after `since` (YYYY-MM-DD) where given; the nights
-    before `since` still make the baselines."""
+    before `since` still make the baselines. `nights`: night_series(history), where the caller
+    has it already."""
     since = parse_date(since) if since is not None else None
     if history.empty:
         return []
-    nights = night_series(history)
+    if nights is None:
+        nights = night_series(history)
     changes: list[Change] = []
     for _, g in nights.groupby(list(SERIES), sort=True):
         changes += series_changes(g, cfg)
@@ -454,10 +456,10 @@ def open_regressions(changes: list[Change]) -> list[Change]:
     return [c for c in changes if c.kind == REGRESSION and c.open]
 
 
-def not_judged(history: pd.DataFrame) -> pd.DataFrame:
-    """Series whose latest night may not decide a verdict (failed, flagged): their latest
-    night and why, so that a flagged slow night is seen, not silently dropped."""
-    nights = night_series(history)
+def not_judged(nights: pd.DataFrame) -> pd.DataFrame:
+    """Series whose latest night (of their night_series rows) may not decide a verdict (failed,
+    flagged): their latest night and why, so that a flagged slow night is seen, not silently
+    dropped."""
     latest = nights.groupby(list(SERIES), sort=True).tail(1)
     return latest[~latest["usable"]][[*SERIES, "date", "median_ms", "excluded", "git_sha"]]
 
@@ -493,12 +495,11 @@ def _commits(before: str | None, after: str | None) -> str:
     return f"{(before or '?')[:8]}..{(after or '?')[:8]}"
 
 
-def render_text(changes: list[Change], history: pd.DataFrame, store: Any,
+def render_text(changes: list[Change], nights: pd.DataFrame, store: Any,
                 cfg: RegressionConfig = RegressionConfig(), since: str | None = None) -> str:
     """Markdown: the headline, the changes (open ones first), the series whose latest night
-    was not judged."""
+    was not judged; `nights`: the store's night_series."""
     from harness.report import tables as T
-    nights = night_series(history)
     dates = sorted(nights["date"].unique())
     n_series = len(nights.groupby(list(SERIES)))
     opened = open_regressions(changes)
@@ -543,7 +544,7 @@ def render_text(changes: list[Change], history: pd.DataFrame, store: Any,
               "of the wall median before (they add up to the wall change); noise %: the "
               "series' spread between nights; not judged: nights left out (failed, flagged) "
               "from the level before on.\n"]
-    latest = not_judged(history)
+    latest = not_judged(nights)
     if len(latest):
         lines += ["## Latest night not judged\n",
                   T.md_table(pd.DataFrame({
