@@ -26,6 +26,7 @@ from harness.describe import FLAG_CODES
 from harness.errors import InputError
 from harness.report import dashboard_figures as figs
 from harness.report.history import read_store
+from harness.report.load import finite
 from harness.report.pairs import PAIRS, pair_table
 from harness.report.regressions import SERIES, Change, detect, night_series
 
@@ -92,16 +93,16 @@ def flags_html(flags: str, judged: bool = False) -> str:
 
 
 def ms(value) -> str:
-    return f"{value:.4g}" if figs.finite(value) else "-"
+    return f"{value:.4g}" if finite(value) else "-"
 
 
 def pct(value) -> str:
-    return f"{value:+.1f}%" if figs.finite(value) else "-"
+    return f"{value:+.1f}%" if finite(value) else "-"
 
 
 def wall_html(row) -> str:
     """The wall median with its spread; a flagged value carries `!!` and its flags on hover."""
-    if row["status"] != "ok" or not figs.finite(row["median_ms"]):
+    if row["status"] != "ok" or not finite(row["median_ms"]):
         return f'<span class="flag">{esc(row["status"])}</span>'
     # red where the night decides nothing, amber where it is flagged and still judged
     style = "noted" if row["usable"] else "flag"

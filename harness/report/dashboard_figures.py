@@ -6,13 +6,12 @@ it carries a marker whose hover lists its flag codes with what they mean (descri
 """
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from harness.describe import FLAG_CODES
+from harness.report.load import finite
 
 WALL = "#1f77b4"
 SPREAD = "rgba(31, 119, 180, 0.18)"
@@ -43,13 +42,6 @@ def spread_text(row: pd.Series) -> str:
         return f"processes {lo:.4g}-{hi:.4g} ms (CV {100 * row['between_cv']:.1f}%)"
     cv = row.get("cv")
     return f"one process, CV {100 * cv:.1f}%" if finite(cv) else "not measured"
-
-
-def finite(value) -> bool:
-    try:
-        return value is not None and not math.isnan(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def judged_text(row: pd.Series) -> str:
