@@ -28,7 +28,8 @@ from harness.report import dashboard_figures as figs
 from harness.report.history import read_store
 from harness.report.load import finite
 from harness.report.pairs import PAIRS, pair_table
-from harness.report.regressions import SERIES, Change, detect, night_series
+from harness.report.regressions import (SERIES, Change, detect, night_series,
+                                        open_regressions)
 
 PLOTLY_JS = "plotly.min.js"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -151,11 +152,11 @@ def change_row(change: Change, depth: int) -> list[str]:
 
 
 def changes_html(changes: list[Change], depth: int = 0) -> str:
-    open_regressions = [c for c in changes if c.kind == "regression" and c.open]
-    others = [c for c in changes if not (c.kind == "regression" and c.open)]
+    opened = open_regressions(changes)
+    others = [c for c in changes if c not in opened]
     parts = ["<h2>Open regressions</h2>"]
-    if open_regressions:
-        parts.append(table_html(CHANGE_HEADER, [change_row(c, depth) for c in open_regressions],
+    if opened:
+        parts.append(table_html(CHANGE_HEADER, [change_row(c, depth) for c in opened],
                                 "open-regressions"))
     else:
         parts.append('<p id="open-regressions" class="none">No open regression.</p>')
@@ -309,5 +310,5 @@ def build(store: str | Path, out: str | Path) -> Site:
     index.write_text(index_html(store, by_series, changes, bool(len(pairs))), encoding="utf-8")
     return Site(out=out, index=index, pages=[index, *pages], series=len(by_series),
                 nights=nights["date"].nunique(),
-                open_regressions=sum(c.kind == "regression" and c.open for c in changes),
+                open_regressions=len(open_regressions(changes)),
                 plotly_js_bytes=js_bytes)
