@@ -169,10 +169,6 @@ def changes_html(changes: list[Change], depth: int = 0) -> str:
 
 # --- the pages ----------------------------------------------------------------------------
 
-def latest(nights: pd.DataFrame) -> pd.Series:
-    return nights.sort_values("date").iloc[-1]
-
-
 def verdict_html(key: tuple[str, ...], last: pd.Series, changes: list[Change]) -> str:
     """The series' open changes, and whether its latest night could be judged at all."""
     kinds = sorted({c.kind for c in changes if c.open and series_key(c.__dict__) == key})
@@ -187,7 +183,7 @@ def index_html(store: Path, by_series: dict, changes: list[Change], has_pairs: b
     dates = sorted({d for nights in by_series.values() for d in nights["date"]})
     rows = []
     for key, nights in by_series.items():
-        last = latest(nights)
+        last = nights.iloc[-1]      # night_series rows: in night order
         rows.append([
             f'<a href="series/{slug(key)}.html">{esc(series_name(key))}</a>',
             figure_html(figs.sparkline(nights), f"spark-{slug(key)}", SPARK_CONFIG),
@@ -237,7 +233,7 @@ def change_dates(changes: list[Change]) -> list[str]:
 def series_html(key: tuple[str, ...], nights: pd.DataFrame, changes: list[Change]) -> str:
     name = series_name(key)
     mine = [c for c in changes if series_key(c.__dict__) == key]
-    fig = figs.series_figure(nights.sort_values("date"), change_dates(mine), name)
+    fig = figs.series_figure(nights, change_dates(mine), name)
     body = ['<p><a href="../index.html">All series</a></p>', f"<h1>{esc(name)}</h1>",
             table_html(CHANGE_HEADER, [change_row(c, 1) for c in mine], "changes") if mine
             else '<p class="none">No change detected in this series.</p>',
@@ -288,7 +284,6 @@ def build(store: str | Path, out: str | Path) -> Site:
         raise InputError(f"{store}: no history rows (expected <store>/date=YYYY-MM-DD/*.parquet;"
                          f" e.g. python -m harness.report history SWEEP --store {store})")
     nights = night_series(history)
-    nights["flags"] = nights["flags"].fillna("").astype(str)     # "" : not flagged
     by_series = {key: g.reset_index(drop=True)
                  for key, g in nights.groupby(list(SERIES), sort=True)}
     changes = detect(history, nights=nights)

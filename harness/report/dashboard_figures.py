@@ -80,7 +80,7 @@ def _flag_markers(nights: pd.DataFrame, column: str, judged: bool, showlegend: b
     name, colour = FLAG_MARKER[judged]
     usable = nights["usable"].astype(bool)
     kind = usable if judged else ~usable
-    flagged = nights[(nights["flags"].fillna("") != "") & kind & nights[column].map(finite)]
+    flagged = nights[(nights["flags"] != "") & kind & nights[column].map(finite)]
     if flagged.empty:
         return None
     return go.Scatter(x=flagged["date"], y=flagged[column], mode="markers", name=name,
@@ -138,7 +138,7 @@ def night_axis(fig: go.Figure, dates: pd.Series) -> None:
 def series_figure(nights: pd.DataFrame, change_dates: list[str], title: str) -> go.Figure:
     """Wall median over nights with the process spread as a band, flagged nights circled, GPU
     busy time and host gap below (where measured), the change points and failed nights as
-    vertical lines."""
+    vertical lines. `nights`: the series' night_series rows (in night order, flags "" if none)."""
     ok = nights[nights["status"] == "ok"]
     gpu_measured = bool(ok["gpu_busy_ms_per_iter"].map(finite).any())
     rows = 2 if gpu_measured else 1
@@ -182,16 +182,16 @@ def series_figure(nights: pd.DataFrame, change_dates: list[str], title: str) -> 
 
 
 def sparkline(nights: pd.DataFrame) -> go.Figure:
-    """The wall median over the nights in a cell of the index; nights not judged in red,
-    flagged nights still judged in amber."""
+    """The wall median over the nights (night_series rows) in a cell of the index; nights not
+    judged in red, flagged nights still judged in amber."""
     ok = nights[nights["status"] == "ok"]
-    flagged = (ok["flags"].fillna("") != "").tolist()
+    flagged = (ok["flags"] != "").tolist()
     colours = [WALL if not f else NOTED if usable else FLAGGED for f, usable in zip(flagged, ok["usable"])]
     fig = go.Figure(go.Scatter(
         x=ok["date"], y=ok["median_ms"], mode="lines+markers", name="wall median (ms/iter)",
         line={"color": WALL, "width": 1.5},
         marker={"size": [7 if f else 3 for f in flagged], "color": colours},
-        customdata=[f or "none" for f in ok["flags"].fillna("")],
+        customdata=[f or "none" for f in ok["flags"]],
         hovertemplate="%{x|%Y-%m-%d}: wall %{y:.4g} ms, flags %{customdata}<extra></extra>"))
     fig.update_xaxes(visible=False, type="date")
     fig.update_yaxes(visible=False)
