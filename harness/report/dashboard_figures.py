@@ -94,10 +94,12 @@ def _flag_markers(nights: pd.DataFrame, column: str, judged: bool, showlegend: b
                                     "<extra></extra>")
 
 
-def _line(nights: pd.DataFrame, column: str, name: str, colour: str) -> go.Scatter:
+def _line(nights: pd.DataFrame, column: str, name: str, colour: str,
+          hover: list[list[str]]) -> go.Scatter:
+    """`hover`: _hover_data(nights), built once for the figure's lines."""
     return go.Scatter(x=nights["date"], y=nights[column], mode="lines+markers", name=name,
                       line={"color": colour}, marker={"size": 6}, connectgaps=False,
-                      customdata=_hover_data(nights), hovertemplate=HOVER)
+                      customdata=hover, hovertemplate=HOVER)
 
 
 def _mark_nights(fig: go.Figure, dates: list[str], name: str, colour: str, dash: str,
@@ -147,14 +149,16 @@ def series_figure(nights: pd.DataFrame, change_dates: list[str], title: str) -> 
     band = _spread_band(ok)
     if band is not None:
         fig.add_trace(band, row=1, col=1)
-    fig.add_trace(_line(ok, "median_ms", "wall median (ms/iter)", WALL), row=1, col=1)
+    hover = _hover_data(ok)
+    fig.add_trace(_line(ok, "median_ms", "wall median (ms/iter)", WALL, hover), row=1, col=1)
     for judged in FLAG_MARKER:
         markers = _flag_markers(ok, "median_ms", judged, True)
         if markers is not None:
             fig.add_trace(markers, row=1, col=1)
     if gpu_measured:
-        fig.add_trace(_line(ok, "gpu_busy_ms_per_iter", "GPU busy (ms/iter)", GPU), row=2, col=1)
-        fig.add_trace(_line(ok, "host_gap_ms", "host gap (ms/iter)", GAP), row=2, col=1)
+        fig.add_trace(_line(ok, "gpu_busy_ms_per_iter", "GPU busy (ms/iter)", GPU, hover),
+                      row=2, col=1)
+        fig.add_trace(_line(ok, "host_gap_ms", "host gap (ms/iter)", GAP, hover), row=2, col=1)
         for column in ("gpu_busy_ms_per_iter", "host_gap_ms"):
             for judged in FLAG_MARKER:
                 markers = _flag_markers(ok, column, judged, False)
