@@ -169,9 +169,10 @@ def changes_html(changes: list[Change], depth: int = 0) -> str:
 
 # --- the pages ----------------------------------------------------------------------------
 
-def verdict_html(key: tuple[str, ...], last: pd.Series, changes: list[Change]) -> str:
-    """The series' open changes, and whether its latest night could be judged at all."""
-    kinds = sorted({c.kind for c in changes if c.open and series_key(c.__dict__) == key})
+def verdict_html(last: pd.Series, changes: list[Change]) -> str:
+    """The series' open changes (`changes`: its own), and whether its latest night could be
+    judged at all."""
+    kinds = sorted({c.kind for c in changes if c.open})
     parts = [f'<span class="{esc(k)}">{esc(k)}</span>' for k in kinds] or ["no open change"]
     if not last["usable"]:
         parts.append(f'<span class="suspicious">latest night {esc(figs.judged_text(last))}'
@@ -179,7 +180,9 @@ def verdict_html(key: tuple[str, ...], last: pd.Series, changes: list[Change]) -
     return "<br>".join(parts)
 
 
-def index_html(store: Path, by_series: dict, changes: list[Change], has_pairs: bool) -> str:
+def index_html(store: Path, by_series: dict, changes: list[Change], changes_of: dict,
+               has_pairs: bool) -> str:
+    """`changes_of`: each series' changes, by its key."""
     dates = sorted({d for nights in by_series.values() for d in nights["date"]})
     rows = []
     for key, nights in by_series.items():
@@ -190,7 +193,7 @@ def index_html(store: Path, by_series: dict, changes: list[Change], has_pairs: b
             esc(last["date"]), wall_html(last),
             f'<span class="num">{ms(last["gpu_busy_ms_per_iter"])}</span>',
             f'<span class="num">{ms(last["host_gap_ms"])}</span>', flags_html(last["flags"], last["usable"]),
-            verdict_html(key, last, changes),
+            verdict_html(last, changes_of.get(key, [])),
             f"<code>{esc(figs.short_sha(last['git_sha']))}</code>"])
     flag_rows = [[f'<span class="flag">{esc(c)}</span>', esc(m)] for c, m in FLAG_CODES.items()]
     span = f"{dates[0]} to {dates[-1]}" if dates else "no nights"
@@ -231,11 +234,11 @@ def change_dates(changes: list[Change]) -> list[str]:
 
 
 def series_html(key: tuple[str, ...], nights: pd.DataFrame, changes: list[Change]) -> str:
+    """The series' page; `changes`: its own."""
     name = series_name(key)
-    mine = [c for c in changes if series_key(c.__dict__) == key]
-    fig = figs.series_figure(nights, change_dates(mine), name)
+    fig = figs.series_figure(nights, change_dates(changes), name)
     body = ['<p><a href="../index.html">All series</a></p>', f"<h1>{esc(name)}</h1>",
-            table_html(CHANGE_HEADER, [change_row(c, 1) for c in mine], "changes") if mine
+            table_html(CHANGE_HEADER, [change_row(c, 1) for c in changes], "changes") if changes
             else '<p class="none">No change detected in this series.</p>',
             figure_html(fig, "series-figure"),
             "<h2>Nights</h2>",
@@ -287,6 +290,9 @@ def build(store: str | Path, out: str | Path) -> Site:
     by_series = {key: g.reset_index(drop=True)
                  for key, g in nights.groupby(list(SERIES), sort=True)}
     changes = detect(history, nights=nights)
+    changes_of: dict[tuple[str, ...], list[Change]] = {}    # in detect's order
+    for c in changes:
+        changes_of.setdefault(series_key(c.__dict__), []).append(c)
     pairs = nightly_pairs(history)
     try:
         (out / "series").mkdir(parents=True, exist_ok=True)
@@ -296,13 +302,14 @@ def build(store: str | Path, out: str | Path) -> Site:
     pages = []
     for key, series in by_series.items():
         page = out / "series" / f"{slug(key)}.html"
-        page.write_text(series_html(key, series, changes), encoding="utf-8")
+        page.write_text(series_html(key, series, changes_of.get(key, [])), encoding="utf-8")
         pages.append(page)
     if len(pairs):
         (out / "pairs.html").write_text(pairs_html(pairs), encoding="utf-8")
         pages.append(out / "pairs.html")
     index = out / "index.html"
-    index.write_text(index_html(store, by_series, changes, bool(len(pairs))), encoding="utf-8")
+    index.write_text(index_html(store, by_series, changes, changes_of, bool(len(pairs))),
+                     encoding="utf-8")
     return Site(out=out, index=index, pages=[index, *pages], series=len(by_series),
                 nights=nights["date"].nunique(),
                 open_regressions=len(open_regressions(changes)),
