@@ -31,13 +31,14 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.report.regressions import REGRESSION, SUSPICIOUS, RegressionConfig, detect  # noqa: E402
+from harness.report.regressions import (REGRESSION, SUSPICIOUS, RegressionConfig,  # noqa: E402
+                                        _median_sd, detect)
 
 MODULES = {"ruptures": "ruptures", "otava": "otava", "e_divisive": "signal_processing_algorithms"}
 DEFAULT_ALPHAS = {"ruptures": "0.02,0.03,0.05,0.1", "otava": "0.001,0.002,0.005",
                   "e_divisive": "0.01,0.02,0.05"}
 PROCESSES = 3
-SD_MEDIAN_OF_3 = 0.6698     # sd of the median of 3 standard normals
+SD_MEDIAN = _median_sd(PROCESSES)     # sd of the median of PROCESSES standard normals
 
 
 def nights(rng: np.random.Generator, n_series: int, n_nights: int, cv: float, model: str,
@@ -46,7 +47,7 @@ def nights(rng: np.random.Generator, n_series: int, n_nights: int, cv: float, mo
     level = np.zeros(n_nights)
     level[at - 1:] = math.log1p(step)
     if model == "processes":
-        procs = level[None, :, None] + (cv / SD_MEDIAN_OF_3) * rng.standard_normal(
+        procs = level[None, :, None] + (cv / SD_MEDIAN) * rng.standard_normal(
             (n_series, n_nights, PROCESSES))
     else:
         procs = (level[None, :, None] + cv * rng.standard_normal((n_series, n_nights, 1))
