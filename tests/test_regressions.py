@@ -279,8 +279,14 @@ def test_cli_bad_input_is_one_line_and_exit_2(step_store, tmp_path):
     corrupt = tmp_path / "corrupt"
     (corrupt / "date=2026-03-01").mkdir(parents=True)
     (corrupt / "date=2026-03-01" / "x.parquet").write_bytes(b"PAR1 not parquet")
+    no_rows = tmp_path / "no_rows"          # parts that hold no rows (once a traceback)
+    (no_rows / "date=2026-03-01").mkdir(parents=True)
+    pd.read_parquet(next(Path(step_store).glob("date=*/*.parquet"))).iloc[:0].to_parquet(
+        no_rows / "date=2026-03-01" / "x.parquet")
     cases = [((tmp_path / "nowhere",), f"{tmp_path / 'nowhere'}: no such directory"),
              ((empty,), f"{empty}: empty history store"),
+             ((no_rows,), f"{no_rows}: empty history store (its 1 part(s) hold no rows)"),
+             ((no_rows, "--json"), f"{no_rows}: empty history store (its 1 part(s) hold no rows)"),
              ((corrupt,), f"{corrupt / 'date=2026-03-01' / 'x.parquet'}: corrupt history part"),
              ((step_store, "--since", "2026-13-01"), "--since '2026-13-01': expected a date YYYY-MM-DD"),
              ((step_store, "--min-effect", "-1"), "python -m harness.report regressions: "

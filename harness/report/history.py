@@ -60,7 +60,7 @@ def history_rows(sweep: Sweep) -> pd.DataFrame:
 
 def read_store(store: Path, must_exist: bool = False) -> pd.DataFrame:
     """Every row of the store, `date` as a column; an empty frame for an empty store, or with
-    `must_exist` an InputError naming a store that is missing, not a folder or empty."""
+    `must_exist` an InputError naming a store that is missing, not a folder, or without rows."""
     store = Path(store)
     files = sorted(store.glob("date=*/*.parquet"))
     if must_exist and not files:
@@ -78,7 +78,11 @@ def read_store(store: Path, must_exist: bool = False) -> pd.DataFrame:
         except Exception as e:
             raise InputError(f"{f}: corrupt history part ({type(e).__name__}: {e})") from None
         parts.append(part.assign(date=f.parent.name.split("=", 1)[1]))
-    return pd.concat(parts, ignore_index=True)
+    rows = pd.concat(parts, ignore_index=True)
+    if must_exist and rows.empty:
+        raise InputError(f"{store}: empty history store (its {len(files)} part(s) hold no rows); a store is "
+                         f"written by `python -m harness.report history SWEEP_DIR --store {store}`")
+    return rows
 
 
 def _known_shas(store: Path) -> set[str]:
