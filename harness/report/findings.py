@@ -254,9 +254,8 @@ def rule_layout(ctx: "Context") -> list[Finding]:
         return out
     time = k["time_us_per_iter"].to_numpy(dtype=float)
     is_copy = (k["category"] == "copy").to_numpy()
-    rows = k.groupby("run_id", sort=False).indices
-    for r, _ in ctx.profiled_runs():
-        idx = rows[r.run_id]
+    for r in ctx.profiled_runs():
+        idx = ctx.kernel_rows[r.run_id]
         total, t = _sum(time[idx]) / 1e3, _sum(time[idx[is_copy[idx]]]) / 1e3
         if total <= 0 or t < cfg.copy_min_ms or t / total < cfg.copy_min_share:
             continue
@@ -288,7 +287,7 @@ def _idle(r: Any) -> tuple[float, float, float, str] | None:
 def rule_idle(ctx: "Context") -> list[Finding]:
     """Runs that are not graph modes; a graph mode's idle time is rule_graphs' to explain."""
     cfg, out = ctx.cfg, []
-    for r, _ in ctx.profiled_runs():
+    for r in ctx.profiled_runs():
         idle = _idle(r)
         if idle is None or r.run_id in ctx.graph_mode_runs:
             continue
@@ -382,7 +381,6 @@ def rule_roofline(ctx: "Context") -> list[Finding]:
         return out
     # columns as arrays once, sliced per run (per-run frames cost more than the arithmetic)
     time = pd.to_numeric(k["time_us_per_iter"], errors="coerce").to_numpy(dtype=float)
-    rows = k.groupby("run_id", sort=False).indices
     suspect = (k["suspect"].fillna(False).astype(bool).to_numpy() if "suspect" in k
                else np.zeros(len(k), dtype=bool))
     checks = []
@@ -394,8 +392,8 @@ def rule_roofline(ctx: "Context") -> list[Finding]:
             pct_col = pd.to_numeric(k[col], errors="coerce").to_numpy(dtype=float)
             sel = k["category"].isin(cats).to_numpy() & ~np.isnan(pct_col) & ~suspect
             checks.append((cats, col, limit, what, pct_col, sel))
-    for r, _ in ctx.profiled_runs():
-        idx = rows[r.run_id]
+    for r in ctx.profiled_runs():
+        idx = ctx.kernel_rows[r.run_id]
         total = _sum(time[idx])
         for cats, col, limit, what, pct_col, sel in checks:
             mine = idx[sel[idx]]
@@ -514,7 +512,10 @@ class Context:
         self._first = {}      # run_id -> the position of its first row
         for i, rid in enumerate(self.summary["run_id"].tolist()):
             self._first.setdefault(rid, i)
-        self._k = {rid: g for rid, g in self.kernels.groupby("run_id")} if len(self.kernels) else {}
+        # each run's rows of the kernel table, as positions: the rules slice column arrays by
+        # them (per-run frames cost more than the arithmetic)
+        self.kernel_rows: dict[str, np.ndarray] = (
+            self.kernels.groupby("run_id", sort=False).indices if len(self.kernels) else {})
         self._b = {rid: g for rid, g in self.buffers.groupby("run_id")} if len(self.buffers) else {}
         self.memory_runs = set(self.memory["run_id"]) if len(self.memory) else set()
         # each run's flag codes: the summary's column and the flags table (either may be given)
@@ -557,8 +558,7 @@ class Context:
                 bounded = self.memory[self.memory["note"].fillna("").str.contains("lower bound")]
                 self.lower_bounds = set(zip(bounded["run_id"], bounded["kind"]))
         # three rules go through the profiled runs: their rows are taken once
-        self._profiled = [(r, self.kernels_of(r.run_id)) for r in self._ok.itertuples()
-                          if self.has_kernels(r.run_id)]
+        self._profiled = [r for r in self._ok.itertuples() if self.has_kernels(r.run_id)]
 
     def row(self, run_id: str) -> pd.Series:
         return self.summary.iloc[self._first[run_id]]
@@ -596,11 +596,9 @@ class Context:
         c = self.category_ms.get(run_id)
         return c is not None and c.sum() > 0
 
-    def kernels_of(self, run_id: str) -> pd.DataFrame:
-        return self._k.get(run_id, self.kernels.iloc[0:0])
-
     def profiled_runs(self):
-        """(summary row, kernel table) of every ok run that has a non-empty kernel table."""
+        """The summary row of every ok run that has a non-empty kernel table (its kernels:
+        `kernel_rows`)."""
         yield from self._profiled
 
     def buffers_of(self, run_id: str) -> pd.DataFrame:
