@@ -518,12 +518,6 @@ class Context:
             self.kernels.groupby("run_id", sort=False).indices if len(self.kernels) else {})
         self._b = {rid: g for rid, g in self.buffers.groupby("run_id")} if len(self.buffers) else {}
         self.memory_runs = set(self.memory["run_id"]) if len(self.memory) else set()
-        # each run's flag codes: the summary's column and the flags table (either may be given)
-        self.run_flags: dict[str, set[str]] = {
-            rid: set(filter(None, str(codes).split(","))) for rid, codes in
-            zip(self.summary["run_id"], self.summary["flags"].fillna(""))}
-        for rid, code in zip(self.flags.get("run_id", ()), self.flags.get("code", ())):
-            self.run_flags.setdefault(rid, set()).add(code)
         self.graph_mode_runs = (set(self.graphs.loc[self.graphs["graph_mode"].fillna(False)
                                                     .astype(bool), "run_id"])
                                 if len(self.graphs) else set())
