@@ -248,6 +248,21 @@ def test_pairs_say_which_is_which_and_use_the_between_process_noise():
     assert "level within noise" in ctrl["sentence"]
 
 
+def test_a_pair_finding_takes_its_verdict_at_the_configured_k():
+    """The report hands findings its pairs table (verdicts at the default 3 x CV); another
+    speed_k_cv makes the pair findings' own, so that a finding never states the table's k."""
+    from harness.report.pairs import pair_table
+    s = summary({"backend": "inductor", "median_ms": 0.85, "processes": 5, "between_cv": 0.2},
+                {"backend": "xla:no-cmdbuf", "median_ms": 0.60, "processes": 5, "between_cv": 0.01})
+    built = pair_table(s.assign(flags="", host_gap_ms=float("nan"), idle_share=float("nan")))
+    (default,) = findings_from(s, pairs=built).query("kind == 'pair'")["sentence"]
+    assert "level within noise (3 x CV)" in default
+    # 0.85 / 0.60 - 1 = 0.42 is beyond 1.5 x hypot(20%, 1%) = 0.30
+    (lower,) = findings_from(s, pairs=built, cfg=FindingsConfig(speed_k_cv=1.5)).query(
+        "kind == 'pair'")["sentence"]
+    assert "xla:no-cmdbuf is 1.42x faster than inductor (beyond 1.5 x CV)" in lower
+
+
 def test_categories_by_source_op_make_attention_comparable():
     s = summary({"backend": "inductor"}, {"backend": "xla"})
     ind = kernels("inductor", ("sdpa_flash", "attention", 1700), ("nvjet", "gemm", 850))

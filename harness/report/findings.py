@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from harness.describe import FLAG_CODES, THRESHOLDS
+from harness.describe import FLAG_CODES, THRESHOLDS, noise_codes
 from harness.report import generation
 from harness.report.finding import Finding
 from harness.report.graphs import describe_command_buffers, describe_cudagraphs, known
@@ -30,7 +30,7 @@ from harness.report.load import by_sweep, noise_floor
 from harness.report.pair_ratio import interval_text
 from harness.report.pairs import PAIRS, pair_table
 from harness.report.tables import MIB, category_basis, comparable_category
-from harness.report.verdict import FASTER, decide, noisy_text
+from harness.report.verdict import DEFAULT_K, FASTER, decide, noisy_text
 
 COLUMNS = ["kind", "workload", "variant", "backends", "magnitude", "unit", "score", "evidence",
            "sentence"]
@@ -72,7 +72,7 @@ class FindingsConfig:
     numerics_cap_db: float = 100.0       # SQNR above this counts as exact
     # speed: fastest vs slowest ok backend beyond this relative difference and k x CV
     speed_min_change: float = 0.10
-    speed_k_cv: float = 3.0
+    speed_k_cv: float = DEFAULT_K
     evidence_kernels: int = 3
     evidence_buffers: int = 3
 
@@ -158,10 +158,12 @@ def rule_pairs(ctx: "Context") -> list[Finding]:
     time and host gap beside it, so a reader sees whether the kernels or the host decide it."""
     cfg, out = ctx.cfg, []
     meaning = {p.name: p.meaning for p in PAIRS}
-    table = ctx.pairs if ctx.pairs is not None else pair_table(ctx.summary)
+    # the table's verdict is the finding's: a table built already (the report's) has the
+    # default k, so another k builds its own
+    table = (ctx.pairs if ctx.pairs is not None and cfg.speed_k_cv == DEFAULT_K
+             else pair_table(ctx.summary, k=cfg.speed_k_cv))
     for r in table.itertuples():
-        said = decide(r.inductor, ctx.row(r.inductor_run_id), r.xla, ctx.row(r.xla_run_id),
-                      k=cfg.speed_k_cv)
+        noisy = noise_codes(f"{r.inductor_flags},{r.xla_flags}")    # what kept the verdict from a ratio
         ratio = r.inductor_over_xla
         ev = (f"wall {r.inductor_ms:.4g} vs {r.xla_ms:.4g} ms; GPU {_opt_ms(r.inductor_gpu_ms)} "
               f"vs {_opt_ms(r.xla_gpu_ms)}; host gap {_opt_ms(r.inductor_host_gap_ms)} vs "
@@ -170,16 +172,16 @@ def rule_pairs(ctx: "Context") -> list[Finding]:
         if interval:
             # the interval is said where a side is noisy too, as what it is: its width shows
             # the noise, and a verdict never rests on it
-            ev += (f"; Inductor / XLA {interval}" if not said.noisy else
+            ev += (f"; Inductor / XLA {interval}" if not noisy else
                    f"; Inductor / XLA over the process medians, no verdict (a side is flagged noisy): {interval}")
         ev += f"; {r.clocks}" if r.clocks else ""
         out.append(Finding(
             "pair", r.workload, r.variant, (r.inductor, r.xla),
-            ratio if not said.noisy else math.nan,
-            "x (Inductor / XLA wall)" if not said.noisy else "no ratio (a side is flagged noisy)",
+            ratio if not noisy else math.nan,
+            "x (Inductor / XLA wall)" if not noisy else "no ratio (a side is flagged noisy)",
             abs(1.0 - min(ratio, 1.0 / ratio)), ev,
             f"{r.pair.capitalize()} pair on {_name(r.workload, r.variant)} ({r.inductor} vs "
-            f"{r.xla}: {meaning[r.pair]}): {said.text}; {ev}."))
+            f"{r.xla}: {meaning[r.pair]}): {r.verdict}; {ev}."))
     return out
 
 

@@ -16,7 +16,7 @@ from harness.describe import flagged_text, noise_codes
 from harness.report.load import noise_floor
 from harness.report.pair_ratio import interval_text, ratio_interval
 from harness.report.tables import fmt_num, md_escape, md_table
-from harness.report.verdict import decide
+from harness.report.verdict import DEFAULT_K, decide
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,11 @@ COLUMNS = (["pair", "meaning", "sweep", "workload", "variant", "inductor", "xla"
            + ["ratio", "ratio_low", "ratio_high", "ratio_method", "ratio_n", "clocks"])
 
 
-def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
+def pair_table(summary: pd.DataFrame, k: float = DEFAULT_K) -> pd.DataFrame:
     """One row per (pair, workload variant) where both sides ran ok: wall time of each side,
     `inductor_over_xla` (> 1: XLA is faster), GPU time and host gap of each, and each side's
     noise (CV: between processes where several ran, else within one), and the verdict
-    (harness/report/verdict.py) with the faster side's label. Runs pair within their sweep only;
+    (harness/report/verdict.py, a ratio beyond `k` x CV) with the faster side's label. Runs pair within their sweep only;
     where a side has several runs in a variant of one sweep, its first run is taken."""
     ok = summary[summary["status"] == "ok"]
     if "sweep" not in ok.columns:
@@ -80,7 +80,8 @@ def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
             first = {side: runs.iloc[0] for side, runs in sides.items()}
             row.update(ratio_interval(first["inductor"], first["xla"]))
             row["clocks"] = clocks.different_clocks(first["inductor"], first["xla"], ("Inductor", "XLA"))
-            said = decide(row["inductor"], sides["inductor"].iloc[0], row["xla"], sides["xla"].iloc[0])
+            said = decide(row["inductor"], sides["inductor"].iloc[0], row["xla"], sides["xla"].iloc[0],
+                          k=k)
             row["verdict"], row["verdict_short"], row["faster"] = said.text, said.short, said.faster
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -19,6 +19,9 @@ from harness.describe import noise_codes
 from harness.report.load import finite, noise_floor
 
 FASTER, LEVEL = "faster", "level within noise"
+# A ratio is a result beyond this many times the runs' combined CV: the pairs table's k and
+# the findings' default (FindingsConfig.speed_k_cv)
+DEFAULT_K = 3.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def noisy_text(labels: tuple[str, str], rows: tuple[Any, Any]) -> str:
     return "; ".join(said)
 
 
-def decide(label_a: str, a: Any, label_b: str, b: Any, k: float = 3.0,
+def decide(label_a: str, a: Any, label_b: str, b: Any, k: float = DEFAULT_K,
            min_change: float = 0.0) -> Verdict:
     """The verdict between runs a and b (summary rows: median_ms, cv, between_cv, processes,
     p10_ms, p90_ms, between_min_ms, between_max_ms, flags)."""
