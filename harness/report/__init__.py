@@ -179,8 +179,8 @@ def _write_report(sweep: Sweep, out: Path, findings: bool) -> Report:
         written = T.write_tables(tables, out)
         found = None
         if findings:
-            from harness.report.findings import findings as find
-            found = find(sweep, tables)
+            from harness.report.findings import findings_by_sweep
+            found = findings_by_sweep([(name, sub, per_sweep[name]) for name, sub in parts])
             tables["findings"] = found
             written += T.write_tables({"findings": found}, out)
         if several:

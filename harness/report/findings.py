@@ -657,20 +657,31 @@ def findings(sweep, tables: dict[str, pd.DataFrame] | None = None,
     flags = tables["flags"] if "flags" in tables else flags_long(sweep)
     graphs = tables["graphs"] if "graphs" in tables else graphs_table(sweep)
     pairs = tables.get("pairs")       # built per sweep by build_tables: not built again here
-    sweeps = by_sweep(sweep)
     parts = []
-    for name, sub in sweeps:
+    for name, sub in by_sweep(sweep):
         ids = set(sub.summary["run_id"])
+        mine = {"flags": flags[flags["run_id"].isin(ids)],
+                "graphs": graphs[graphs["run_id"].isin(ids)] if len(graphs) else graphs}
+        if pairs is not None:
+            mine["pairs"] = pairs[pairs["inductor_run_id"].isin(ids)]
+        parts.append((name, sub, mine))
+    return findings_by_sweep(parts, cfg)
+
+
+def findings_by_sweep(parts: list[tuple[str, Any, dict[str, pd.DataFrame]]],
+                      cfg: FindingsConfig = FindingsConfig()) -> pd.DataFrame:
+    """Findings of each sweep directory's runs, given as (name, its part of the sweep, its
+    `flags`, `graphs` and, where built, `pairs` tables): the report has them per sweep already."""
+    out = []
+    for name, sub, tables in parts:
         found = findings_from(sub.summary, sub.kernels, sub.memory, sub.buffers,
-                              flags=flags[flags["run_id"].isin(ids)],
-                              graphs=graphs[graphs["run_id"].isin(ids)] if len(graphs) else graphs,
-                              cfg=cfg, extra=tuple(generation.findings(sub)),
-                              pairs=None if pairs is None else pairs[pairs["inductor_run_id"].isin(ids)])
+                              flags=tables["flags"], graphs=tables["graphs"], cfg=cfg,
+                              extra=tuple(generation.findings(sub)), pairs=tables.get("pairs"))
         found.insert(0, "sweep", name)
-        if len(sweeps) > 1:
+        if len(parts) > 1:
             found["sentence"] = [f"[{name}] {text}" for text in found["sentence"]]
-        parts.append(found)
-    return (pd.concat(parts, ignore_index=True) if parts
+        out.append(found)
+    return (pd.concat(out, ignore_index=True) if out
             else pd.DataFrame(columns=["sweep", "rank", *COLUMNS]))
 
 
