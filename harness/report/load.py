@@ -485,6 +485,7 @@ def by_sweep(sweep: Sweep) -> list[tuple[str, Sweep]]:
     for name in dict.fromkeys([r.get("_sweep", "") for r in sweep.records] + list(sweep.summary["sweep"])):
         summary = sweep.summary[sweep.summary["sweep"] == name].reset_index(drop=True)
         ids, dirs = set(summary["run_id"]), set(summary["run_dir"])
+        keys = ids | dirs      # a missing table is keyed by run_id, or run_dir where there is none
 
         def mine(t: pd.DataFrame) -> pd.DataFrame:
             return t[t["run_id"].isin(ids)].reset_index(drop=True) if len(t) else t
@@ -492,7 +493,7 @@ def by_sweep(sweep: Sweep) -> list[tuple[str, Sweep]]:
             roots=sweep.roots, records=[r for r in sweep.records if r.get("_run_dir") in dirs],
             summary=summary, kernels=mine(sweep.kernels), memory=mine(sweep.memory),
             buffers=mine(sweep.buffers),
-            missing={t: {k: v for k, v in m.items() if k in ids | dirs}
+            missing={t: {k: v for k, v in m.items() if k in keys}
                      for t, m in sweep.missing.items()})))
     return out
 
