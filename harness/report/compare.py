@@ -43,7 +43,7 @@ import pandas as pd
 
 from harness import clocks
 from harness.collect.kernel_diff import category_diff, kernel_diff
-from harness.describe import NOISE_FLAGS
+from harness.describe import NOISE_FLAGS, noise_codes
 from harness.report import tables as T
 from harness.record import RECORD_NAME
 from harness.report.load import Sweep, finite, match_key
@@ -103,8 +103,7 @@ def _name(r: Any) -> str:
 def noise_flags(row: Any) -> str:
     """The flags of describe.NOISE_FLAGS a summary row carries: its median is unreliable for
     comparison, whatever the verdict says."""
-    codes = str(row.get("flags") or "").split(",")
-    return ",".join(c for c in NOISE_FLAGS if c in codes)
+    return ",".join(noise_codes(str(row.get("flags") or "")))
 
 
 def _value(row: Any, key: str) -> float:
