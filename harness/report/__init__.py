@@ -183,24 +183,19 @@ def _write_report(sweep: Sweep, out: Path, findings: bool) -> Report:
             found = findings_by_sweep([(name, sub, per_sweep[name]) for name, sub in parts])
             tables["findings"] = found
             written += T.write_tables({"findings": found}, out)
-        if several:
-            md = "\n".join([_header(sweep), *_findings_section(found),
-                             *(f"## Sweep `{name}`\n\n"
-                               + _demoted(render_body(sub, per_sweep[name],
-                                                      _SweepPlots(drawing, name), out))
-                               for name, sub in parts)])
-        else:
-            md = "\n".join([_header(sweep), *_findings_section(found),
-                             render_body(sweep, tables, _SweepPlots(drawing, parts[0][0]), out)])
+        body = ([f"## Sweep `{name}`\n\n" + _demoted(render_body(sub, per_sweep[name],
+                                                                 _SweepPlots(drawing, name), out))
+                 for name, sub in parts] if several else
+                [render_body(sweep, tables, _SweepPlots(drawing, parts[0][0]), out)])
+        md = "\n".join([_header(sweep), *_findings_section(found), *body])
         drawn = drawing.all()
     plots = {name: {key.split("|", 1)[1]: path for key, path in drawn.items()
                     if key.split("|", 1)[0] == name} for name, _ in parts}
     path = out / REPORT_NAME
     path.write_text(md)
-    flat = {f"{name}|{key}": path for name, got in plots.items() for key, path in got.items()}
-    written += [path, *flat.values()]
+    written += [path, *drawn.values()]
     return Report(out_dir=out, markdown=path, tables=tables,
-                  plots=plots[parts[0][0]] if not several else flat, written=written)
+                  plots=plots[parts[0][0]] if not several else drawn, written=written)
 
 
 def _stack(per_sweep: dict[str, dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
@@ -274,13 +269,6 @@ def _findings_section(found: pd.DataFrame | None) -> list[str]:
         return []
     from harness.report.findings import render_markdown
     return ["## Findings\n", render_markdown(found)]
-
-
-def render(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path], out: Path,
-           found: pd.DataFrame | None = None) -> str:
-    """report.md of one sweep."""
-    return "\n".join([_header(sweep), *_findings_section(found),
-                      render_body(sweep, tables, plots, out)])
 
 
 def render_body(sweep: Sweep, tables: dict[str, pd.DataFrame], plots: dict[str, Path],
