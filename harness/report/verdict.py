@@ -42,27 +42,12 @@ class Verdict:
             f"{self.faster} faster (no ratio: noisy)"
 
 
-def _get(row: Any, key: str) -> Any:
-    if isinstance(row, dict):
-        return row.get(key, math.nan)
-    if hasattr(row, "get"):       # a pandas Series
-        return row.get(key, math.nan)
-    return getattr(row, key, math.nan)
-
-
-def _as_dict(row: Any) -> dict[str, Any]:
-    keys = ("median_ms", "cv", "between_cv", "processes", "p10_ms", "p90_ms", "between_min_ms",
-            "between_max_ms", "flags")
-    return {k: _get(row, k) for k in keys}
-
-
 def observed_range(row: Any) -> tuple[float, float]:
     """Where a run's median could have landed: the widest of its samples' p10-p90 and its
     process medians' min-max (the median alone where neither is known)."""
-    r = _as_dict(row)
-    lows = [float(r[k]) for k in ("p10_ms", "between_min_ms", "median_ms") if finite(r[k])]
-    highs = [float(r[k]) for k in ("p90_ms", "between_max_ms", "median_ms") if finite(r[k])]
-    return min(lows), max(highs)
+    lows = [row.get(k, math.nan) for k in ("p10_ms", "between_min_ms", "median_ms")]
+    highs = [row.get(k, math.nan) for k in ("p90_ms", "between_max_ms", "median_ms")]
+    return min(float(v) for v in lows if finite(v)), max(float(v) for v in highs if finite(v))
 
 
 def _ms(v: float) -> str:
@@ -73,7 +58,7 @@ def noisy_text(labels: tuple[str, str], rows: tuple[Any, Any]) -> str:
     """`inductor is flagged high_cv,process_spread` for each run carrying a noise flag."""
     said = []
     for label, row in zip(labels, rows):
-        flags = _get(row, "flags")
+        flags = row.get("flags", math.nan)
         codes = noise_codes(flags if isinstance(flags, str) else "")
         if codes:
             said.append(f"{label} is flagged {','.join(codes)}")
@@ -82,16 +67,16 @@ def noisy_text(labels: tuple[str, str], rows: tuple[Any, Any]) -> str:
 
 def decide(label_a: str, a: Any, label_b: str, b: Any, k: float = DEFAULT_K,
            min_change: float = 0.0) -> Verdict:
-    """The verdict between runs a and b (summary rows: median_ms, cv, between_cv, processes,
-    p10_ms, p90_ms, between_min_ms, between_max_ms, flags)."""
-    ma, mb = float(_get(a, "median_ms")), float(_get(b, "median_ms"))
+    """The verdict between runs a and b (summary rows, as dicts or pandas Series: median_ms, cv,
+    between_cv, processes, p10_ms, p90_ms, between_min_ms, between_max_ms, flags)."""
+    ma, mb = float(a.get("median_ms", math.nan)), float(b.get("median_ms", math.nan))
     (fast_label, fast), (slow_label, slow) = sorted(((label_a, a), (label_b, b)),
-                                                    key=lambda x: float(_get(x[1], "median_ms")))
+                                                    key=lambda x: float(x[1].get("median_ms", math.nan)))
     fast_ms, slow_ms = min(ma, mb), max(ma, mb)
     noisy = noisy_text((label_a, label_b), (a, b))
     ratio = slow_ms / fast_ms if fast_ms > 0 else math.nan
     if not noisy:
-        noise = math.hypot(noise_floor(_as_dict(a))[0], noise_floor(_as_dict(b))[0])
+        noise = math.hypot(noise_floor(a)[0], noise_floor(b)[0])
         if ratio == ratio and ratio - 1.0 > max(min_change, k * noise):
             return Verdict(FASTER, fast_label, slow_label, ratio, "",
                            f"{fast_label} is {ratio:.2f}x faster than {slow_label} "
