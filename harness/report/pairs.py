@@ -64,24 +64,23 @@ def pair_table(summary: pd.DataFrame, k: float = DEFAULT_K) -> pd.DataFrame:
     if "sweep" not in ok.columns:
         ok = ok.assign(sweep="")
     rows = []
+    groups = list(ok.groupby(["sweep", "workload", "variant"], sort=False))   # split once for both pairs
     for pair in PAIRS:
-        for (sweep, w, v), g in ok.groupby(["sweep", "workload", "variant"], sort=False):
+        for (sweep, w, v), g in groups:
             sides = _sides(g, pair.name)
             if any(s.empty for s in sides.values()):
                 continue
-            row = {"pair": pair.name, "meaning": pair.meaning, "sweep": sweep, "workload": w,
-                   "variant": v, "inductor": sides["inductor"].iloc[0]["backend"],
-                   "xla": sides["xla"].iloc[0]["backend"]}
-            for side, runs in sides.items():
-                first = runs.iloc[0]
-                row.update({f"{side}_{name}": first[col] for col, name in SIDE_COLUMNS.items()})
-                row[f"{side}_noise"] = noise_floor(first)[0]   # between processes, else within
-            row["inductor_over_xla"] = row["inductor_ms"] / row["xla_ms"]
             first = {side: runs.iloc[0] for side, runs in sides.items()}
+            row = {"pair": pair.name, "meaning": pair.meaning, "sweep": sweep, "workload": w,
+                   "variant": v, "inductor": first["inductor"]["backend"],
+                   "xla": first["xla"]["backend"]}
+            for side, run in first.items():
+                row.update({f"{side}_{name}": run[col] for col, name in SIDE_COLUMNS.items()})
+                row[f"{side}_noise"] = noise_floor(run)[0]   # between processes, else within
+            row["inductor_over_xla"] = row["inductor_ms"] / row["xla_ms"]
             row.update(ratio_interval(first["inductor"], first["xla"]))
             row["clocks"] = clocks.different_clocks(first["inductor"], first["xla"], ("Inductor", "XLA"))
-            said = decide(row["inductor"], sides["inductor"].iloc[0], row["xla"], sides["xla"].iloc[0],
-                          k=k)
+            said = decide(row["inductor"], first["inductor"], row["xla"], first["xla"], k=k)
             row["verdict"], row["verdict_short"], row["faster"] = said.text, said.short, said.faster
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
