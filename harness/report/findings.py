@@ -351,13 +351,11 @@ def rule_graphs(ctx: "Context") -> list[Finding]:
     replays, skips with their reasons, partitions that are not cudagraphable, else host work
     between graphs."""
     cfg, out = ctx.cfg, []
-    rows: dict[str, Any] = {}
-    for r in ctx.summary.itertuples():
-        rows.setdefault(r.run_id, r)      # a run listed twice: its first row
     for g in ctx.graphs.itertuples():
-        if not g.graph_mode or g.status != "ok" or g.run_id not in rows:
+        if not g.graph_mode or g.status != "ok":
             continue
-        idle = _idle(rows[g.run_id])
+        r = ctx.row(g.run_id)
+        idle = _idle(r) if r is not None else None
         if idle is None:
             continue
         gap, share, busy, _ = idle
@@ -556,8 +554,10 @@ class Context:
         # three rules go through the profiled runs: their rows are taken once
         self._profiled = [r for r in self._ok.itertuples() if self.has_kernels(r.run_id)]
 
-    def row(self, run_id: str) -> pd.Series:
-        return self.summary.iloc[self._first[run_id]]
+    def row(self, run_id: str) -> pd.Series | None:
+        """A run's summary row (a run listed twice: its first), None where it has none."""
+        i = self._first.get(run_id)
+        return None if i is None else self.summary.iloc[i]
 
     def qualified(self, f: Finding) -> Finding:
         """A finding on a run's wall time (its idle gap) says when that run is flagged noisy:
