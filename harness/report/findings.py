@@ -163,7 +163,8 @@ def rule_pairs(ctx: "Context") -> list[Finding]:
     table = (ctx.pairs if ctx.pairs is not None and cfg.speed_k_cv == DEFAULT_K
              else pair_table(ctx.summary, k=cfg.speed_k_cv))
     for r in table.itertuples():
-        noisy = noise_codes(f"{r.inductor_flags},{r.xla_flags}")    # what kept the verdict from a ratio
+        # what kept the verdict from stating a ratio, if anything
+        noisy = noise_codes(f"{r.inductor_flags},{r.xla_flags}")
         ratio = r.inductor_over_xla
         ev = (f"wall {r.inductor_ms:.4g} vs {r.xla_ms:.4g} ms; GPU {_opt_ms(r.inductor_gpu_ms)} "
               f"vs {_opt_ms(r.xla_gpu_ms)}; host gap {_opt_ms(r.inductor_host_gap_ms)} vs "

@@ -58,13 +58,15 @@ def pair_table(summary: pd.DataFrame, k: float = DEFAULT_K) -> pd.DataFrame:
     """One row per (pair, workload variant) where both sides ran ok: wall time of each side,
     `inductor_over_xla` (> 1: XLA is faster), GPU time and host gap of each, and each side's
     noise (CV: between processes where several ran, else within one), and the verdict
-    (harness/report/verdict.py, a ratio beyond `k` x CV) with the faster side's label. Runs pair within their sweep only;
-    where a side has several runs in a variant of one sweep, its first run is taken."""
+    (harness/report/verdict.py, a ratio beyond `k` x CV) with the faster side's label. Runs
+    pair within their sweep only; where a side has several runs in a variant of one sweep, its
+    first run is taken."""
     ok = summary[summary["status"] == "ok"]
     if "sweep" not in ok.columns:
         ok = ok.assign(sweep="")
     rows = []
-    groups = list(ok.groupby(["sweep", "workload", "variant"], sort=False))   # split once for both pairs
+    # split once for both pairs
+    groups = list(ok.groupby(["sweep", "workload", "variant"], sort=False))
     for pair in PAIRS:
         for (sweep, w, v), g in groups:
             sides = _sides(g, pair.name)

@@ -70,8 +70,8 @@ def decide(label_a: str, a: Any, label_b: str, b: Any, k: float = DEFAULT_K,
     """The verdict between runs a and b (summary rows, as dicts or pandas Series: median_ms, cv,
     between_cv, processes, p10_ms, p90_ms, between_min_ms, between_max_ms, flags)."""
     ma, mb = float(a.get("median_ms", math.nan)), float(b.get("median_ms", math.nan))
-    (fast_label, fast), (slow_label, slow) = sorted(((label_a, a), (label_b, b)),
-                                                    key=lambda x: float(x[1].get("median_ms", math.nan)))
+    (fast_label, fast), (slow_label, slow) = sorted(
+        ((label_a, a), (label_b, b)), key=lambda x: float(x[1].get("median_ms", math.nan)))
     fast_ms, slow_ms = min(ma, mb), max(ma, mb)
     noisy = noisy_text((label_a, label_b), (a, b))
     ratio = slow_ms / fast_ms if fast_ms > 0 else math.nan
